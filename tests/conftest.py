@@ -1,0 +1,71 @@
+"""Shared fixtures: the repository root, ../shared (optional), fake ImageNet weights in a temporary TORCH_HOME."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+COMPAT = SHARED / "compat"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+requires_shared = pytest.mark.skipif(not COMPAT.is_dir(), reason="../shared/compat is not present")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long test (minutes); deselect with -m 'not slow'")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _empty_torch_home(tmp_path_factory):
+    """Never use a real cache by accident: TORCH_HOME points at an empty folder unless a test fakes weights."""
+    home = tmp_path_factory.mktemp("torch_home_empty")
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = old
+
+
+def _write_fake_weights(folder: Path) -> None:
+    """Random weights saved under torchvision's real file names (SPEC §9).
+
+    Huge classifier matrices (unused by this project) are stored as expanded single values so the
+    files stay small; everything else is the builder's own random initialisation (seed 0).
+    """
+    import torchvision.models as tvm
+
+    builders = [
+        (tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1),
+        (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
+        (tvm.alexnet, tvm.AlexNet_Weights.IMAGENET1K_V1),
+        (tvm.mobilenet_v2, tvm.MobileNet_V2_Weights.IMAGENET1K_V1),
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    for builder, weights in builders:
+        torch.manual_seed(0)
+        state = builder(weights=None).state_dict()
+        state = {k: (torch.full((1,), 0.001).expand(v.shape) if v.numel() > 3_000_000 else v)
+                 for k, v in state.items()}
+        torch.save(state, folder / os.path.basename(weights.url))
+
+
+@pytest.fixture(scope="session")
+def _fake_weights_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("torch_home_fake")
+    _write_fake_weights(home / "hub" / "checkpoints")
+    return home
+
+
+@pytest.fixture
+def fake_torch_home(_fake_weights_home, monkeypatch) -> Path:
+    """TORCH_HOME holding random VGG16/ResNet-18/AlexNet/MobileNetV2 weights under the real file names."""
+    monkeypatch.setenv("TORCH_HOME", str(_fake_weights_home))
+    return _fake_weights_home

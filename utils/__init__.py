@@ -1,0 +1,1 @@
+"""Small shared helpers: errors, devices, checkpoints, pretrained weights, image I/O."""

@@ -1,0 +1,47 @@
+"""Resolve the device once, and the few distributed helpers the loops need (torchrun-compatible)."""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from utils.errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU."""
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise UserError(f"--device {name!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+        if name == "cuda":
+            name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return torch.device(name)
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Initialise the process group when launched with ``WORLD_SIZE > 1`` (torchrun); return (rank, world)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def is_primary() -> bool:
+    """True on rank 0 (or when not distributed): only this process logs and writes files."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DistributedDataParallel/DataParallel, for ``state_dict()``."""
+    return model.module if hasattr(model, "module") else model
