@@ -1,0 +1,105 @@
+"""Enhancers: SCL-LLE's curve-estimation network (DCE-Net) and the factory that also builds EMNet.
+
+``enhance_net_nopool`` keeps the reference class name, state-dict keys (``e_conv{1..7}``) and forward
+triple, so the official SCL-LLE and Zero-DCE checkpoints load unchanged (SPEC §1).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from utils.checkpoint import load_weights
+from utils.errors import UserError
+
+
+class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
+    """DCE-Net: seven 3x3 convolutions predicting eight 3-channel curve maps (79,416 parameters).
+
+    Input (N,3,H,W) in [0,1], any H, W. Returns ``(image after 4 curve steps, image after 8 steps,
+    r)`` where ``r`` (N,24,H,W) concatenates the curve maps r1..r8 in [-1,1].
+    """
+
+    def __init__(self, number_f: int = 32) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+        self.e_conv1 = nn.Conv2d(3, number_f, 3, 1, 1, bias=True)
+        self.e_conv2 = nn.Conv2d(number_f, number_f, 3, 1, 1, bias=True)
+        self.e_conv3 = nn.Conv2d(number_f, number_f, 3, 1, 1, bias=True)
+        self.e_conv4 = nn.Conv2d(number_f, number_f, 3, 1, 1, bias=True)
+        self.e_conv5 = nn.Conv2d(number_f * 2, number_f, 3, 1, 1, bias=True)
+        self.e_conv6 = nn.Conv2d(number_f * 2, number_f, 3, 1, 1, bias=True)
+        self.e_conv7 = nn.Conv2d(number_f * 2, 24, 3, 1, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x1 = self.relu(self.e_conv1(x))
+        x2 = self.relu(self.e_conv2(x1))
+        x3 = self.relu(self.e_conv3(x2))
+        x4 = self.relu(self.e_conv4(x3))
+        x5 = self.relu(self.e_conv5(torch.cat([x3, x4], 1)))
+        x6 = self.relu(self.e_conv6(torch.cat([x2, x5], 1)))
+        r = torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
+        curves = torch.split(r, 3, dim=1)
+        for i, r_i in enumerate(curves):
+            x = x + r_i * (x * x - x)  # LE(x) = x + r·(x² − x)
+            if i == 3:
+                enhance_image_1 = x
+        return enhance_image_1, x, r
+
+
+def weights_init(m: nn.Module) -> None:
+    """The reference initialisation: conv weights ~ N(0, 0.02), BatchNorm weight ~ N(1, 0.02), bias 0."""
+    name = type(m).__name__
+    if name.find("Conv") != -1:
+        m.weight.data.normal_(0.0, 0.02)
+    elif name.find("BatchNorm") != -1:
+        m.weight.data.normal_(1.0, 0.02)
+        m.bias.data.fill_(0)
+
+
+def _build_dce(embed_dim: int = 32) -> nn.Module:
+    return enhance_net_nopool()
+
+
+def _build_emnet(embed_dim: int = 32) -> nn.Module:
+    from network.emnet import EMNet
+
+    return EMNet(dim=embed_dim)
+
+
+# The enhancer registry: add an entry to plug in another enhancer everywhere (--arch choices follow).
+ENHANCERS: dict[str, Callable[..., nn.Module]] = {"dce": _build_dce, "emnet": _build_emnet}
+
+# Spatial size an architecture needs its input to be a multiple of (inputs are padded, outputs cropped).
+SIZE_MULTIPLE = {"dce": 1, "emnet": 8}
+
+
+def build_enhancer(arch: str = "dce", embed_dim: int = 32) -> nn.Module:
+    """Build the enhancer named ``arch`` (see ``ENHANCERS``)."""
+    if arch not in ENHANCERS:
+        raise UserError(f"unknown enhancer --arch {arch!r}; choose one of {', '.join(sorted(ENHANCERS))}")
+    return ENHANCERS[arch](embed_dim=embed_dim)
+
+
+def load_enhancer(arch: str, weights: str, device: torch.device, embed_dim: int = 32) -> nn.Module:
+    """Build ``arch``, load ``weights`` (any accepted checkpoint layout) on ``device``, eval mode."""
+    model = build_enhancer(arch, embed_dim)
+    load_weights(model, weights, map_location=device)
+    return model.to(device).eval()
+
+
+def enhance(model: nn.Module, x: torch.Tensor, multiple: int = 1) -> torch.Tensor:
+    """The enhanced image (N,3,H,W) of any enhancer: DCE-Net's final image or EMNet's output.
+
+    ``multiple`` > 1 reflect-pads the input to a multiple of it and crops the result back.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    out = model(x)
+    if isinstance(out, (tuple, list)):
+        out = out[1]
+    return out[..., :h, :w]

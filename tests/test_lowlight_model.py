@@ -1,0 +1,91 @@
+"""DCE-Net against an independent evaluation of the curve formula, and the official checkpoints."""
+import hashlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import COMPAT, requires_shared
+from lowlight_model import build_enhancer, enhance, enhance_net_nopool, load_enhancer
+from utils.errors import UserError
+
+
+def _reference_curve(model, x):
+    """Curve maps and curve iterations written out independently with F.conv2d."""
+    p = {k: v for k, v in model.state_dict().items()}
+
+    def conv(i, t):
+        return F.conv2d(t, p[f"e_conv{i}.weight"], p[f"e_conv{i}.bias"], padding=1)
+
+    x1 = conv(1, x).clamp_min(0)
+    x2 = conv(2, x1).clamp_min(0)
+    x3 = conv(3, x2).clamp_min(0)
+    x4 = conv(4, x3).clamp_min(0)
+    x5 = conv(5, torch.cat([x3, x4], 1)).clamp_min(0)
+    x6 = conv(6, torch.cat([x2, x5], 1)).clamp_min(0)
+    r = torch.tanh(conv(7, torch.cat([x1, x6], 1)))
+    y = x.clone()
+    outs = []
+    for i in range(8):
+        ri = r[:, 3 * i:3 * i + 3]
+        y = y + ri * (y ** 2 - y)
+        outs.append(y)
+    return outs[3], outs[7], r
+
+
+def test_parameter_count_and_keys():
+    m = enhance_net_nopool()
+    assert sum(p.numel() for p in m.parameters()) == 79416
+    assert list(m.state_dict()) == [f"e_conv{i}.{t}" for i in range(1, 8) for t in ("weight", "bias")]
+
+
+def test_forward_equals_curve_formula():
+    torch.manual_seed(0)
+    m = enhance_net_nopool().eval()
+    for p in m.parameters():
+        p.data.normal_(0, 0.1)
+    x = torch.rand(2, 3, 17, 23)
+    with torch.no_grad():
+        got = m(x)
+        ref = _reference_curve(m, x)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, atol=1e-6, rtol=1e-5)
+    # one curve step by hand on a single pixel: x=0.2, r=0.5 -> 0.2 + 0.5*(0.04-0.2) = 0.12
+    assert abs(0.2 + 0.5 * (0.2 ** 2 - 0.2) - 0.12) < 1e-12
+
+
+@requires_shared
+@pytest.mark.parametrize("name,sha", [("SCL-LLE.pth", "fc5aa74a"), ("Zero-DCE-Epoch99.pth", "a4395acb")])
+def test_official_checkpoints_load(name, sha):
+    path = COMPAT / name
+    assert hashlib.sha256(path.read_bytes()).hexdigest().startswith(sha)
+    m = load_enhancer("dce", str(path), torch.device("cpu"))
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(m.e_conv7.weight, raw["e_conv7.weight"])
+
+
+@requires_shared
+def test_official_scl_lle_outputs_match_golden():
+    g = torch.load(COMPAT / "golden_vectors.pt")["dce_scl_lle"]
+    m = load_enhancer("dce", str(COMPAT / "SCL-LLE.pth"), torch.device("cpu"))
+    with torch.no_grad():
+        e1, e, r = m(g["input"])
+    torch.testing.assert_close(e1, g["enhance_image_1"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(e, g["enhance_image"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(r, g["r"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(enhance(m, g["input"]), g["enhance_image"], atol=1e-5, rtol=1e-5)
+
+
+def test_enhance_pads_and_crops():
+    class Shape(torch.nn.Module):
+        def forward(self, x):
+            assert x.shape[-1] % 8 == 0 and x.shape[-2] % 8 == 0
+            return x * 2
+
+    x = torch.rand(1, 3, 13, 21)
+    torch.testing.assert_close(enhance(Shape(), x, multiple=8), x * 2)
+
+
+def test_unknown_arch_lists_choices():
+    with pytest.raises(UserError, match="dce, emnet"):
+        build_enhancer("unet")
