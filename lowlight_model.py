@@ -89,16 +89,27 @@ def load_enhancer(arch: str, weights: str, device: torch.device, embed_dim: int 
     return model.to(device).eval()
 
 
+def pad_to_multiple(x: torch.Tensor, m: int = 8) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (N,C,h,w) at the bottom/right up to multiples of ``m``; returns (padded, (h, w)).
+
+    Reflect padding as in Restormer's test script; an axis shorter than or equal to its pad
+    (where reflect is impossible) is padded with replicate instead.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % m, (-w) % m
+    if pad_h:
+        x = nn.functional.pad(x, (0, 0, 0, pad_h), mode="reflect" if pad_h < h else "replicate")
+    if pad_w:
+        x = nn.functional.pad(x, (0, pad_w, 0, 0), mode="reflect" if pad_w < w else "replicate")
+    return x, (h, w)
+
+
 def enhance(model: nn.Module, x: torch.Tensor, multiple: int = 1) -> torch.Tensor:
     """The enhanced image (N,3,H,W) of any enhancer: DCE-Net's final image or EMNet's output.
 
     ``multiple`` > 1 reflect-pads the input to a multiple of it and crops the result back.
     """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    x, (h, w) = pad_to_multiple(x, multiple)
     out = model(x)
     if isinstance(out, (tuple, list)):
         out = out[1]
