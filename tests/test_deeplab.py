@@ -1,0 +1,174 @@
+"""network/: DeepLabV3/V3+ layout and numerics of the public port, checkpoints, ImageNet init, mIoU metric."""
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from network import SEGMENTATION_MODELS, StreamSegMetrics, build_segmentation_model, load_segmentation_checkpoint
+from network.modeling import deeplabv3plus_mobilenet
+from tests.conftest import COMPAT, requires_shared
+from utils.checkpoint import load_weights
+from utils.errors import UserError
+
+GOLDEN_VARIANTS = ["deeplabv3plus_mobilenet_os16", "deeplabv3_mobilenet_os16",
+                   "deeplabv3plus_resnet50_os16", "deeplabv3plus_mobilenet_os8"]
+
+
+def set_deterministic_weights(model: nn.Module) -> nn.Module:
+    """The recipe of ../shared/compat/README.md: every float tensor from a generator seeded by crc32(key)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if not value.is_floating_point():
+            state[key] = value  # num_batches_tracked keeps its value
+            continue
+        g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+        if key.endswith("running_var"):
+            t = 0.5 + torch.rand(value.shape, generator=g)
+        elif key.endswith("running_mean"):
+            t = 0.1 * torch.randn(value.shape, generator=g)
+        elif value.dim() == 1:
+            t = (1.0 if key.endswith("weight") else 0.0) + 0.1 * torch.randn(value.shape, generator=g)
+        else:
+            t = torch.randn(value.shape, generator=g) * (2.0 / value[0].numel()) ** 0.5
+        state[key] = t
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _split(variant: str) -> tuple[str, int]:
+    name, stride = variant.rsplit("_os", 1)
+    return name, int(stride)
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return torch.load(COMPAT / "golden_vectors.pt")
+
+
+# (1) state-dict layout -------------------------------------------------------------------------
+
+@requires_shared
+@pytest.mark.parametrize("name", list(SEGMENTATION_MODELS))
+def test_state_dict_matches_public_port(name):
+    lines = (COMPAT / f"{name}_os16_19cls.keys.txt").read_text().splitlines()
+    expected = [tuple(line.split("\t")) for line in lines if line.strip()]
+    state = SEGMENTATION_MODELS[name](num_classes=19, output_stride=16).state_dict()
+    got = [(k, str(tuple(v.shape))) for k, v in state.items()]
+    assert got == expected
+
+
+# (2) numerics against the public port ------------------------------------------------------------
+
+@requires_shared
+@pytest.mark.parametrize("variant", GOLDEN_VARIANTS)
+def test_golden_outputs(golden, variant):
+    name, stride = _split(variant)
+    model = set_deterministic_weights(build_segmentation_model(name, 19, stride)).eval()
+    x, ref = golden[variant]["input"], golden[variant]["output"]
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == ref.shape
+    if "resnet" in name:  # large outputs (random statistics compound): relative to the output scale
+        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+    else:  # measured max abs error ~5e-5 for outputs up to ~10 (float32 round-off)
+        torch.testing.assert_close(y, ref, rtol=0, atol=3e-4)
+
+
+@pytest.mark.parametrize("name", ["deeplabv3_mobilenet", "deeplabv3plus_mobilenet",
+                                  "deeplabv3_resnet50", "deeplabv3plus_resnet50"])
+@pytest.mark.parametrize("stride", [8, 16])
+def test_output_shape_and_dilation(name, stride):
+    model = build_segmentation_model(name, num_classes=5, output_stride=stride).eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, 37, 45))
+    assert y.shape == (1, 5, 37, 45)
+    if "resnet" in name:
+        assert model.backbone.layer4[0].conv2.stride == (1, 1)
+        assert model.backbone.layer3[0].conv2.stride == ((1, 1) if stride == 8 else (2, 2))
+        feats = model.backbone(torch.rand(1, 3, 64, 64))
+        assert feats["out"].shape[-2:] == (64 // stride, 64 // stride)
+
+
+# (3) checkpoints of the public port ---------------------------------------------------------------
+
+def test_port_checkpoint_loads_strict(tmp_path):
+    torch.manual_seed(0)
+    src = set_deterministic_weights(deeplabv3plus_mobilenet()).eval()
+    path = tmp_path / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth"
+    torch.save({"model_state": src.state_dict(), "optimizer_state": {}, "cur_itrs": 5, "best_score": 0.1}, path)
+    x = torch.rand(1, 3, 33, 41)
+    with torch.no_grad():
+        ref = src(x)
+    for load in (lambda m: load_weights(m, str(path), "cpu"),
+                 lambda m: load_segmentation_checkpoint(m, str(path), "cpu")):
+        dst = load(deeplabv3plus_mobilenet()).eval()
+        with torch.no_grad():
+            assert torch.equal(dst(x), ref)
+    with pytest.raises(UserError, match="missing keys"):
+        load_weights(build_segmentation_model("deeplabv3_mobilenet"), str(path))
+
+
+# (4) ImageNet backbone init, never downloaded ------------------------------------------------------
+
+def test_pretrained_mobilenet_copies_imagenet_features(fake_torch_home):
+    fake = torch.load(fake_torch_home / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth")
+    model = deeplabv3plus_mobilenet(pretrained_backbone=True)
+    bb = model.backbone
+    assert torch.equal(bb.low_level_features[0][0].weight, fake["features.0.0.weight"])
+    assert torch.equal(bb.high_level_features[-1].conv[2].weight, fake["features.17.conv.2.weight"])
+    # every backbone tensor comes from features.0..17 of the ImageNet file, in order
+    source = [v for k, v in fake.items() if k.startswith("features.") and int(k.split(".")[1]) < 18]
+    target = list(bb.state_dict().values())
+    assert len(source) == len(target)
+    assert all(torch.equal(a, b) for a, b in zip(source, target))
+
+
+def test_pretrained_backbone_missing_file_is_user_error():
+    with pytest.raises(UserError, match="mobilenet_v2-b0353104.pth"):
+        deeplabv3plus_mobilenet(pretrained_backbone=True)
+    with pytest.raises(UserError, match="resnet50-0676ba61.pth"):
+        build_segmentation_model("deeplabv3plus_resnet50", pretrained_backbone=True)
+
+
+# (5) streaming mIoU -----------------------------------------------------------------------------
+
+def test_stream_seg_metrics_hand_computed():
+    metric = StreamSegMetrics(n_classes=3)
+    label = np.array([[0, 0, 1, 1], [2, 2, 255, 255]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 0]])  # predictions on 255 pixels are ignored
+    metric.update(label[None], pred[None])
+    metric.update(torch.tensor([[255, 1]]), torch.tensor([[1, 1]]))  # tensors too; one more correct class-1 pixel
+    # confusion (rows = truth): class0 [1,1,0], class1 [0,3,0], class2 [1,0,1]
+    assert metric.confusion_matrix.tolist() == [[1, 1, 0], [0, 3, 0], [1, 0, 1]]
+    res = metric.get_results()
+    iou = [1 / (2 + 2 - 1), 3 / (3 + 4 - 3), 1 / (2 + 1 - 1)]
+    assert res["Class IoU"] == pytest.approx(dict(enumerate(iou)))
+    assert res["Mean IoU"] == pytest.approx(sum(iou) / 3)
+    assert res["Overall Acc"] == pytest.approx(5 / 7)
+    assert res["Mean Acc"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    metric.reset()
+    assert metric.confusion_matrix.sum() == 0
+
+
+def test_stream_seg_metrics_ignores_absent_classes_in_mean():
+    metric = StreamSegMetrics(n_classes=19)
+    metric.update(torch.zeros(2, 4, 4, dtype=torch.long), torch.zeros(2, 4, 4, dtype=torch.long))
+    res = metric.get_results()
+    assert res["Mean IoU"] == 1.0 and np.isnan(res["Class IoU"][5])
+
+
+# (6) model names and flags --------------------------------------------------------------------------
+
+def test_unknown_model_name_lists_valid_names():
+    with pytest.raises(UserError) as e:
+        build_segmentation_model("deeplabv3plus_xception")
+    msg = str(e.value)
+    assert "deeplabv3plus_xception" in msg and "\n" not in msg
+    assert all(name in msg for name in SEGMENTATION_MODELS)
+
+
+def test_unsupported_output_stride_is_user_error():
+    with pytest.raises(UserError, match="output stride 32"):
+        build_segmentation_model("deeplabv3plus_mobilenet", output_stride=32)
