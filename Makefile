@@ -1,0 +1,39 @@
+# `make demo` and `make test` set up .venv from requirements.txt when it is missing or out of date.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: venv demo test test-fast demo-data bench clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# visdom ships only as a source archive whose setup needs pkg_resources (setuptools < 81)
+	$(PY) -m pip install -q 'setuptools<81' wheel
+	$(PY) -m pip install -q --no-build-isolation -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Enhance datasets/test_data/*/ into datasets/result/ with checkpoints/LLE_model.pth
+demo: venv
+	$(PY) lowlight_test.py
+
+## The whole test suite (CPU, under 15 minutes)
+test: venv
+	$(PY) -m pytest -q
+
+## The suite without the long tests
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+## Build the demo training data (datasets/data/) from scikit-image's photos
+demo-data: venv
+	$(PY) -m datasets.prepare_demo
+
+## Performance figures quoted in the README
+bench: venv
+	$(PY) benchmarks/bench_enhancer.py
+	$(PY) benchmarks/bench_scl_step.py
+
+clean:
+	rm -rf datasets/result .pytest_cache

@@ -1,0 +1,113 @@
+"""Enhance low-light images, or evaluate an enhancer (+ memory) on paired data.
+
+Folder mode (SCL-LLE's test script; the default with no arguments):
+    python lowlight_test.py
+enhances every image under ``datasets/test_data/`` into the same relative path under
+``datasets/result/`` with ``checkpoints/LLE_model.pth``.
+
+Paired mode (EMNet's test script), chosen when ``--input_dir`` holds a low/high (or Low/Normal) layout
+or with ``--mode paired``:
+    python lowlight_test.py --input_dir LOL/eval15 --arch emnet --weights model_best.pth \
+        --mem_weights memory_best.pth --result_dir results/lol_v1 --save_images
+writes ``ori/`` and ``mem/`` images, ``result.txt``, ``results.csv`` and a comparison grid.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance, load_enhancer
+from utils.device import resolve_device
+from utils.errors import UserError, run_cli
+from utils.image_io import list_images, read_image_tensor, save_image
+
+DEFAULT_WEIGHTS = "checkpoints/LLE_model.pth"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input_dir", default="datasets/test_data", help="folder of images, or a low/high pair folder")
+    p.add_argument("--output_dir", "--result_dir", dest="output_dir", default=None,
+                   help="where results go (default: datasets/result in folder mode, results/ in paired mode)")
+    p.add_argument("--mode", choices=["auto", "folder", "paired"], default="auto",
+                   help="auto: paired if --input_dir holds low/high or Low/Normal")
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="enhancer checkpoint (raw state dict or wrapped)")
+    p.add_argument("--arch", default="dce", choices=sorted(ENHANCERS), help="enhancer architecture")
+    p.add_argument("--embed_dim", type=int, default=32, help="EMNet width")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g = p.add_argument_group("paired evaluation and external memory (EMNet)")
+    g.add_argument("--mem_weights", default=None, help="memory checkpoint (mem_key/mem_vale/...); none: enhancer only")
+    g.add_argument("--mem_size", type=int, default=9000)
+    g.add_argument("--pooling_size", type=int, default=1)
+    g.add_argument("--pooling_mean", action="store_true", help="memory values are channel means")
+    g.add_argument("--V_feat_dim", type=int, default=None, help="memory value size (default 3·p², p² with --pooling_mean)")
+    g.add_argument("--testing_top_k", type=int, default=1)
+    g.add_argument("--save_images", action="store_true", help="write ori/ and mem/ images")
+    g.add_argument("--grid", type=int, default=4, help="images in the comparison grid (0: none)")
+    g.add_argument("--no_lpips", action="store_true", help="skip LPIPS even if its weights are available")
+    return p
+
+
+def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
+                   multiple: int = 1) -> tuple[int, list[str]]:
+    """Enhance every image under ``input_dir`` (recursively) into the same relative path under ``output_dir``.
+
+    A file that cannot be read is reported and skipped; returns ``(written, failures)``.
+    """
+    paths = list_images(input_dir, recursive=True)
+    if not paths:
+        raise UserError(f"{input_dir}: no images (png, jpg, bmp, tif) found; check --input_dir")
+    failures: list[str] = []
+    written = 0
+    for path in tqdm(paths, desc="enhance", unit="img", dynamic_ncols=True):
+        rel = os.path.relpath(path, input_dir)
+        try:
+            x = read_image_tensor(path).unsqueeze(0).to(device)
+        except UserError as e:
+            tqdm.write(f"error: {e}", file=sys.stderr)
+            failures.append(path)
+            continue
+        with torch.inference_mode():
+            y = enhance(model, x, multiple).clamp(0, 1)
+        save_image(y[0], os.path.join(output_dir, rel))
+        written += 1
+    return written, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = resolve_device(args.device)
+    if not os.path.isdir(args.input_dir):
+        raise UserError(f"{args.input_dir}: folder not found; pass --input_dir")
+    mode = args.mode
+    if mode == "auto":
+        from datasets.lol import is_paired_dir
+
+        mode = "paired" if is_paired_dir(args.input_dir) else "folder"
+    if not os.path.isfile(args.weights):
+        hint = " (run `make demo` or `python train.py` first)" if args.weights == DEFAULT_WEIGHTS else ""
+        raise UserError(f"weights {args.weights} not found; pass --weights{hint}")
+    model = load_enhancer(args.arch, args.weights, device, args.embed_dim)
+    if mode == "paired":
+        from paired_eval import evaluate_paired
+
+        evaluate_paired(args, model, device)
+        return 0
+    output_dir = args.output_dir or "datasets/result"
+    start = time.time()
+    written, failures = enhance_folder(model, args.input_dir, output_dir, device, SIZE_MULTIPLE[args.arch])
+    print(f"enhanced {written} image(s) into {output_dir}/ in {time.time() - start:.1f}s")
+    if failures:
+        print(f"error: {len(failures)} image(s) could not be read and were skipped: {', '.join(failures)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(lambda: sys.exit(main(sys.argv[1:])))
