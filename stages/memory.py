@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
     resume = os.path.join(model_dir, "memory_latest.pth") if args.resume == "auto" else args.resume
     if resume:
         ck = read_checkpoint(resume, map_location="cpu")
-        mem = ExternalMemory.from_checkpoint(ck, pooling=args.pooling_size, pooling_mean=args.pooling_mean,
+        mem = ExternalMemory.from_checkpoint(ck, name=resume, pooling=args.pooling_size, pooling_mean=args.pooling_mean,
                                              thres=args.thres, age_noise=args.age_noise, top_k=args.top_k,
                                              generator=gen)
         start_epoch, best_psnr = int(ck["epoch"]), float(ck.get("best_psnr", -math.inf))

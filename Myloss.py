@@ -1,0 +1,321 @@
+"""SCL-LLE losses (SPEC §2), with the reference class names, call signatures and values.
+
+Shapes: N batch, C channels, H x W pixels. Images are float tensors in [0, 1]; no loss here moves
+anything to a fixed device — every constant follows the device and dtype of the input.
+
+VGG16 is loaded once per weights file (:func:`get_vgg_features`) and shared by :class:`perception_loss`
+and :class:`PerceptualLoss`. Both losses accept precomputed feature dicts from :class:`VGGFeatures`
+instead of images, so a training step can run VGG on E once instead of three times::
+
+    vgg = get_vgg_features(E.device)
+    fE = vgg(E)                                   # relu1_2, relu2_2, relu4_3 in one pass
+    with torch.no_grad():
+        fI, fP, fQ = vgg(I), vgg(P, last="relu2_2"), vgg(Q, last="relu2_2")
+    loss = perception_loss(vgg=vgg)(fI, fE) + feature_contrastive_loss(fE, fP, fQ, gram_loss=PerceptualLoss(vgg))
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from utils.pretrained import load_pretrained, weights_path
+
+Features = Dict[str, Tensor]
+ImageOrFeatures = Union[Tensor, Features]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ----------------------------------------------------------------------------------------------- Zero-DCE
+class L_color(nn.Module):
+    """Colour constancy: x (N,3,H,W) → k (N,1,1,1), k = sqrt((m_r−m_g)⁴ + (m_r−m_b)⁴ + (m_b−m_g)⁴)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        mr, mg, mb = torch.split(x.mean(dim=(2, 3), keepdim=True), 1, dim=1)
+        drg, drb, dgb = (mr - mg) ** 2, (mr - mb) ** 2, (mb - mg) ** 2
+        return torch.pow(drg ** 2 + drb ** 2 + dgb ** 2, 0.5)
+
+
+class L_spa(nn.Module):
+    """Spatial consistency (Zero-DCE): returns the per-location map E (N,1,H//4,W//4), not reduced.
+
+    Channel means of ``org`` and ``enhance`` are 4x4 average-pooled; for each of the left/right/up/down
+    neighbour differences D (3x3 kernels, zero padding 1), E = Σ_dir (D(org) − D(enhance))².
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        kernels = {
+            "left": [[0, 0, 0], [-1, 1, 0], [0, 0, 0]],
+            "right": [[0, 0, 0], [0, 1, -1], [0, 0, 0]],
+            "up": [[0, -1, 0], [0, 1, 0], [0, 0, 0]],
+            "down": [[0, 0, 0], [0, 1, 0], [0, -1, 0]],
+        }
+        for name, k in kernels.items():
+            self.register_buffer(f"weight_{name}", torch.tensor(k, dtype=torch.float32)[None, None], persistent=False)
+        self.pool = nn.AvgPool2d(4)
+
+    def forward(self, org: Tensor, enhance: Tensor) -> Tensor:
+        org_pool = self.pool(org.mean(dim=1, keepdim=True))
+        enh_pool = self.pool(enhance.mean(dim=1, keepdim=True))
+        out = torch.zeros_like(enh_pool)
+        for name in ("left", "right", "up", "down"):
+            w = getattr(self, f"weight_{name}").to(enh_pool)
+            out = out + (F.conv2d(org_pool, w, padding=1) - F.conv2d(enh_pool, w, padding=1)) ** 2
+        return out
+
+
+class L_exp(nn.Module):
+    """Exposure control (Zero-DCE): mean over patches of (avgpool_patch(mean_c(x)) − mean_val)², a scalar."""
+
+    def __init__(self, patch_size: int, mean_val: float) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(patch_size)
+        self.mean_val = float(mean_val)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.mean((self.pool(x.mean(dim=1, keepdim=True)) - self.mean_val) ** 2)
+
+
+class L_TV(nn.Module):
+    """Illumination smoothness of the curve maps A (N,C,H,W) → scalar.
+
+    w·2·(Σ(A[:,:,1:,:]−A[:,:,:-1,:])² / ((H−1)·W) + Σ(A[:,:,:,1:]−A[:,:,:,:-1])² / (H·(W−1))) / N.
+    """
+
+    def __init__(self, TVLoss_weight: float = 1) -> None:
+        super().__init__()
+        self.TVLoss_weight = TVLoss_weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        h_tv = ((x[:, :, 1:, :] - x[:, :, :-1, :]) ** 2).sum()
+        w_tv = ((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2).sum()
+        return self.TVLoss_weight * 2 * (h_tv / ((h - 1) * w) + w_tv / (h * (w - 1))) / n
+
+
+# -------------------------------------------------------------------------------------- SCL-LLE, no VGG
+class L_con(nn.Module):
+    """Brightness distance: a, b (N,C,H,W) → scalar mean(|mean_c(a) − mean_c(b)|)."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.mean(torch.abs(a.mean(dim=1, keepdim=True) - b.mean(dim=1, keepdim=True)))
+
+
+def contrastive_loss(E: Tensor, P: Tensor, Q: Tensor, margin: float = 0.3) -> Tensor:
+    """max(L_con(E, P) − L_con(E, Q) + margin, 0): E closer to positives P than to negatives Q. Scalar."""
+    con = L_con()
+    return torch.clamp(con(E, P) - con(E, Q) + margin, min=0)
+
+
+class L_segexp(nn.Module):
+    """Semantic brightness consistency: x (N,3,H,W) images, y (N,H,W) integer labels → scalar.
+
+    Default (``per_image=False``) reproduces the reference exactly. With x̄ = mean_c(x) (N,1,H,W) and
+    for every class id i in 0..num_classes−1 (35 in the reference):
+    ``a = where(y == i, x̄, 0)`` — (N,H,W) broadcast against (N,1,H,W) gives (N,N,H,W), a[p,q] = x̄[p]
+    where the labels of image q equal i (cross-batch) —; d = mean(a) over all elements;
+    ``a = where(a == 0, d, a)``; term_i = mean((a − d)²). The loss is Σ_i term_i.
+
+    ``per_image=True`` is the corrected variant: each image's own labels select its own pixels. With
+    R(n,c) = {pixels of image n with label c}, for every c ≠ ``ignore_index`` (255) present in y[n],
+    μ(n,c) = mean of x̄[n] over R(n,c), and the loss is
+    Σ_n Σ_c Σ_{p∈R(n,c)} (x̄[n,p] − μ(n,c))² / (N·H·W),
+    i.e. the mean over images of Σ_c (|R(n,c)| / (H·W)) · Var(x̄[n] over R(n,c)) — the area-weighted
+    within-class variance of brightness, ignored pixels counting 0. No zero-brightness exception.
+    """
+
+    def __init__(self, per_image: bool = False, num_classes: int = 35, ignore_index: int = 255) -> None:
+        super().__init__()
+        self.per_image = per_image
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        xm = x.mean(dim=1, keepdim=True)
+        return self._per_image(xm[:, 0], y) if self.per_image else self._reference(xm, y)
+
+    def _reference(self, xm: Tensor, y: Tensor) -> Tensor:
+        zeros = torch.zeros(y.shape, dtype=xm.dtype, device=xm.device)
+        loss = xm.new_zeros(())
+        for i in range(self.num_classes):
+            a = torch.where(y == i, xm, zeros)  # (N,N,H,W): labels of image q on brightness of image p
+            d = torch.mean(a)
+            a = torch.where(a == 0, d, a)
+            loss = loss + torch.mean((a - d) ** 2)
+        return loss
+
+    def _per_image(self, xm: Tensor, y: Tensor) -> Tensor:
+        n = xm.shape[0]
+        valid = y != self.ignore_index
+        if not bool(valid.any()):
+            return (xm * 0).sum()
+        labels = torch.where(valid, y, torch.zeros_like(y)).long()
+        k = int(labels.max()) + 1
+        idx = (torch.arange(n, device=y.device).view(n, *([1] * (y.dim() - 1))) * k + labels)[valid]
+        vals = xm[valid]
+        sums = xm.new_zeros(n * k).index_add(0, idx, vals)
+        counts = xm.new_zeros(n * k).index_add(0, idx, torch.ones_like(vals))
+        means = sums / counts.clamp(min=1)
+        return ((vals - means[idx]) ** 2).sum() / xm.numel()
+
+
+# ------------------------------------------------------------------------------------------------- VGG
+class VGGFeatures(nn.Module):
+    """Frozen VGG16 ``features[:23]`` (eval, requires_grad False) returning relu1_2, relu2_2, relu4_3.
+
+    x (N,3,H,W) raw [0,1] images (no ImageNet normalisation, as in the reference) →
+    ``{"relu1_2": (N,64,H,W), "relu2_2": (N,128,H/2,W/2), "relu4_3": (N,512,H/8,W/8)}``.
+    ``last`` stops early (e.g. ``"relu2_2"`` for the Gram loss). The module moves itself to the
+    input's device. ``vgg`` is a built torchvision VGG16; by default the ImageNet one is loaded from
+    ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth`` (never downloaded; a missing file is a UserError).
+    """
+
+    LAYERS = (("relu1_2", 0, 4), ("relu2_2", 4, 9), ("relu3_3", 9, 16), ("relu4_3", 16, 23))
+    OUTPUTS = ("relu1_2", "relu2_2", "relu4_3")
+
+    def __init__(self, vgg: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        if vgg is None:
+            import torchvision
+            vgg = load_pretrained(torchvision.models.vgg16, torchvision.models.VGG16_Weights.IMAGENET1K_V1)
+        feats = vgg.features
+        self.slices = nn.ModuleList(nn.Sequential(*[feats[j] for j in range(a, b)]) for _, a, b in self.LAYERS)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "VGGFeatures":
+        """Always stays in eval mode (frozen)."""
+        return super().train(False)
+
+    def forward(self, x: Tensor, last: str = "relu4_3") -> Features:
+        if last not in self.OUTPUTS:
+            raise ValueError(f"last must be one of {self.OUTPUTS}, got {last!r}")
+        p = next(self.parameters())
+        if p.device != x.device:
+            self.to(x.device)
+        out: Features = {}
+        h = x
+        for (name, _, _), block in zip(self.LAYERS, self.slices):
+            h = block(h)
+            if name in self.OUTPUTS:
+                out[name] = h
+            if name == last:
+                break
+        return out
+
+
+_VGG_CACHE: Dict[str, VGGFeatures] = {}
+
+
+def get_vgg_features(device: Optional[Union[str, torch.device]] = None) -> VGGFeatures:
+    """The shared :class:`VGGFeatures`, loaded from disk once per weights file, moved to ``device``."""
+    import torchvision
+    key = weights_path(torchvision.models.VGG16_Weights.IMAGENET1K_V1)
+    if key not in _VGG_CACHE:
+        _VGG_CACHE[key] = VGGFeatures()
+    vgg = _VGG_CACHE[key]
+    return vgg.to(device) if device is not None else vgg
+
+
+def clear_vgg_cache() -> None:
+    """Forget the shared VGG16 (the next :func:`get_vgg_features` loads it again)."""
+    _VGG_CACHE.clear()
+
+
+def gram(f: Tensor) -> Tensor:
+    """Gram matrix per image: f (N,C,H,W) → f·fᵀ / (C·H·W), shape (N,C,C)."""
+    n, c, h, w = f.shape
+    f = f.reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+class _VGGLoss(nn.Module):
+    """Holds the shared VGG without registering it as a submodule: the loss has no parameters or state
+    dict of its own, and ``.to()`` is not needed — :class:`VGGFeatures` follows the input's device."""
+
+    def __init__(self, vgg: Optional[VGGFeatures] = None) -> None:
+        super().__init__()
+        self.__dict__["vgg"] = vgg if vgg is not None else get_vgg_features()
+
+    def features(self, x: ImageOrFeatures, last: str) -> Features:
+        """VGG features of an image batch, or ``x`` itself if it already is a feature dict."""
+        return x if isinstance(x, dict) else self.vgg(x, last=last)
+
+
+class perception_loss(_VGGLoss):
+    """Content loss: F.mse_loss(relu4_3(I), relu4_3(E)) of VGG16 ``features[:23]`` on raw [0,1] images.
+
+    I, E: (N,3,H,W) images or feature dicts from :class:`VGGFeatures` (``"relu4_3"`` needed). Scalar.
+    """
+
+    def forward(self, I: ImageOrFeatures, E: ImageOrFeatures) -> Tensor:
+        return F.mse_loss(self.features(I, "relu4_3")["relu4_3"], self.features(E, "relu4_3")["relu4_3"])
+
+
+class PerceptualLoss(_VGGLoss):
+    """Gram (texture) distance G(x, y) = Σ_{l ∈ relu1_2, relu2_2} Σ (gram(φ_l(y)) − gram(φ_l(x)))².
+
+    x, y: (N,3,H,W) images or feature dicts (``"relu1_2"``, ``"relu2_2"``) → scalar (sum of squared
+    errors over the batch and both layers).
+    """
+
+    layers = ("relu1_2", "relu2_2")
+
+    def forward(self, x: ImageOrFeatures, y: ImageOrFeatures) -> Tensor:
+        fx, fy = self.features(x, "relu2_2"), self.features(y, "relu2_2")
+        return sum(((gram(fy[k]) - gram(fx[k])) ** 2).sum() for k in self.layers)
+
+
+def feature_contrastive_loss(E: ImageOrFeatures, P: ImageOrFeatures, Q: ImageOrFeatures, margin: float = 0.04,
+                             gram_loss: Optional[PerceptualLoss] = None) -> Tensor:
+    """max(G(E, P) − G(E, Q) + margin, 0) with G = ``PerceptualLoss()``; scalar.
+
+    E, P, Q are images (N,3,H,W) or feature dicts; pass ``vgg(E)`` to compute E's features once.
+    """
+    g = gram_loss if gram_loss is not None else PerceptualLoss()
+    fE = g.features(E, "relu2_2")
+    return torch.clamp(g(fE, P) - g(fE, Q) + margin, min=0)
+
+
+# -------------------------------------------------------------------------------------- segmentation
+class SegmentationLoss(nn.Module):
+    """Cross-entropy (ignore_index 255) of a frozen segmentation net on the ImageNet-normalised E.
+
+    E (N,3,H,W) in [0,1], y (N,H,W) train ids → scalar. ``seg_net`` maps (N,3,H,W) to logits
+    (N,K,H,W) (a dict with ``"out"`` is accepted too); it is frozen and kept in eval mode — the loss
+    never puts it in train mode (the reference left it in train mode, so BatchNorm used batch statistics).
+    ``detach=False`` (default, as in the paper): the gradient reaches the enhancer through the frozen
+    net. ``detach=True`` reproduces the reference: E is detached, the value carries no gradient.
+    """
+
+    def __init__(self, seg_net: nn.Module, detach: bool = False, ignore_index: int = 255) -> None:
+        super().__init__()
+        self.seg_net = seg_net.eval().requires_grad_(False)
+        self.detach = detach
+        self.ignore_index = ignore_index
+
+    def train(self, mode: bool = True) -> "SegmentationLoss":
+        """Sets this module's flag only; the segmentation net stays in eval mode."""
+        self.training = mode
+        return self
+
+    def forward(self, E: Tensor, y: Tensor) -> Tensor:
+        if self.seg_net.training:  # e.g. switched by a container it is also registered in
+            self.seg_net.eval()
+        if self.detach:
+            with torch.no_grad():
+                return self._ce(E.detach(), y)
+        return self._ce(E, y)
+
+    def _ce(self, E: Tensor, y: Tensor) -> Tensor:
+        mean = torch.tensor(IMAGENET_MEAN, dtype=E.dtype, device=E.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=E.dtype, device=E.device).view(1, 3, 1, 1)
+        out = self.seg_net((E - mean) / std)
+        if isinstance(out, dict):
+            out = out["out"]
+        return F.cross_entropy(out, y.long(), ignore_index=self.ignore_index)

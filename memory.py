@@ -1,0 +1,305 @@
+"""EMNet's external memory (SPEC §6): query network, pooled GT values, update/read, refine, checkpoint.
+
+Shapes: images are (N, 3, H, W) floats in [0, 1]; queries are (N, K) with K = 512; values are (N, V)
+with V = 3·p² (GT average-pooled to p×p, flattened channel-major: index = c·p² + i·p + j, i.e.
+``pooled.reshape(N, -1)``) or V = p² with ``pooling_mean`` (channel mean, index = i·p + j).
+:func:`refine` reshapes a value back with the same order. Nothing here hard-codes a device: every
+function follows the device of its inputs (move the query net and the memory with ``.to(device)``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping, Optional, Union
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from utils.checkpoint import read_checkpoint
+from utils.errors import UserError
+from utils.pretrained import load_pretrained
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Guard for ``m_mem / m_out`` in :func:`refine` and :func:`gt_mean_oracle`: the denominator is
+#: ``clamp_min(RATIO_EPS)``, so for every pooled mean >= 1e-8 (any normal image) the result is
+#: bit-identical to the reference's unguarded division; an all-black cell gives a finite scale and,
+#: since y is 0 there, an output of 0 instead of NaN.
+RATIO_EPS = 1e-8
+
+CHECKPOINT_KEYS = ("epoch", "mem_key", "mem_vale", "mem_age", "mem_index")  # "mem_vale" (sic) as in the reference
+
+
+def imagenet_normalize(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] → (x − mean) / std with ImageNet statistics, same shape/device/dtype."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class QueryNet(torchvision.models.ResNet):
+    """ResNet-18 with ``fc = Identity``: (N, 3, H, W) normalised image → (N, 512) pooled features.
+
+    Frozen and always in eval mode: :meth:`train` ignores ``mode`` so a parent's ``.train()`` cannot
+    switch its BatchNorm layers to batch statistics. State-dict keys are torchvision's (minus ``fc``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(torchvision.models.resnet.BasicBlock, [2, 2, 2, 2])
+        self.fc = nn.Identity()
+
+    def train(self, mode: bool = True) -> "QueryNet":
+        return super().train(False)
+
+
+def build_query_net(pretrained: bool = True) -> QueryNet:
+    """The frozen query network (SPEC §6).
+
+    ``pretrained=True`` loads ``ResNet18_Weights.IMAGENET1K_V1`` from the torch cache (UserError naming
+    ``resnet18-f37072fd.pth`` and its folder when missing); ``pretrained=False`` keeps torchvision's
+    random initialisation (seed it yourself), for tests only.
+    """
+    net = QueryNet()
+    if pretrained:
+        src = load_pretrained(torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+        state = {k: v for k, v in src.state_dict().items() if not k.startswith("fc.")}
+        net.load_state_dict(state, strict=True)
+    for prm in net.parameters():
+        prm.requires_grad_(False)
+    return net.eval()
+
+
+@torch.no_grad()
+def query(net: nn.Module, low: torch.Tensor) -> torch.Tensor:
+    """Memory query of low-light images: (N, 3, H, W) in [0, 1] → L2-normalised (N, 512), full resolution."""
+    return F.normalize(net(imagenet_normalize(low)).flatten(1), dim=1)
+
+
+def value_dim_for(p: int, pooling_mean: bool = False) -> int:
+    """V for pooling size p: 3·p², or p² with ``pooling_mean``."""
+    return p * p if pooling_mean else 3 * p * p
+
+
+def _pool(x: torch.Tensor, p: int, pooling_mean: bool) -> torch.Tensor:
+    """(N, 3, H, W) → (N, C, p, p) adaptive average pool, C = 1 (channel mean first) or 3."""
+    if pooling_mean:
+        x = x.mean(dim=1, keepdim=True)
+    return F.adaptive_avg_pool2d(x, p)
+
+
+def pool_value(gt: torch.Tensor, p: int, pooling_mean: bool = False) -> torch.Tensor:
+    """Memory value of GT images: (N, 3, H, W) → (N, 3·p²) channel-major, or (N, p²) with pooling_mean."""
+    return _pool(gt, p, pooling_mean).reshape(gt.shape[0], -1)
+
+
+class ExternalMemory(nn.Module):
+    """Key/value memory with ages (SPEC §6). Buffers (saved in ``state_dict`` and moved by ``.to``):
+
+    * ``key`` (M, K) float, rows L2-normalised; ``value`` (M, V) float; ``age`` (M,) float;
+    * ``top_index`` (M,) long: dataset index of the sample that wrote the slot (−1 = never written).
+
+    ``generator`` (optional ``torch.Generator``) drives the initialisation and the age noise, for
+    reproducible runs; it may live on another device than the buffers (numbers are moved over).
+    """
+
+    key: torch.Tensor
+    value: torch.Tensor
+    age: torch.Tensor
+    top_index: torch.Tensor
+
+    def __init__(self, mem_size: int = 9000, key_dim: int = 512, value_dim: int = 3, thres: float = 1e-5,
+                 age_noise: float = 4.0, top_k: int = 32, generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        self.mem_size, self.key_dim, self.value_dim = int(mem_size), int(key_dim), int(value_dim)
+        self.thres, self.age_noise, self.top_k = float(thres), float(age_noise), int(top_k)
+        self.generator = generator
+        key = self._rand(mem_size, key_dim) * 0.02 - 0.01  # uniform(-0.01, 0.01)
+        self.register_buffer("key", F.normalize(key, dim=1))
+        self.register_buffer("value", self._rand(mem_size, value_dim))  # uniform(0, 1)
+        self.register_buffer("age", torch.zeros(mem_size))
+        self.register_buffer("top_index", torch.full((mem_size,), -1, dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        return (f"mem_size={self.mem_size}, key_dim={self.key_dim}, value_dim={self.value_dim}, "
+                f"thres={self.thres:g}, age_noise={self.age_noise:g}, top_k={self.top_k}")
+
+    def _rand(self, *shape: int, device: Optional[torch.device] = None) -> torch.Tensor:
+        """uniform[0, 1) numbers from ``self.generator`` (or the global RNG) on ``device`` (default CPU)."""
+        g = self.generator
+        out = torch.rand(*shape, generator=g, device=g.device if g is not None else device)
+        return out if device is None else out.to(device)
+
+    def scores(self, q: torch.Tensor) -> torch.Tensor:
+        """Cosine scores (N, M) of L2-normalised queries (N, K) against the keys."""
+        return q.to(self.key.dtype) @ self.key.t()
+
+    def nearest(self, q: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k (scores, slot indices), each (N, k), best first."""
+        return torch.topk(self.scores(q), k, dim=1)
+
+    @torch.no_grad()
+    def update(self, q: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> dict[str, int]:
+        """One training update with queries q (B, K), GT values v (B, V), dataset indices ``index`` (B,).
+
+        As the reference (SPEC §6): top-1 slot per query by cosine score; colour distance =
+        mean_V |value[top1] − v|; every age += 1; a query with distance < ``thres`` *matches*:
+        key[slot] ← L2-normalise(key[slot] + q), age[slot] ← 0 (value unchanged); the other queries
+        *miss* and are written, in batch order, to the slots with the largest age + uniform(−noise, noise):
+        key ← q, value ← v, top_index ← index, age ← 0. Matches are applied before misses, so a miss can
+        overwrite a slot that was just merged, as in the reference.
+
+        Our resolution of two reference ambiguities:
+
+        * several misses in one batch go to *distinct* slots (one ``topk`` over the noisy ages of all M
+          slots; the first miss gets the oldest one) — what the reference's ``topk`` does too;
+        * several matches landing on the *same* slot are all merged: key[slot] ← normalise(key[slot] +
+          Σ q) (a one-hot matmul, deterministic). The reference's indexed assignment keeps only one of them
+          (which one is unspecified on GPU); with one match per slot both are identical.
+
+        Returns counts ``{"matched": …, "written": …}``.
+        """
+        if q.shape[0] != v.shape[0] or v.shape[1] != self.value_dim or q.shape[1] != self.key_dim:
+            raise ValueError(f"update expects q (B, {self.key_dim}) and v (B, {self.value_dim}), "
+                             f"got {tuple(q.shape)} and {tuple(v.shape)}")
+        dev = self.key.device
+        q = q.to(device=dev, dtype=self.key.dtype)
+        v = v.to(device=dev, dtype=self.value.dtype)
+        index = torch.as_tensor(index, device=dev).long().reshape(-1)
+        top1 = self.nearest(q, 1)[1][:, 0]                                # (B,)
+        dist = (self.value[top1] - v).abs().mean(dim=1)                   # (B,)
+        match = dist < self.thres
+        self.age += 1.0
+        if match.any():
+            slots = top1[match]
+            uniq, inv = torch.unique(slots, return_inverse=True)           # sorted distinct slots
+            onehot = F.one_hot(inv, uniq.numel()).t().to(q.dtype)           # (U, B_match)
+            summed = onehot @ q[match]                                       # Σ q per slot, deterministic
+            self.key[uniq] = F.normalize(self.key[uniq] + summed, dim=1)
+            self.age[uniq] = 0.0
+        miss = ~match
+        n_miss = int(miss.sum())
+        if n_miss:
+            if n_miss > self.mem_size:
+                raise ValueError(f"{n_miss} new entries in one batch exceed the memory size {self.mem_size}")
+            noise = (self._rand(self.mem_size, device=dev) * 2.0 - 1.0) * self.age_noise
+            old = torch.topk(self.age + noise, n_miss, dim=0).indices       # distinct slots, oldest first
+            self.key[old] = q[miss]
+            self.value[old] = v[miss]
+            self.top_index[old] = index[miss]
+            self.age[old] = 0.0
+        return {"matched": int(match.sum()), "written": n_miss}
+
+    @torch.no_grad()
+    def read(self, q: torch.Tensor, top_k: int = 1) -> torch.Tensor:
+        """Values for queries q (N, K) → (N, V): the top-1 slot's value (reference, testing top-k 1).
+
+        ``top_k > 1`` returns the plain mean of the k best slots' values — our extension, not in the
+        reference (whose test script always uses top-k 1).
+        """
+        idx = self.nearest(q, top_k)[1]                                   # (N, k)
+        return self.value[idx].mean(dim=1)
+
+    def to_checkpoint(self, epoch: int) -> dict[str, Any]:
+        """The reference checkpoint dict (CPU tensors): keys exactly ``CHECKPOINT_KEYS``."""
+        return {"epoch": epoch, "mem_key": self.key.detach().cpu().clone(),
+                "mem_vale": self.value.detach().cpu().clone(), "mem_age": self.age.detach().cpu().clone(),
+                "mem_index": self.top_index.detach().cpu().clone()}
+
+    @classmethod
+    def from_checkpoint(cls, path_or_dict: Union[str, os.PathLike, Mapping[str, Any]], map_location="cpu",
+                        pooling: Optional[int] = None, pooling_mean: bool = False, name: Optional[str] = None,
+                        **kw: Any) -> "ExternalMemory":
+        """Load a memory saved in the reference format (ours or the original release's).
+
+        M, K and V are taken from the tensors. ``pooling``/``pooling_mean`` (or ``value_dim``/``key_dim``
+        in ``kw``) state what the caller expects; a mismatch is a :class:`UserError`, as is a file that is
+        not a memory checkpoint (the message names the file and the missing keys). Other ``kw``
+        (``thres``, ``age_noise``, ``top_k``, ``generator``) go to the constructor. The buffers are
+        placed on ``map_location``. ``name`` labels a dict in error messages (pass its file path).
+        """
+        if isinstance(path_or_dict, Mapping):
+            obj, name = path_or_dict, name or "<memory checkpoint dict>"
+        else:
+            name = os.fspath(path_or_dict)
+            obj = read_checkpoint(name, map_location=map_location)
+        needed = CHECKPOINT_KEYS[1:]
+        if not isinstance(obj, Mapping):
+            raise UserError(f"{name} is not an EMNet memory checkpoint (expected a dict with keys "
+                            f"{', '.join(CHECKPOINT_KEYS)})")
+        missing = [k for k in needed if k not in obj or not torch.is_tensor(obj[k])]
+        if missing:
+            raise UserError(f"{name} is not an EMNet memory checkpoint: missing keys {', '.join(missing)} "
+                            f"(is it an enhancer checkpoint? pass the memory file saved by the memory training)")
+        key, value = obj["mem_key"], obj["mem_vale"]
+        age, top = obj["mem_age"].reshape(-1), obj["mem_index"].reshape(-1)
+        if key.dim() != 2 or value.dim() != 2 or not (key.shape[0] == value.shape[0] == age.numel() == top.numel()):
+            raise UserError(f"{name}: inconsistent memory shapes mem_key {tuple(key.shape)}, mem_vale "
+                            f"{tuple(value.shape)}, mem_age {tuple(age.shape)}, mem_index {tuple(top.shape)}")
+        m, k, v = key.shape[0], key.shape[1], value.shape[1]
+        want_v = kw.pop("value_dim", None)
+        if pooling is not None:
+            want_v = value_dim_for(pooling, pooling_mean)
+        if want_v is not None and want_v != v:
+            got = _describe_value_dim(v)
+            raise UserError(f"{name} stores values of size {v} ({got}) but the requested pooling needs "
+                            f"{want_v}; set --pooling_size/--pooling_mean to match the memory")
+        want_k = kw.pop("key_dim", None)
+        if want_k is not None and want_k != k:
+            raise UserError(f"{name} stores keys of size {k}, expected {want_k}")
+        kw.pop("mem_size", None)
+        mem = cls(mem_size=m, key_dim=k, value_dim=v, **kw)
+        dev = map_location if isinstance(map_location, (str, torch.device)) else key.device
+        with torch.no_grad():
+            mem.key = key.to(device=dev, dtype=torch.float32)
+            mem.value = value.to(device=dev, dtype=torch.float32)
+            mem.age = age.to(device=dev, dtype=torch.float32)
+            mem.top_index = top.to(device=dev).long()
+        return mem
+
+
+def _describe_value_dim(v: int) -> str:
+    """Human hint for a stored value size: which pooling sizes produce it."""
+    hints = []
+    r = math.isqrt(v)
+    if r * r == v:
+        hints.append(f"p={r} with pooling_mean")
+    if v % 3 == 0 and math.isqrt(v // 3) ** 2 == v // 3:
+        hints.append(f"p={math.isqrt(v // 3)}")
+    return " or ".join(hints) if hints else "no square pooling size"
+
+
+def refine(y: torch.Tensor, m_mem: torch.Tensor, p: int, pooling_mean: bool = False) -> torch.Tensor:
+    """Memory refinement (SPEC §6), generalised to any p.
+
+    y: (N, 3, H, W) enhancer output already clamped to [0, 1]; m_mem: (N, V) memory values.
+    m_mem → (N, C, p, p) (C = 3, or 1 with pooling_mean); m_out = pool_p(y) (channel mean first with
+    pooling_mean); ratio = m_mem / max(m_out, RATIO_EPS); (w_out, w_mem) = softmax over the pair
+    (m_out, m_mem) element-wise; scale = w_out + w_mem · ratio; returns
+    clamp(y · nearest_upsample(scale, H×W), 0, 1), shape (N, 3, H, W). For p = 1 this is exactly the
+    reference. When p does not divide H (or W) the nearest-upsampled cells are not exactly the adaptive
+    pooling windows (they differ by at most one row/column at cell borders).
+    """
+    n, _, h, w = y.shape
+    c = 1 if pooling_mean else 3
+    if m_mem.numel() != n * c * p * p:
+        raise ValueError(f"memory values {tuple(m_mem.shape)} do not fit pooling size {p} "
+                         f"(expected (N, {c * p * p}))")
+    m_mem = m_mem.reshape(n, c, p, p).to(y.dtype)
+    m_out = _pool(y, p, pooling_mean)
+    ratio = m_mem / m_out.clamp_min(RATIO_EPS)
+    w_out, w_mem = torch.softmax(torch.stack([m_out, m_mem], dim=0), dim=0)
+    scale = w_out + w_mem * ratio
+    return torch.clamp(y * F.interpolate(scale, size=(h, w), mode="nearest"), 0.0, 1.0)
+
+
+def gt_mean_oracle(y: torch.Tensor, gt: torch.Tensor, p: int = 1, pooling_mean: bool = False) -> torch.Tensor:
+    """The "GT-mean" oracle: clamp(y · nearest_upsample(pool_p(GT) / pool_p(y)), 0, 1).
+
+    y, gt: (N, 3, H, W) in [0, 1]; per channel (or on the channel mean with pooling_mean), denominator
+    guarded with ``clamp_min(RATIO_EPS)``. Results with it are not comparable with plain ones (SPEC §7).
+    """
+    ratio = _pool(gt, p, pooling_mean).to(y.dtype) / _pool(y, p, pooling_mean).clamp_min(RATIO_EPS)
+    return torch.clamp(y * F.interpolate(ratio, size=y.shape[-2:], mode="nearest"), 0.0, 1.0)

@@ -1,0 +1,324 @@
+"""SCL-LLE losses (Myloss.py): hand-computed values, the reference's golden vectors, VGG sharing, segmentation."""
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.models as tvm
+from torch import nn
+
+import Myloss
+from Myloss import (L_TV, L_con, L_color, L_exp, L_segexp, L_spa, PerceptualLoss, SegmentationLoss, VGGFeatures,
+                    clear_vgg_cache, contrastive_loss, feature_contrastive_loss, get_vgg_features, perception_loss)
+from tests.conftest import COMPAT, requires_shared
+from utils.errors import UserError
+
+VGG_FILE = "vgg16-397923af.pth"
+
+
+def close(a, b, rtol=1e-5, atol=1e-6):
+    torch.testing.assert_close(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64),
+                               rtol=rtol, atol=atol)
+
+
+# ------------------------------------------------------------------------------------ hand-computed values
+def test_tv_hand():
+    A = torch.tensor([[1.0, 2.0, 4.0], [0.0, 3.0, 3.0]]).view(1, 1, 2, 3)
+    # vertical: 1+1+1 = 3 over (2-1)*3 = 3 -> 1; horizontal: 1+4+9+0 = 14 over 2*(3-1) = 4 -> 3.5; 2*(4.5)/1
+    close(L_TV()(A), 9.0)
+    close(L_TV(TVLoss_weight=0.5)(A), 4.5)
+    close(L_TV()(torch.cat([A, torch.zeros_like(A)])), 9.0 / 2)  # divided by the batch size
+
+
+def test_color_hand():
+    x = torch.tensor([[[0.2, 0.4], [0.6, 0.8]], [[0.3, 0.3], [0.3, 0.3]], [[0.0, 0.2], [0.0, 0.2]]]).view(1, 3, 2, 2)
+    out = L_color()(torch.cat([x, torch.full_like(x, 0.5)]))
+    assert out.shape == (2, 1, 1, 1)
+    # means r 0.5, g 0.3, b 0.1
+    close(out[0, 0, 0, 0], math.sqrt(0.2 ** 4 + 0.4 ** 4 + (0.1 - 0.3) ** 4))
+    close(out[1, 0, 0, 0], 0.0)
+
+
+def test_con_and_contrastive_hand():
+    E = torch.tensor([0.3, 0.9, 0.0, 0.0, 0.0, 0.0]).view(1, 3, 1, 2)  # channel means per pixel 0.1, 0.3
+    P = torch.tensor([0.0, 0.0, 0.6, 0.6, 0.0, 0.0]).view(1, 3, 1, 2)  # 0.2, 0.2
+    Q = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.5, 1.5]).view(1, 3, 1, 2)  # 0.5, 0.5
+    close(L_con()(E, P), (0.1 + 0.1) / 2)
+    close(L_con()(E, Q), (0.4 + 0.2) / 2)
+    close(contrastive_loss(E, P, Q), 0.1 - 0.3 + 0.3)
+    close(contrastive_loss(E, Q, P), max(0.3 - 0.1 + 0.3, 0.0))
+    close(contrastive_loss(E, P, Q, margin=0.1), 0.0)  # clamped
+
+
+def _spa_loop(org, enh):
+    """Zero-DCE spatial consistency with explicit loops: pooled channel means, zero outside the map."""
+    n, c, h, w = org.shape
+    ph, pw = h // 4, w // 4
+    out = torch.zeros(n, 1, ph, pw, dtype=torch.float64)
+    for b in range(n):
+        def pooled(t):
+            return [[sum(float(t[b, ch, 4 * i + u, 4 * j + v]) for ch in range(c) for u in range(4) for v in range(4))
+                     / (16 * c) for j in range(pw)] for i in range(ph)]
+        po, pe = pooled(org), pooled(enh)
+
+        def at(p, i, j):
+            return p[i][j] if 0 <= i < ph and 0 <= j < pw else 0.0
+        for i in range(ph):
+            for j in range(pw):
+                out[b, 0, i, j] = sum(((at(po, i, j) - at(po, i + di, j + dj)) - (at(pe, i, j) - at(pe, i + di, j + dj))) ** 2
+                                      for di, dj in ((0, -1), (0, 1), (-1, 0), (1, 0)))
+    return out
+
+
+def test_spa_hand():
+    org = torch.ones(1, 3, 8, 8)
+    org[:, 0, :4, :4] = torch.tensor([[0.0, 2.0] * 2, [2.0, 0.0] * 2] * 2)  # top-left block mean 1, rest mean 1
+    org[:, :, 4:, :] = 0
+    org[:, :, :, 4:] = 0
+    # pooled org [[1,0],[0,0]], enhanced all 0: E(0,0) = 4 neighbours x 1, E(0,1) = E(1,0) = 1, E(1,1) = 0
+    out = L_spa()(org, torch.zeros_like(org))
+    assert out.shape == (1, 1, 2, 2)
+    close(out, torch.tensor([[[[4.0, 1.0], [1.0, 0.0]]]]))
+    torch.manual_seed(0)
+    o, e = torch.rand(2, 3, 13, 17), torch.rand(2, 3, 13, 17)
+    close(L_spa()(o, e), _spa_loop(o, e))
+    assert L_spa()(o.double(), e.double()).dtype == torch.float64  # follows the input
+
+
+def test_exp_hand():
+    x = torch.zeros(1, 3, 5, 5)
+    for (i, j), m in {(0, 0): 0.6, (0, 1): 0.8, (1, 0): 0.2, (1, 1): 1.0}.items():
+        x[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2] = m
+    x[:, 0, :2, :2] += torch.tensor([[0.3, -0.3], [0.3, -0.3]])  # channel mean unchanged on average
+    x[:, :, 4, :] = 9.0  # the incomplete last row / column are dropped by the pooling
+    x[:, :, :, 4] = 9.0
+    close(L_exp(2, 0.6)(x), (0.0 + 0.2 ** 2 + 0.4 ** 2 + 0.4 ** 2) / 4)
+
+
+def _segexp_reference_loop(x, y, classes=35):
+    """The reference L_segexp written with loops: labels of image q applied to brightness of image p."""
+    n, c, h, w = x.shape
+    xm = [[[sum(float(x[p, ch, i, j]) for ch in range(c)) / c for j in range(w)] for i in range(h)] for p in range(n)]
+    total = 0.0
+    for cls in range(classes):
+        a = [xm[p][i][j] if int(y[q, i, j]) == cls else 0.0
+             for p in range(n) for q in range(n) for i in range(h) for j in range(w)]
+        d = sum(a) / len(a)
+        a = [d if v == 0 else v for v in a]
+        total += sum((v - d) ** 2 for v in a) / len(a)
+    return total
+
+
+def _segexp_per_image_loop(x, y, ignore=255):
+    n, c, h, w = x.shape
+    total = 0.0
+    for p in range(n):
+        xm = {(i, j): sum(float(x[p, ch, i, j]) for ch in range(c)) / c for i in range(h) for j in range(w)}
+        for cls in {int(v) for v in y[p].flatten()} - {ignore}:
+            region = [xm[k] for k in xm if int(y[p, k[0], k[1]]) == cls]
+            mu = sum(region) / len(region)
+            total += sum((v - mu) ** 2 for v in region)
+    return total / (n * h * w)
+
+
+def test_segexp_reference_hand():
+    x = torch.tensor([0.2, 0.4, 0.6, 0.8]).view(2, 1, 1, 2).repeat(1, 3, 1, 1)
+    y = torch.tensor([[[0, 1]], [[1, 255]]])
+    # class 0: a = {0.2, 0.6, 6 zeros}, d = 0.1, (0.01 + 0.25) / 8
+    # class 1: a = {0.4, 0.8, 0.2, 0.6, 4 zeros}, d = 0.25, (0.0225 + 0.3025 + 0.0025 + 0.1225) / 8
+    close(L_segexp()(x, y), 0.26 / 8 + 0.45 / 8)
+    close(L_segexp(per_image=True)(x, y), 0.0)  # every class region of its own image is one pixel
+
+
+def test_segexp_per_image_hand_and_loop():
+    x = torch.tensor([0.2, 0.4, 0.6, 0.6, 0.8, 1.0]).view(2, 1, 1, 3).repeat(1, 3, 1, 1)
+    y = torch.tensor([[[0, 1, 1]], [[1, 255, 1]]])
+    # image 0: class 1 = {0.4, 0.6}, SS 0.02; image 1: class 1 = {0.6, 1.0}, SS 0.08; / (2*1*3)
+    close(L_segexp(per_image=True)(x, y), 0.1 / 6)
+    close(L_segexp()(x, y), _segexp_reference_loop(x, y))
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 5, 6, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 255])[torch.randint(0, 4, (2, 5, 6))]
+    y[1, 0] = 7  # a class present in one image only
+    per = L_segexp(per_image=True)(x, y)
+    ref = L_segexp()(x, y)
+    close(per, _segexp_per_image_loop(x.detach(), y))
+    close(ref, _segexp_reference_loop(x.detach(), y))
+    assert abs(per.item() - ref.item()) > 1e-3
+    per.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+# -------------------------------------------------------------------------------------- golden vectors
+@requires_shared
+def test_golden_vectors():
+    g = torch.load(os.path.join(COMPAT, "golden_vectors.pt"))["losses"]
+    A, E, P, Q, y = g["A"], g["E"], g["P"], g["Q"], g["y"]
+    contrastive_key = next(k for k in g if k.startswith("contrastive"))
+    close(L_TV()(A), g["L_TV(A)"])
+    out = L_color()(E)
+    assert out.shape == g["L_color(E)"].shape
+    close(out, g["L_color(E)"])
+    close(L_con()(E, P), g["L_con(E,P)"])
+    close(L_segexp()(E, y), g["L_segexp(E,y)"])
+    close(contrastive_loss(E, P, Q), g[contrastive_key])
+    out = L_spa()(Q, E)
+    assert out.shape == g["L_spa(Q,E)"].shape
+    close(out, g["L_spa(Q,E)"])
+    # the corrected variant differs from the reference here (different labels per image)
+    per = L_segexp(per_image=True)(E, y)
+    assert abs(float(per) - float(g["L_segexp(E,y)"])) > 1e-3
+
+
+@requires_shared
+@pytest.mark.xfail(strict=True, reason="golden L_exp16_0.6(E) is the Zero-DCE value + 0.0025 (=0.05^2) to 1 ulp; "
+                   "no pooling/level variant reproduces it - suspected defect in the fixture, reported")
+def test_golden_exp():
+    g = torch.load(os.path.join(COMPAT, "golden_vectors.pt"))["losses"]
+    close(L_exp(16, 0.6)(g["E"]), g["L_exp16_0.6(E)"])
+
+
+@requires_shared
+def test_golden_exp_offset_is_exactly_a_constant():
+    """Documents the discrepancy above: the fixture equals mean((avgpool16(mean_c E) - 0.6)^2) + 0.05^2."""
+    g = torch.load(os.path.join(COMPAT, "golden_vectors.pt"))["losses"]
+    pooled = F.avg_pool2d(g["E"].mean(dim=1, keepdim=True), 16)  # 24x30 -> one 16x16 patch per image
+    close(((pooled - 0.6) ** 2).mean(), L_exp(16, 0.6)(g["E"]), rtol=1e-6, atol=1e-9)
+    close(L_exp(16, 0.6)(g["E"]) + 0.0025, g["L_exp16_0.6(E)"], rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------- VGG
+@pytest.fixture
+def fresh_vgg_cache():
+    clear_vgg_cache()
+    yield
+    clear_vgg_cache()
+
+
+def _torchvision_vgg(home):
+    m = tvm.vgg16()
+    m.load_state_dict(torch.load(home / "hub" / "checkpoints" / VGG_FILE))
+    return m.eval()
+
+
+def _gram_loop(f):
+    n, c, h, w = f.shape
+    g = torch.zeros(n, c, c, dtype=torch.float64)
+    for b in range(n):
+        fb = f[b].double()
+        for i in range(c):
+            g[b, i] = (fb[i:i + 1] * fb).sum(dim=(1, 2)) / (c * h * w)
+    return g
+
+
+def test_vgg_missing_weights(fresh_vgg_cache):
+    for make in (get_vgg_features, perception_loss, PerceptualLoss):
+        with pytest.raises(UserError, match=VGG_FILE) as e:
+            make()
+        assert os.path.join("hub", "checkpoints") in str(e.value)
+
+
+def test_vgg_loaded_once_and_frozen(fake_torch_home, fresh_vgg_cache, monkeypatch):
+    calls = []
+    real = Myloss.load_pretrained
+    monkeypatch.setattr(Myloss, "load_pretrained", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a, b = perception_loss(), PerceptualLoss()
+    feature_contrastive_loss(*torch.rand(3, 1, 3, 8, 8).unbind(0))
+    assert len(calls) == 1
+    assert a.vgg is b.vgg is get_vgg_features("cpu")
+    assert len(calls) == 1
+    shared = VGGFeatures(_torchvision_vgg(fake_torch_home))
+    assert perception_loss(vgg=shared).vgg is shared and PerceptualLoss(shared).vgg is shared
+    assert len(calls) == 1
+    vgg = a.vgg
+    a.train(), vgg.train()
+    assert not vgg.training and all(not p.requires_grad for p in vgg.parameters())
+    assert len(list(a.parameters())) == 0  # the shared VGG is not a parameter of the loss
+
+
+def test_vgg_losses_match_torchvision(fake_torch_home, fresh_vgg_cache):
+    torch.manual_seed(2)
+    I, E, P, Q = torch.rand(4, 2, 3, 32, 32).unbind(0)
+    m = _torchvision_vgg(fake_torch_home)
+    with torch.no_grad():
+        close(perception_loss()(I, E), F.mse_loss(m.features[:23](I), m.features[:23](E)), rtol=1e-4)
+        expected = 0.0
+        for end in (4, 9):
+            expected += ((_gram_loop(m.features[:end](P)) - _gram_loop(m.features[:end](E))) ** 2).sum()
+        g_ep = PerceptualLoss()(E, P)
+        close(g_ep, expected, rtol=1e-4, atol=1e-9)
+        g_eq = PerceptualLoss()(E, Q)
+        close(feature_contrastive_loss(E, P, Q), max(float(g_ep) - float(g_eq) + 0.04, 0.0), rtol=1e-4)
+        close(feature_contrastive_loss(E, P, Q, margin=-1.0), 0.0)
+
+
+def test_vgg_fast_path_matches_separate_calls(fake_torch_home, fresh_vgg_cache):
+    torch.manual_seed(3)
+    I, P, Q = torch.rand(3, 2, 3, 24, 24).unbind(0)
+    E1 = torch.rand(2, 3, 24, 24, requires_grad=True)
+    E2 = E1.detach().clone().requires_grad_(True)
+    vgg = get_vgg_features()
+    calls = []
+    hook = vgg.register_forward_pre_hook(lambda *_: calls.append(1))
+    per, gram = perception_loss(), PerceptualLoss()
+    slow = per(I, E1) + feature_contrastive_loss(E1, P, Q, gram_loss=gram)
+    assert len(calls) == 5  # I, E for perception_loss; E once, P, Q inside feature_contrastive_loss
+    calls.clear()
+    fE = vgg(E2)
+    assert set(fE) == {"relu1_2", "relu2_2", "relu4_3"}
+    with torch.no_grad():
+        fI, fP, fQ = vgg(I), vgg(P, last="relu2_2"), vgg(Q, last="relu2_2")
+    fast = per(fI, fE) + feature_contrastive_loss(fE, fP, fQ, gram_loss=gram)
+    assert len(calls) == 4
+    hook.remove()
+    close(fast, slow, rtol=1e-5)
+    slow.backward()
+    fast.backward()
+    close(E2.grad, E1.grad, rtol=1e-4, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------- segmentation
+def _seg_net():
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 1.5)
+    return net
+
+
+def test_segmentation_loss_value_gradient_and_eval_mode():
+    net = _seg_net()
+    running = net[1].running_mean.clone()
+    torch.manual_seed(5)
+    x = torch.rand(2, 3, 6, 7)
+    y = torch.randint(0, 5, (2, 6, 7))
+    y[0, 0] = 255
+    enhancer = nn.Conv2d(3, 3, 1)
+    loss_fn = SegmentationLoss(net)
+    loss_fn.train()
+    assert not net.training and not net[1].training
+
+    E = enhancer(x)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    normed = torch.stack([(E[:, c] - mean[c]) / std[c] for c in range(3)], dim=1)
+    expected = F.cross_entropy(net(normed), y, ignore_index=255)
+    loss = loss_fn(E, y)
+    close(loss, expected, rtol=1e-5)
+    loss.backward()
+    assert enhancer.weight.grad is not None and enhancer.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters())
+
+    enhancer.zero_grad(set_to_none=True)
+    E = enhancer(x)
+    ref = SegmentationLoss(net, detach=True)(E, y)
+    close(ref, expected, rtol=1e-5)
+    assert not ref.requires_grad  # the reference: no gradient reaches the enhancer
+    (ref + 0 * E.sum()).backward()
+    assert enhancer.weight.grad is None or enhancer.weight.grad.abs().sum() == 0
+    assert not net.training and torch.equal(net[1].running_mean, running)
+    net.train()  # switched by someone else: the loss still evaluates in eval mode
+    close(loss_fn(x, y), F.cross_entropy(net.eval()(torch.stack(
+        [(x[:, c] - mean[c]) / std[c] for c in range(3)], dim=1)), y, ignore_index=255), rtol=1e-5)
+    assert torch.equal(net[1].running_mean, running)
