@@ -92,6 +92,9 @@ def _data(args, needs_labels: bool):
 def run(args: argparse.Namespace) -> None:
     run_dir = args.snapshots_folder
     device, rank, world = setup_run(args, run_dir)
+    model = build_enhancer(args.arch, args.embed_dim)  # first, so its init depends on the seed alone
+    model.apply(weights_init)
+    model.to(device)
     weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
     off = [k for k, w in weights.items() if w == 0]
     log.info("loss terms on: %s", ", ".join(f"{k}={w:g}" for k, w in weights.items() if w) or "none")
@@ -106,9 +109,6 @@ def run(args: argparse.Namespace) -> None:
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 
-    model = build_enhancer(args.arch, args.embed_dim)
-    model.apply(weights_init)
-    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lowlight_lr, weight_decay=args.lowlight_weight_decay)
     contrast_gen = torch.Generator().manual_seed(args.random_seed + rank)
     start = 0

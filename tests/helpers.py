@@ -1,0 +1,64 @@
+"""Builders of tiny datasets in the real layouts, shared by the training and inference tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def write_rgb(path: Path, h: int, w: int, seed: int, scale: float = 1.0) -> np.ndarray:
+    """A smooth random RGB image (uint8) written to ``path``."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((h // 8 + 2, w // 8 + 2, 3))
+    img = np.asarray(Image.fromarray((base * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR), np.float32)
+    img = np.clip(img * scale + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+    return img
+
+
+def make_cityscapes(root: Path, n: int = 4, h: int = 48, w: int = 64, labels: bool = True) -> Path:
+    """``root/leftImg8bit/train/<city>/*_leftImg8bit.png`` (+ gtFine labelIds with road/car/void)."""
+    for i in range(n):
+        city = f"city{i % 2}"
+        stem = f"{city}_{i:06d}_000019"
+        write_rgb(root / "leftImg8bit" / "train" / city / f"{stem}_leftImg8bit.png", h, w, seed=i, scale=0.25)
+        if labels:
+            lab = np.full((h, w), 7, np.uint8)          # road -> 0
+            lab[: h // 3] = 23                           # sky -> 10
+            lab[h // 2:, w // 2:] = 26                   # car -> 13
+            lab[:2] = 0                                  # unlabeled -> 255
+            p = root / "gtFine" / "train" / city / f"{stem}_gtFine_labelIds.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(lab).save(p)
+    return root
+
+
+def make_contrast(root: Path, n: int = 3, h: int = 40, w: int = 40) -> Path:
+    """``root/GT`` (bright positives) and ``root/low`` (over/under-exposed negatives)."""
+    for i in range(n):
+        write_rgb(root / "GT" / f"p{i}.png", h, w, seed=100 + i, scale=0.9)
+        write_rgb(root / "low" / f"n{i}.png", h, w, seed=200 + i, scale=0.1 if i % 2 else 2.5)
+    return root
+
+
+def make_lol_v1(root: Path, n: int = 4, h: int = 32, w: int = 40, seed: int = 0) -> Path:
+    """LOL-v1 split: ``root/low`` and ``root/high`` with identical names; low = 0.2·high."""
+    for i in range(n):
+        hi = write_rgb(root / "high" / f"{i + 1}.png", h, w, seed=seed + i)
+        lo = np.clip(hi.astype(np.float32) * 0.2, 0, 255).astype(np.uint8)
+        (root / "low").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(lo).save(root / "low" / f"{i + 1}.png")
+    return root
+
+
+def make_deeplab_checkpoint(path: Path, name: str = "deeplabv3plus_mobilenet") -> Path:
+    """A random DeepLab checkpoint in the public port's format (weights under ``model_state``)."""
+    from network.modeling import build_segmentation_model
+
+    torch.manual_seed(0)
+    net = build_segmentation_model(name, num_classes=19, output_stride=16, pretrained_backbone=False)
+    torch.save({"model_state": net.state_dict(), "optimizer_state": {}, "cur_itrs": 1, "best_score": 0.0}, path)
+    return path

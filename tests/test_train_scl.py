@@ -1,0 +1,166 @@
+"""The SCL-LLE stage end to end on a tiny Cityscapes tree + Contrast set with fake VGG/DeepLab weights."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train
+from conftest import ROOT
+from helpers import make_cityscapes, make_contrast, make_deeplab_checkpoint
+from lowlight_model import enhance_net_nopool, weights_init
+from stages.common import read_losses
+from stages.sclloss import LOSS_WEIGHTS, SCLLoss
+from utils.errors import UserError
+
+
+@pytest.fixture
+def scl_data(tmp_path, fake_torch_home):
+    city = make_cityscapes(tmp_path / "cityscapes")
+    contrast = make_contrast(tmp_path / "Contrast")
+    ckpt = make_deeplab_checkpoint(tmp_path / "deeplab.pth")
+    return tmp_path, city, contrast, ckpt
+
+
+def _args(tmp, city, contrast, ckpt, out, *extra):
+    return ["--stage", "scl", "--data_root", str(city), "--contrast_dir", str(contrast), "--ckpt", str(ckpt),
+            "--crop_size", "32", "--batch_size", "2", "--num_workers", "0", "--device", "cpu",
+            "--snapshots_folder", str(out), "--log_every", "1", "--random_seed", "3", *extra]
+
+
+def test_full_loss_decreases_on_a_fixed_batch(scl_data):
+    from network.modeling import build_segmentation_model
+    from utils.checkpoint import load_weights
+
+    tmp, city, contrast, ckpt = scl_data
+    from datasets.cityscapes import Cityscapes
+    from datasets.contrast import ContrastSet
+
+    torch.manual_seed(0)
+    ds = Cityscapes(str(city), crop_size=32)
+    images, labels = map(torch.stack, zip(*[ds[0], ds[1]]))
+    P, Q = ContrastSet(str(contrast), crop_size=32).sample(2, torch.Generator().manual_seed(0))
+    seg = load_weights(build_segmentation_model("deeplabv3plus_mobilenet", 19, 16, False), str(ckpt))
+    crit = SCLLoss({k: v for k, (v, _) in LOSS_WEIGHTS.items()}, seg_net=seg)
+    model = enhance_net_nopool()
+    model.apply(weights_init)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    totals = []
+    for _ in range(15):
+        _, E, A = model(images)
+        terms = crit(images, E, A, labels, P, Q)
+        assert set(terms) == {"tv", "color", "con", "feat", "percep", "segexp", "seg"}
+        loss = sum(terms.values())
+        assert torch.isfinite(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        totals.append(loss.item())
+    assert totals[-1] < totals[0] * 0.9, totals
+
+
+def test_segmentation_gradient_reaches_enhancer_unless_detached(scl_data):
+    from network.modeling import build_segmentation_model
+    from utils.checkpoint import load_weights
+
+    _, _, _, ckpt = scl_data
+    seg = load_weights(build_segmentation_model("deeplabv3plus_mobilenet", 19, 16, False), str(ckpt))
+    x = torch.rand(2, 3, 32, 32)
+    y = torch.randint(0, 19, (2, 32, 32))
+    for detach, expect in ((False, True), (True, False)):
+        model = enhance_net_nopool()
+        crit = SCLLoss({"seg": 1.0}, seg_net=seg, seg_detach=detach)
+        _, E, A = model(x)
+        loss = crit(x, E, A, y)["seg"]
+        if loss.requires_grad:
+            loss.backward()
+        got = model.e_conv7.weight.grad is not None and model.e_conv7.weight.grad.abs().sum() > 0
+        assert got == expect
+        assert not seg.training
+
+
+def test_train_run_writes_snapshots_logs_and_plot(scl_data):
+    tmp, city, contrast, ckpt = scl_data
+    out = tmp / "snap"
+    train.main(_args(tmp, city, contrast, ckpt, out, "--total_itrs", "4", "--snapshot_iter", "2"))
+    rows = read_losses(str(out / "losses.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(r["total"])) for r in rows)
+    assert set(rows[0]) >= {"tv", "color", "con", "feat", "percep", "segexp", "seg", "total"}
+    for r in rows:  # total is the sum of the logged terms
+        assert abs(r["total"] - sum(v for k, v in r.items() if k not in ("step", "prefix", "total"))) < 1e-4
+    assert (out / "loss_curves.png").stat().st_size > 1000
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tb"))
+    # the raw snapshot loads as the reference test script would
+    m = enhance_net_nopool()
+    m.load_state_dict(torch.load(out / "Epoch4.pth", map_location="cpu"))
+    assert (out / "Epoch2.pth").exists()
+    args = json.load(open(out / "args.json"))
+    assert args["total_itrs"] == 4
+
+
+def test_terms_can_be_turned_off_without_labels_or_vgg(tmp_path, caplog):
+    city = make_cityscapes(tmp_path / "cityscapes", labels=False)
+    contrast = make_contrast(tmp_path / "Contrast")
+    out = tmp_path / "snap"
+    argv = _args(tmp_path, city, contrast, tmp_path / "none.pth", out, "--total_itrs", "2", "--w_seg", "0",
+                 "--w_segexp", "0", "--w_feat", "0", "--w_percep", "0")
+    train.main(argv)
+    rows = read_losses(str(out / "losses.jsonl"))
+    assert set(rows[0]) == {"step", "prefix", "total", "tv", "color", "con"}
+    log = (out / "train.log").read_text()
+    assert "loss terms off: feat, percep, segexp, seg" in log
+
+
+def test_missing_vgg_weights_is_one_line_error(tmp_path):
+    city = make_cityscapes(tmp_path / "cityscapes", labels=False)
+    contrast = make_contrast(tmp_path / "Contrast")
+    argv = _args(tmp_path, city, contrast, tmp_path / "none.pth", tmp_path / "snap", "--total_itrs", "1",
+                 "--w_seg", "0", "--w_segexp", "0")
+    with pytest.raises(UserError, match=r"vgg16-397923af\.pth.*--w_feat 0 --w_percep 0"):
+        train.main(argv)
+    # and from the command line: one line on stderr, exit code 2, no traceback
+    r = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ})
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_missing_labels_is_an_error(tmp_path, fake_torch_home):
+    city = make_cityscapes(tmp_path / "cityscapes", labels=False)
+    contrast = make_contrast(tmp_path / "Contrast")
+    argv = _args(tmp_path, city, contrast, tmp_path / "none.pth", tmp_path / "snap", "--total_itrs", "1")
+    with pytest.raises(UserError, match="gtFine"):
+        train.main(argv)
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_losses(scl_data):
+    tmp, city, contrast, ckpt = scl_data
+    # uninterrupted reference run
+    full = tmp / "full"
+    train.main(_args(tmp, city, contrast, ckpt, full, "--total_itrs", "14", "--snapshot_iter", "3"))
+    ref = {r["step"]: r["total"] for r in read_losses(str(full / "losses.jsonl"))}
+    # a run killed with SIGKILL after its first snapshot
+    killed = tmp / "killed"
+    argv = _args(tmp, city, contrast, ckpt, killed, "--total_itrs", "1000", "--snapshot_iter", "3")
+    proc = subprocess.Popen([sys.executable, "train.py", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ})
+    deadline = time.time() + 120
+    while not (killed / "latest.pth").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    k = torch.load(killed / "latest.pth", map_location="cpu", weights_only=True)["iteration"]
+    assert k % 3 == 0 and 3 <= k <= 9
+    train.main(_args(tmp, city, contrast, ckpt, killed, "--total_itrs", str(k + 3), "--snapshot_iter", "3",
+                     "--resume", "auto"))
+    got = {r["step"]: r["total"] for r in read_losses(str(killed / "losses.jsonl"))}
+    assert sorted(got) == list(range(1, k + 4))  # records past the snapshot were rewritten, none doubled
+    for step in range(k + 1, k + 4):
+        assert got[step] == pytest.approx(ref[step], rel=1e-6, abs=1e-7), step
