@@ -15,8 +15,13 @@ class Visualizer:
             import visdom
         except ImportError as e:  # pragma: no cover - visdom is in requirements.txt
             raise UserError("--enable_vis needs the visdom package: pip install visdom") from e
-        self.viz = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True, use_incoming_socket=False)
-        if not self.viz.check_connection(timeout_seconds=3):
+        try:
+            self.viz = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
+                                     use_incoming_socket=False)
+            ok = self.viz.check_connection(timeout_seconds=3)
+        except ConnectionError:
+            ok = False
+        if not ok:
             raise UserError(f"no visdom server at {server}:{port}; start one with "
                             f"`python -c 'from visdom.server.run_server import main; main()' -port {port}` "
                             f"or drop --enable_vis")
