@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="dce", choices=sorted(ENHANCERS), help="enhancer architecture")
     p.add_argument("--embed_dim", type=int, default=32, help="EMNet width")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["fp32", "channels_last", "bf16"], default="fp32",
+                   help="fp32 = reference numerics; channels_last and bf16 autocast are faster and may change "
+                        "a few pixels by one 8-bit level (see README, benchmarks/bench_enhancer.py)")
     g = p.add_argument_group("paired evaluation and external memory (EMNet)")
     g.add_argument("--mem_weights", default=None, help="memory checkpoint (mem_key/mem_vale/...); none: enhancer only")
     g.add_argument("--mem_size", type=int, default=9000)
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
-                   multiple: int = 1) -> tuple[int, list[str]]:
+                   multiple: int = 1, precision: str = "fp32") -> tuple[int, list[str]]:
     """Enhance every image under ``input_dir`` (recursively) into the same relative path under ``output_dir``.
 
     A file that cannot be read is reported and skipped; returns ``(written, failures)``.
@@ -72,8 +75,10 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
             tqdm.write(f"error: {e}", file=sys.stderr)
             failures.append(path)
             continue
-        with torch.inference_mode():
-            y = enhance(model, x, multiple).clamp(0, 1)
+        if precision != "fp32":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
+            y = enhance(model, x, multiple).float().clamp(0, 1)
         save_image(y[0], os.path.join(output_dir, rel))
         written += 1
     return written, failures
@@ -93,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = " (run `make demo` or `python train.py` first)" if args.weights == DEFAULT_WEIGHTS else ""
         raise UserError(f"weights {args.weights} not found; pass --weights{hint}")
     model = load_enhancer(args.arch, args.weights, device, args.embed_dim)
+    if args.precision != "fp32":
+        model = model.to(memory_format=torch.channels_last)
     if mode == "paired":
         from paired_eval import evaluate_paired
 
@@ -100,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     output_dir = args.output_dir or "datasets/result"
     start = time.time()
-    written, failures = enhance_folder(model, args.input_dir, output_dir, device, SIZE_MULTIPLE[args.arch])
+    written, failures = enhance_folder(model, args.input_dir, output_dir, device, SIZE_MULTIPLE[args.arch],
+                                      args.precision)
     print(f"enhanced {written} image(s) into {output_dir}/ in {time.time() - start:.1f}s")
     if failures:
         print(f"error: {len(failures)} image(s) could not be read and were skipped: {', '.join(failures)}",

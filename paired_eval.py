@@ -7,7 +7,6 @@ labelled as such, since it uses the ground truth and is not comparable with the 
 from __future__ import annotations
 
 import csv
-import math
 import os
 import time
 
@@ -20,7 +19,7 @@ from lowlight_model import SIZE_MULTIPLE, enhance
 from memory import ExternalMemory, build_query_net, gt_mean_oracle, query, refine
 from metrics import MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr, ssim
 from utils.errors import UserError
-from utils.image_io import save_grid, save_image, to_uint8
+from utils.image_io import save_grid_rows, save_image, to_uint8
 
 
 def _metrics(y: torch.Tensor, gt8: np.ndarray, gt: torch.Tensor, lp) -> dict[str, float]:
@@ -76,7 +75,7 @@ def evaluate_paired(args, model: torch.nn.Module, device: torch.device) -> dict[
     _write_csv(os.path.join(out_dir, "results.csv"), acc)
     if grid_rows:
         labels = ["input", "ori", "mem" if mem is not None else "ori (no memory)", "GT"]
-        save_grid(grid_rows, os.path.join(out_dir, "comparison.png"), labels=labels)
+        save_grid_rows(grid_rows, os.path.join(out_dir, "comparison.png"), labels=labels)
     for m in methods:
         label = "GT-mean (oracle, uses GT)" if m == "gt_mean_oracle" else m
         figures = " ".join(f"{k.upper()} {v:.4f}" for k, v in means[m].items())

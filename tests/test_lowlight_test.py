@@ -1,0 +1,120 @@
+"""lowlight_test.py: folder mode round trip, odd inputs, errors; paired mode against scikit-image."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+import lowlight_test
+from conftest import ROOT
+from helpers import make_lol_v1, write_rgb
+from lowlight_model import enhance_net_nopool
+from utils.errors import UserError
+from utils.image_io import read_image_tensor, to_uint8
+
+
+@pytest.fixture
+def dce_weights(tmp_path):
+    torch.manual_seed(0)
+    m = enhance_net_nopool()
+    for p in m.parameters():
+        p.data.normal_(0, 0.05)
+    path = tmp_path / "w.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in m.state_dict().items()}}, path)
+    return path, m.eval()
+
+
+def test_folder_round_trip(tmp_path, dce_weights):
+    weights, model = dce_weights
+    src = tmp_path / "test_data"
+    write_rgb(src / "a" / "one.png", 30, 40, seed=1, scale=0.3)
+    write_rgb(src / "b" / "two.jpg", 25, 33, seed=2, scale=0.3)
+    gray = (np.arange(20 * 24).reshape(20, 24) % 256).astype(np.uint8)
+    Image.fromarray(gray).save(src / "b" / "gray.png")
+    Image.fromarray(np.zeros((10, 12, 4), np.uint8) + 60).save(src / "b" / "rgba.png")
+    Image.fromarray((np.arange(16 * 18).reshape(16, 18) * 200).astype(np.uint16)).save(src / "b" / "deep.png")
+    out = tmp_path / "result"
+    assert lowlight_test.main(["--input_dir", str(src), "--output_dir", str(out), "--weights", str(weights),
+                               "--device", "cpu"]) == 0
+    for rel in ("a/one.png", "b/two.jpg", "b/gray.png", "b/rgba.png", "b/deep.png"):
+        x = read_image_tensor(str(src / rel))
+        got = np.asarray(Image.open(out / rel).convert("RGB"))
+        assert got.shape == (x.shape[1], x.shape[2], 3)
+        if rel.endswith(".png"):
+            with torch.no_grad():
+                expect = to_uint8(model(x[None])[1][0].clamp(0, 1))
+            assert np.array_equal(got, expect), rel
+
+
+def test_corrupt_image_is_skipped_with_one_line_error(tmp_path, dce_weights):
+    weights, _ = dce_weights
+    src = tmp_path / "in"
+    write_rgb(src / "ok.png", 16, 16, seed=1)
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "lowlight_test.py", "--input_dir", str(src), "--output_dir", str(out),
+                        "--weights", str(weights), "--device", "cpu"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert "broken.png" in r.stderr and (out / "ok.png").exists() and not (out / "broken.png").exists()
+    assert not [f for f in os.listdir(out) if f.startswith(".")]  # no half-written temporary files
+
+
+@pytest.mark.parametrize("problem", ["missing_dir", "missing_weights", "wrong_checkpoint"])
+def test_bad_input_is_one_line_error(tmp_path, dce_weights, problem):
+    weights, _ = dce_weights
+    src = tmp_path / "in"
+    write_rgb(src / "ok.png", 16, 16, seed=1)
+    if problem == "missing_dir":
+        argv, needle = ["--input_dir", str(tmp_path / "nope"), "--weights", str(weights)], "nope"
+    elif problem == "missing_weights":
+        argv, needle = ["--input_dir", str(src), "--weights", str(tmp_path / "none.pth")], "none.pth"
+    else:
+        torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+        argv, needle = ["--input_dir", str(src), "--weights", str(tmp_path / "other.pth")], "missing keys"
+    r = subprocess.run([sys.executable, "lowlight_test.py", *argv, "--device", "cpu"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+
+
+def test_paired_mode_reports_scikit_image_metrics(tmp_path, dce_weights, fake_torch_home):
+    weights, _ = dce_weights
+    pairs = make_lol_v1(tmp_path / "eval15", n=3)
+    out = tmp_path / "res"
+    lowlight_test.main(["--input_dir", str(pairs), "--result_dir", str(out), "--weights", str(weights),
+                        "--device", "cpu", "--save_images", "--grid", "2"])
+    rows = {r["image"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    for name in ("1.png", "2.png", "3.png"):
+        ori = np.asarray(Image.open(out / "ori" / name))
+        gt = np.asarray(Image.open(pairs / "high" / name))
+        assert float(rows[name]["ori_psnr"]) == pytest.approx(peak_signal_noise_ratio(gt, ori, data_range=255), abs=1e-5)
+        assert float(rows[name]["ori_ssim"]) == pytest.approx(
+            structural_similarity(gt, ori, channel_axis=-1, data_range=255), abs=1e-5)
+        assert "ori_lpips" in rows[name]
+    mean = np.mean([float(rows[n]["ori_psnr"]) for n in ("1.png", "2.png", "3.png")])
+    assert float(rows["mean"]["ori_psnr"]) == pytest.approx(mean, abs=1e-5)
+    report = (out / "result.txt").read_text()
+    assert "ORACLE" in report and "1.png" in report
+    assert Image.open(out / "comparison.png").size[0] > 4 * 40
+
+
+@pytest.mark.parametrize("precision,max_levels", [("channels_last", 1), ("bf16", 3)])
+def test_fast_precisions_stay_within_a_few_levels(tmp_path, dce_weights, precision, max_levels):
+    weights, _ = dce_weights
+    src = tmp_path / "in"
+    write_rgb(src / "x.png", 48, 64, seed=3, scale=0.3)
+    outs = {}
+    for prec in ("fp32", precision):
+        lowlight_test.main(["--input_dir", str(src), "--output_dir", str(tmp_path / prec), "--weights", str(weights),
+                            "--device", "cpu", "--precision", prec])
+        outs[prec] = np.asarray(Image.open(tmp_path / prec / "x.png")).astype(int)
+    assert np.abs(outs["fp32"] - outs[precision]).max() <= max_levels
