@@ -1,0 +1,144 @@
+"""Cityscapes (or darkened Cityscapes) images with fine labels mapped to the 19 train ids.
+
+Layout (SPEC §3)::
+
+    root/leftImg8bit/<split>/<city>/<base>_leftImg8bit.png
+    root/gtFine/<split>/<city>/<base>_gtFine_labelIds.png
+
+Label ids are mapped with the standard Cityscapes table (:data:`ID_TO_TRAINID`); every other id → 255.
+Training: pad (image 0, label 255) to at least ``crop_size``, random crop, random horizontal flip, all
+applied jointly to image and label with torch's RNG. Evaluation: the full image.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from utils.errors import UserError
+from utils.image_io import list_images, read_image_tensor
+
+IGNORE_INDEX = 255
+# labelId → trainId for the 19 evaluated classes (cityscapesScripts ``labels.py``).
+ID_TO_TRAINID = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
+                 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+               "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+               "motorcycle", "bicycle")
+PALETTE = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+           (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+           (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
+
+_LUT = np.full(256, IGNORE_INDEX, dtype=np.int64)
+for _id, _train in ID_TO_TRAINID.items():
+    _LUT[_id] = _train
+
+IMAGE_SUFFIX = "_leftImg8bit"
+LABEL_SUFFIX = "_gtFine_labelIds.png"
+
+
+def encode_labels(label_ids: np.ndarray) -> np.ndarray:
+    """Cityscapes label ids (any integer array) → train ids 0..18 / 255, int64, same shape."""
+    ids = np.asarray(label_ids).astype(np.int64)
+    out = np.full(ids.shape, IGNORE_INDEX, dtype=np.int64)
+    valid = (ids >= 0) & (ids < 256)
+    out[valid] = _LUT[ids[valid]]
+    return out
+
+
+def colorize(train_ids: np.ndarray) -> np.ndarray:
+    """Train-id map (H, W) → uint8 HxWx3 colour image (ignore/unknown = black)."""
+    pal = np.zeros((256, 3), np.uint8)
+    pal[:len(PALETTE)] = PALETTE
+    return pal[np.clip(np.asarray(train_ids), 0, 255).astype(np.int64)]
+
+
+def read_label(path: str) -> np.ndarray:
+    """Read a ``*_gtFine_labelIds.png`` file and map it to train ids: int64 (H, W)."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: label file not found; add it or pass require_labels=False")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            ids = np.asarray(im)
+    except Exception as e:
+        raise UserError(f"{path}: cannot read label image ({str(e)[:200]}); replace or remove it") from e
+    if ids.ndim != 2:
+        raise UserError(f"{path}: label image has {ids.shape[-1]} channels; use the single-channel "
+                        f"*{LABEL_SUFFIX} file, not the colour one")
+    return encode_labels(ids)
+
+
+class Cityscapes(Dataset):
+    """Items ``(image float32 (3,H,W) in [0,1], label int64 (H,W) with values 0..18 or 255)``.
+
+    ``crop_size`` (int or None) applies only when ``train``. With ``require_labels=False`` a missing
+    label file (or a missing ``gtFine`` folder) gives an all-255 label instead of an error.
+    """
+
+    def __init__(self, root: str, split: str = "train", crop_size: int | None = 384, train: bool = True,
+                 require_labels: bool = True) -> None:
+        self.root, self.split, self.train = root, split, train
+        self.crop_size = crop_size
+        self.require_labels = require_labels
+        img_dir = os.path.join(root, "leftImg8bit", split)
+        lbl_dir = os.path.join(root, "gtFine", split)
+        if not os.path.isdir(img_dir):
+            raise UserError(f"{img_dir}: folder not found; expected {os.path.join(root, 'leftImg8bit', split, '<city>', '*' + IMAGE_SUFFIX + '.png')}")
+        images = list_images(img_dir, recursive=True)
+        if not images:
+            raise UserError(f"{img_dir}: no images found; expected <city>/*{IMAGE_SUFFIX}.png files")
+        if require_labels and not os.path.isdir(lbl_dir):
+            raise UserError(f"{lbl_dir}: label folder not found; add gtFine or pass require_labels=False")
+        self.files: list[tuple[str, str | None]] = []
+        for path in images:
+            rel_dir = os.path.relpath(os.path.dirname(path), img_dir)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            base = stem[: -len(IMAGE_SUFFIX)] if stem.endswith(IMAGE_SUFFIX) else stem
+            label = os.path.normpath(os.path.join(lbl_dir, rel_dir, base + LABEL_SUFFIX))
+            if not os.path.isfile(label):
+                if require_labels:
+                    raise UserError(f"{label}: label file not found for {path}; add it or pass "
+                                    f"require_labels=False")
+                label = None
+            self.files.append((path, label))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img_path, lbl_path = self.files[index]
+        image = read_image_tensor(img_path)
+        h, w = image.shape[-2:]
+        if lbl_path is None:
+            label = torch.full((h, w), IGNORE_INDEX, dtype=torch.int64)
+        else:
+            label = torch.from_numpy(read_label(lbl_path))
+            if tuple(label.shape) != (h, w):
+                raise UserError(f"{lbl_path}: label is {label.shape[1]}x{label.shape[0]} but image {img_path} "
+                                f"is {w}x{h}; they must match")
+        if self.train:
+            image, label = random_crop_flip(image, label, self.crop_size)
+        return image, label
+
+
+def random_crop_flip(image: torch.Tensor, label: torch.Tensor, crop_size: int | None,
+                     flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint pad-if-needed (bottom/right; image 0, label 255) + random crop + random horizontal flip."""
+    if crop_size:
+        h, w = image.shape[-2:]
+        ph, pw = max(0, crop_size - h), max(0, crop_size - w)
+        if ph or pw:
+            image = torch.nn.functional.pad(image, (0, pw, 0, ph), value=0.0)
+            label = torch.nn.functional.pad(label, (0, pw, 0, ph), value=IGNORE_INDEX)
+            h, w = image.shape[-2:]
+        top = int(torch.randint(0, h - crop_size + 1, (1,)).item())
+        left = int(torch.randint(0, w - crop_size + 1, (1,)).item())
+        image = image[:, top:top + crop_size, left:left + crop_size]
+        label = label[top:top + crop_size, left:left + crop_size]
+    if flip and torch.rand(1).item() < 0.5:
+        image, label = image.flip(-1), label.flip(-1)
+    return image.contiguous(), label.contiguous()

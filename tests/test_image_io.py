@@ -1,0 +1,192 @@
+"""utils.image_io: decoding corner cases, exact rounding, atomic writes, grids."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torchvision.utils as tvu
+from PIL import Image, ImageOps
+
+from utils.errors import UserError
+from utils.image_io import (_orient, list_images, read_image, read_image_tensor, save_grid, save_grid_rows, save_image,
+                            to_uint8)
+
+
+def _load(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)
+
+
+def _rgb(h=10, w=14, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_list_images(tmp_path):
+    for name in ["b.PNG", "a.jpg", "c.txt", ".hidden.png", "sub/d.tif", "sub/e.JPEG"]:
+        p = tmp_path / name
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x")
+    assert [os.path.basename(p) for p in list_images(str(tmp_path))] == ["a.jpg", "b.PNG"]
+    rel = [os.path.relpath(p, tmp_path) for p in list_images(str(tmp_path), recursive=True)]
+    assert rel == ["a.jpg", "b.PNG", os.path.join("sub", "d.tif"), os.path.join("sub", "e.JPEG")]
+    with pytest.raises(UserError, match="missing"):
+        list_images(str(tmp_path / "missing"))
+
+
+def test_rgb_png_exact(tmp_path):
+    a = _rgb()
+    Image.fromarray(a).save(tmp_path / "x.png")
+    x = read_image(str(tmp_path / "x.png"))
+    assert x.dtype == np.float32 and x.shape == (10, 14, 3)
+    np.testing.assert_array_equal(x, a.astype(np.float32) / 255)
+    t = read_image_tensor(str(tmp_path / "x.png"))
+    assert t.shape == (3, 10, 14) and t.dtype == torch.float32
+
+
+def test_grayscale_and_rgba_and_palette(tmp_path):
+    g = _rgb()[..., 0]
+    Image.fromarray(g, "L").save(tmp_path / "g.png")
+    x = read_image(str(tmp_path / "g.png"))
+    assert x.shape == (10, 14, 3)
+    np.testing.assert_array_equal(x[..., 2], g / np.float32(255))
+    assert (x[..., 0] == x[..., 1]).all()
+
+    rgba = np.concatenate([_rgb(), np.zeros((10, 14, 1), np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    x = read_image(str(tmp_path / "a.png"))
+    assert x.shape == (10, 14, 3)
+    np.testing.assert_array_equal(x, rgba[..., :3] / np.float32(255))  # alpha dropped, not composited
+
+    pal = Image.fromarray(_rgb()).quantize(colors=16)
+    assert pal.mode == "P"
+    pal.save(tmp_path / "p.png")
+    x = read_image(str(tmp_path / "p.png"))
+    np.testing.assert_array_equal(x, np.asarray(pal.convert("RGB")) / np.float32(255))
+    pal.info["transparency"] = 0  # palette with a transparent entry: no warning, still RGB
+    pal.save(tmp_path / "pt.png", transparency=0)
+    assert read_image(str(tmp_path / "pt.png")).shape == (10, 14, 3)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit(tmp_path, ext):
+    a = np.random.default_rng(1).integers(0, 65536, (6, 9, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / f"c{ext}"), a[..., ::-1])
+    x = read_image(str(tmp_path / f"c{ext}"))
+    np.testing.assert_allclose(x, a / 65535.0, atol=1e-7)
+    cv2.imwrite(str(tmp_path / f"g{ext}"), a[..., 0])
+    x = read_image(str(tmp_path / f"g{ext}"))
+    np.testing.assert_allclose(x[..., 1], a[..., 0] / 65535.0, atol=1e-7)
+
+
+def test_exif_orientation(tmp_path):
+    a = _rgb(20, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(a).save(tmp_path / "r.jpg", exif=exif, quality=100)
+    x = read_image(str(tmp_path / "r.jpg"))
+    assert x.shape == (40, 20, 3)  # rotated 90° clockwise
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_matches_pil(orientation):
+    a = _rgb(5, 7)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(im))
+    np.testing.assert_array_equal(_orient(a, orientation), expected)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated"])
+def test_corrupt_file(tmp_path, content):
+    path = tmp_path / "bad.png"
+    if content == "truncated":
+        Image.fromarray(_rgb(64, 64)).save(path)
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError) as ei:
+        read_image(str(path))
+    msg = str(ei.value)
+    assert msg.startswith(f"{path}: cannot read image (") and msg.endswith("replace or remove it")
+    assert "\n" not in msg and "Traceback" not in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        read_image(str(tmp_path / "nope.png"))
+
+
+def test_to_uint8_rounding():
+    vals = torch.tensor([0.0, 0.49 / 255, 0.5 / 255, 1.5 / 255, 0.5, 254.4 / 255, 254.5 / 255, 1.0, 1.7, -0.3])
+    expected = [0, 0, 1, 2, 128, 254, 255, 255, 255, 0]
+    x = vals.view(1, 1, -1).expand(3, 1, -1)
+    assert to_uint8(x)[0, :, 0].tolist() == expected
+    assert to_uint8(x.permute(1, 2, 0).numpy())[0, :, 0].tolist() == expected  # HxWx3 array
+    assert to_uint8(x[None]).shape == (1, 10, 3)  # batch of one
+    # identical to torchvision.utils.save_image's arithmetic on random data
+    r = torch.rand(3, 17, 23) * 1.2 - 0.1
+    ref = r.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    np.testing.assert_array_equal(to_uint8(r), ref)
+    assert to_uint8(torch.full((3, 1, 1), float("nan")))[0, 0].tolist() == [0, 0, 0]
+
+
+def test_save_image_matches_torchvision(tmp_path):
+    r = torch.rand(3, 11, 13)
+    save_image(r, str(tmp_path / "ours.png"))
+    tvu.save_image(r, str(tmp_path / "tv.png"))
+    np.testing.assert_array_equal(_load(tmp_path / "ours.png"),
+                                  _load(tmp_path / "tv.png"))
+
+
+def test_save_round_trip_and_atomic(tmp_path):
+    a = _rgb(12, 16)
+    x = _tensor(a)
+    out = tmp_path / "deep" / "dir" / "y.png"
+    save_image(x, str(out))
+    np.testing.assert_array_equal(_load(out), a)
+    np.testing.assert_array_equal(to_uint8(read_image(str(out))), a)
+    save_image(a, str(out))  # overwrite with a uint8 array
+    assert sorted(os.listdir(out.parent)) == ["y.png"]
+    save_image(x, str(tmp_path / "z.jpg"))
+    with Image.open(tmp_path / "z.jpg") as im:
+        assert im.format == "JPEG"
+    assert oct(os.stat(out).st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+    with pytest.raises(UserError, match="extension"):
+        save_image(x, str(tmp_path / "w.gif"))
+    assert sorted(os.listdir(tmp_path)) == ["deep", "z.jpg"]
+
+
+def test_failed_save_leaves_no_temp(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", boom)
+    with pytest.raises(RuntimeError):
+        save_image(torch.rand(3, 4, 4), str(tmp_path / "f.png"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_grid(tmp_path):
+    a, b = torch.rand(3, 20, 10), _rgb(20, 15)
+    grid = save_grid([a, b], str(tmp_path / "g.png"))
+    assert grid.shape == (20, 10 + 4 + 15, 3)
+    np.testing.assert_array_equal(grid[:, 14:], b)
+    assert (grid[:, 10:14] == 255).all()
+    grid = save_grid([a, b], str(tmp_path / "gl.png"), labels=["input", "output"], gap=0)
+    assert grid.shape == (18 + 20, 25, 3)
+    assert (grid[:18] < 128).any()  # some dark text in the strip
+    np.testing.assert_array_equal(_load(tmp_path / "gl.png"), grid)
+    tall = save_grid([a, _rgb(21, 5)], str(tmp_path / "tall.png"), gap=0)  # shorter images padded white
+    assert tall.shape == (21, 15, 3) and (tall[20, :10] == 255).all()
+    rows = save_grid_rows([[a], [a, b]], str(tmp_path / "rows.png"), gap=0)  # narrower rows padded white
+    assert rows.shape == (40, 25, 3) and (rows[:20, 10:] == 255).all()
+    np.testing.assert_array_equal(rows[20:, 10:], b)

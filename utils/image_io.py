@@ -1,0 +1,245 @@
+"""Image reading/writing with one convention: float32 RGB in [0, 1].
+
+* Arrays are ``HxWx3`` (``np.ndarray``), tensors are ``(3, H, W)`` (``torch.Tensor``).
+* :func:`read_image` accepts 8-bit and 16-bit PNG/TIFF, JPEG, BMP; grayscale is repeated to 3 channels,
+  an alpha channel is dropped (not composited), palette images are expanded, EXIF orientation is applied.
+* :func:`to_uint8` rounds exactly like ``torchvision.utils.save_image``:
+  ``x.mul(255).add_(0.5).clamp_(0, 255)`` then a truncating cast to uint8 (NaN becomes 0).
+* :func:`save_image` writes atomically (a temp file in the same folder, then ``os.replace``).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from utils.errors import UserError
+
+IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+ImageLike = Union[torch.Tensor, np.ndarray]
+
+_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+_EXIF_ORIENTATION = 0x0112
+
+
+def is_image_file(path: str) -> bool:
+    """True if ``path`` ends with one of :data:`IMG_EXTENSIONS` (case-insensitive)."""
+    return path.lower().endswith(IMG_EXTENSIONS)
+
+
+def list_images(folder: str, recursive: bool = False) -> list[str]:
+    """Sorted paths of the image files in ``folder`` (sub-folders too if ``recursive``).
+
+    Hidden files and folders (name starting with ``.``) are skipped. Raises :class:`UserError` if
+    ``folder`` is not a directory.
+    """
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: folder not found; check the path")
+    out: list[str] = []
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            out.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and is_image_file(f))
+    else:
+        out = [os.path.join(folder, f) for f in os.listdir(folder)
+               if not f.startswith(".") and is_image_file(f) and os.path.isfile(os.path.join(folder, f))]
+    return sorted(out, key=lambda p: os.path.relpath(p, folder).split(os.sep))
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an HxW[xC] array, as ``PIL.ImageOps.exif_transpose`` does."""
+    ops = {
+        2: lambda x: x[:, ::-1],
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: x.swapaxes(0, 1),
+        6: lambda x: np.rot90(x, k=-1),
+        7: lambda x: x.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda x: np.rot90(x, k=1),
+    }
+    return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
+
+
+def _rawmode(im: Image.Image) -> str:
+    if not im.tile:
+        return ""
+    args = im.tile[0].args if hasattr(im.tile[0], "args") else im.tile[0][3]
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _read_16bit_color(path: str, im: Image.Image) -> np.ndarray:
+    """16-bit RGB(A) PNG/TIFF, which Pillow would truncate to 8 bits: decode with OpenCV."""
+    import cv2
+
+    a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if a is None or a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError("16-bit colour image that OpenCV cannot decode")
+    rgb = a[..., 2::-1].astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 255.0)
+    return _orient(rgb, int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1))
+
+
+def _pil_to_float(im: Image.Image) -> np.ndarray:
+    """A loaded, already oriented PIL image → float32 HxWx3 in [0, 1]."""
+    mode = im.mode
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
+        mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im).astype(np.float32) / 65535.0
+    elif mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+    elif mode in ("L", "LA", "1"):
+        a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    else:
+        a = np.asarray(im if mode == "RGB" else im.convert("RGBA" if mode == "RGBA" else "RGB"))
+        a = a[..., :3].astype(np.float32) / 255.0
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(np.clip(a, 0.0, 1.0), dtype=np.float32)
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read ``path`` as float32 HxWx3 RGB in [0, 1].
+
+    A missing path or a corrupt/truncated/non-image file raises :class:`UserError` naming the file.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: image not found; check the path")
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("RGB", "RGBA") and ";16" in _rawmode(im):
+                return _read_16bit_color(path, im)
+            im.load()
+            return _pil_to_float(ImageOps.exif_transpose(im))
+    except UserError:
+        raise
+    except Exception as e:  # any decoder failure means the file cannot be used
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: cannot read image ({msg}); replace or remove it") from e
+
+
+def read_image_tensor(path: str) -> torch.Tensor:
+    """Read ``path`` as a float32 tensor (3, H, W) in [0, 1]."""
+    return torch.from_numpy(read_image(path).transpose(2, 0, 1).copy())
+
+
+def to_uint8(x: ImageLike) -> np.ndarray:
+    """(3,H,W) / (1,3,H,W) tensor or HxWx3 / HxW array in [0,1] → uint8 HxWx3 array.
+
+    Same arithmetic as ``torchvision.utils.save_image``: ``x*255 + 0.5``, clamp to [0, 255], truncate
+    (so 0.5/255 → 1 only if ``x*255`` reaches 0.5 in the input dtype). A uint8 input is returned as is.
+    """
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.uint8:
+            return np.repeat(x[:, :, None], 3, axis=2) if x.ndim == 2 else x
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        t = t[:, :, None].expand(-1, -1, 3) if t.ndim == 2 else t
+        if t.ndim != 3 or t.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 array, got shape {tuple(x.shape)}")
+    else:
+        t = x.detach().cpu()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] not in (1, 3):
+            raise ValueError(f"expected a (3,H,W) tensor, got shape {tuple(t.shape)}")
+        t = t.expand(3, -1, -1).permute(1, 2, 0)
+        if t.dtype == torch.uint8:
+            return t.contiguous().numpy()
+    if not t.is_floating_point():
+        t = t.float()
+    t = torch.nan_to_num(t, nan=0.0)
+    return t.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).contiguous().numpy()
+
+
+def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
+    """Write ``x`` (see :func:`to_uint8`) to ``path``; format from the extension (PNG, JPEG, BMP, TIFF).
+
+    Atomic: written to a temporary file in the same folder, then renamed; parent folders are created.
+    """
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _SAVE_FORMATS:
+        raise UserError(f"{path}: unsupported image extension {ext!r}; use one of {', '.join(_SAVE_FORMATS)}")
+    img = Image.fromarray(to_uint8(x), "RGB")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            kwargs = {"quality": quality} if _SAVE_FORMATS[ext] == "JPEG" else {}
+            img.save(f, format=_SAVE_FORMATS[ext], **kwargs)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _label_strip(labels: Sequence[str], widths: Sequence[int], gap: int, height: int) -> np.ndarray:
+    """A white strip with each label centred (black text) above its image."""
+    strip = Image.new("RGB", (sum(widths) + gap * (len(widths) - 1), height), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    try:
+        font = ImageFont.load_default(size=max(8, height - 6))
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        font = ImageFont.load_default()
+    x0 = 0
+    for text, w in zip(labels, widths):
+        box = draw.textbbox((0, 0), text, font=font)
+        tx = x0 + max(0, (w - (box[2] - box[0])) // 2) - box[0]
+        ty = max(0, (height - (box[3] - box[1])) // 2) - box[1]
+        draw.text((tx, ty), text, fill=(0, 0, 0), font=font)
+        x0 += w + gap
+    return np.asarray(strip)
+
+
+def save_grid(images: Sequence[ImageLike], path: str, labels: Sequence[str] | None = None,
+              gap: int = 4, label_height: int = 18) -> np.ndarray:
+    """Concatenate images left to right (``gap`` white pixels between) and save to ``path``.
+
+    ``labels`` (one per image) adds a white strip of ``label_height`` pixels with the names on top.
+    Returns the uint8 HxWx3 grid that was written.
+    """
+    if not images:
+        raise ValueError("save_grid needs at least one image")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"save_grid got {len(labels)} labels for {len(images)} images")
+    return save_grid_rows([images], path, labels, gap, label_height)
+
+
+def save_grid_rows(rows: Sequence[Sequence[ImageLike]], path: str, labels: Sequence[str] | None = None,
+                   gap: int = 4, label_height: int = 18) -> np.ndarray:
+    """Several :func:`save_grid` rows stacked top to bottom (narrower rows padded white on the right),
+    with one label strip on top; saved to ``path``. Returns the uint8 HxWx3 grid."""
+    if not rows:
+        raise ValueError("save_grid_rows needs at least one row")
+    arrays = [[to_uint8(x) for x in row] for row in rows]
+    lines = []
+    for row in arrays:
+        h = max(a.shape[0] for a in row)
+        parts = []
+        for i, a in enumerate(row):
+            if i and gap > 0:
+                parts.append(np.full((h, gap, 3), 255, np.uint8))
+            parts.append(np.pad(a, ((0, h - a.shape[0]), (0, 0), (0, 0)), constant_values=255))
+        lines.append(np.concatenate(parts, axis=1))
+    width = max(line.shape[1] for line in lines)
+    stacked = []
+    for i, line in enumerate(lines):
+        if i and gap > 0:
+            stacked.append(np.full((gap, width, 3), 255, np.uint8))
+        stacked.append(np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=255))
+    grid = np.concatenate(stacked, axis=0)
+    if labels is not None:
+        widths = [a.shape[1] for a in arrays[0]]
+        strip = _label_strip(labels, widths, gap, label_height)
+        strip = np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0)), constant_values=255)
+        grid = np.concatenate([strip, grid], axis=0)
+    save_image(grid, path)
+    return grid
