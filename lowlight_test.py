@@ -26,14 +26,17 @@ from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.image_io import list_images, read_image_tensor, save_image
 
-DEFAULT_WEIGHTS = "checkpoints/LLE_model.pth"
+REPO = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
+DEFAULT_INPUT = os.path.join(REPO, "datasets", "test_data")
+DEFAULT_OUTPUT = os.path.join(REPO, "datasets", "result")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_dir", default="datasets/test_data", help="folder of images, or a low/high pair folder")
+    p.add_argument("--input_dir", default=DEFAULT_INPUT, help="folder of images (default <repo>/datasets/test_data), or a low/high pair folder")
     p.add_argument("--output_dir", "--result_dir", dest="output_dir", default=None,
-                   help="where results go (default: datasets/result in folder mode, results/ in paired mode)")
+                   help="where results go (default: <repo>/datasets/result in folder mode, results/ in paired mode)")
     p.add_argument("--mode", choices=["auto", "folder", "paired"], default="auto",
                    help="auto: paired if --input_dir holds low/high or Low/Normal")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="enhancer checkpoint (raw state dict or wrapped)")
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
         mode = "paired" if is_paired_dir(args.input_dir) else "folder"
     if not os.path.isfile(args.weights):
-        hint = " (run `make demo` or `python train.py` first)" if args.weights == DEFAULT_WEIGHTS else ""
+        hint = (" (the shipped checkpoint is missing: `git checkout checkpoints/LLE_model.pth`)"
+                if args.weights == DEFAULT_WEIGHTS else "")
         raise UserError(f"weights {args.weights} not found; pass --weights{hint}")
     model = load_enhancer(args.arch, args.weights, device, args.embed_dim)
     if args.precision != "fp32":
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
         evaluate_paired(args, model, device)
         return 0
-    output_dir = args.output_dir or "datasets/result"
+    output_dir = args.output_dir or DEFAULT_OUTPUT
     start = time.time()
     written, failures = enhance_folder(model, args.input_dir, output_dir, device, SIZE_MULTIPLE[args.arch],
                                       args.precision)

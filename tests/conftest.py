@@ -34,33 +34,12 @@ def _empty_torch_home(tmp_path_factory):
         os.environ["TORCH_HOME"] = old
 
 
-def _write_fake_weights(folder: Path) -> None:
-    """Random weights saved under torchvision's real file names (SPEC §9).
-
-    Huge classifier matrices (unused by this project) are stored as expanded single values so the
-    files stay small; everything else is the builder's own random initialisation (seed 0).
-    """
-    import torchvision.models as tvm
-
-    builders = [
-        (tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1),
-        (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
-        (tvm.alexnet, tvm.AlexNet_Weights.IMAGENET1K_V1),
-        (tvm.mobilenet_v2, tvm.MobileNet_V2_Weights.IMAGENET1K_V1),
-    ]
-    folder.mkdir(parents=True, exist_ok=True)
-    for builder, weights in builders:
-        torch.manual_seed(0)
-        state = builder(weights=None).state_dict()
-        state = {k: (torch.full((1,), 0.001).expand(v.shape) if v.numel() > 3_000_000 else v)
-                 for k, v in state.items()}
-        torch.save(state, folder / os.path.basename(weights.url))
-
-
 @pytest.fixture(scope="session")
 def _fake_weights_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("torch_home_fake")
-    _write_fake_weights(home / "hub" / "checkpoints")
+    from tools.random_backbone_weights import write_random_weights
+
+    write_random_weights(str(home / "hub" / "checkpoints"))
     return home
 
 
