@@ -1,5 +1,4 @@
 """network/: DeepLabV3/V3+ layout and numerics of the public port, checkpoints, ImageNet init, mIoU metric."""
-import zlib
 
 import numpy as np
 import pytest
@@ -8,33 +7,13 @@ from torch import nn
 
 from network import SEGMENTATION_MODELS, StreamSegMetrics, build_segmentation_model, load_segmentation_checkpoint
 from network.modeling import deeplabv3plus_mobilenet
-from tests.conftest import COMPAT, requires_shared
+from conftest import COMPAT, requires_shared
+from helpers import set_golden_weights
 from utils.checkpoint import load_weights
 from utils.errors import UserError
 
 GOLDEN_VARIANTS = ["deeplabv3plus_mobilenet_os16", "deeplabv3_mobilenet_os16",
                    "deeplabv3plus_resnet50_os16", "deeplabv3plus_mobilenet_os8"]
-
-
-def set_deterministic_weights(model: nn.Module) -> nn.Module:
-    """The recipe of ../shared/compat/README.md: every float tensor from a generator seeded by crc32(key)."""
-    state = {}
-    for key, value in model.state_dict().items():
-        if not value.is_floating_point():
-            state[key] = value  # num_batches_tracked keeps its value
-            continue
-        g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-        if key.endswith("running_var"):
-            t = 0.5 + torch.rand(value.shape, generator=g)
-        elif key.endswith("running_mean"):
-            t = 0.1 * torch.randn(value.shape, generator=g)
-        elif value.dim() == 1:
-            t = (1.0 if key.endswith("weight") else 0.0) + 0.1 * torch.randn(value.shape, generator=g)
-        else:
-            t = torch.randn(value.shape, generator=g) * (2.0 / value[0].numel()) ** 0.5
-        state[key] = t
-    model.load_state_dict(state, strict=True)
-    return model
 
 
 def _split(variant: str) -> tuple[str, int]:
@@ -65,7 +44,7 @@ def test_state_dict_matches_public_port(name):
 @pytest.mark.parametrize("variant", GOLDEN_VARIANTS)
 def test_golden_outputs(golden, variant):
     name, stride = _split(variant)
-    model = set_deterministic_weights(build_segmentation_model(name, 19, stride)).eval()
+    model = set_golden_weights(build_segmentation_model(name, 19, stride)).eval()
     x, ref = golden[variant]["input"], golden[variant]["output"]
     with torch.no_grad():
         y = model(x)
@@ -95,7 +74,7 @@ def test_output_shape_and_dilation(name, stride):
 
 def test_port_checkpoint_loads_strict(tmp_path):
     torch.manual_seed(0)
-    src = set_deterministic_weights(deeplabv3plus_mobilenet()).eval()
+    src = set_golden_weights(deeplabv3plus_mobilenet()).eval()
     path = tmp_path / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth"
     torch.save({"model_state": src.state_dict(), "optimizer_state": {}, "cur_itrs": 5, "best_score": 0.1}, path)
     x = torch.rand(1, 3, 33, 41)

@@ -1,11 +1,11 @@
 """EMNet enhancer (SPEC §5): state-dict layout, golden output, padded forward, gradients, size."""
 import math
-import zlib
 
 import pytest
 import torch
 
 from conftest import COMPAT, requires_shared
+from helpers import set_golden_weights
 from lowlight_model import enhance, pad_to_multiple
 from network.emnet import EMNet
 
@@ -22,31 +22,11 @@ def _listing():
     return out
 
 
-def _deterministic_weights(model: torch.nn.Module) -> None:
-    """The compat/README.md recipe: every float tensor seeded by crc32 of its key."""
-    new = {}
-    for key, v in model.state_dict().items():
-        if not v.is_floating_point():
-            new[key] = v
-            continue
-        g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-        if key.endswith("running_var"):
-            t = 0.5 + torch.rand(v.shape, generator=g)
-        elif key.endswith("running_mean"):
-            t = 0.1 * torch.randn(v.shape, generator=g)
-        elif v.dim() == 1:
-            t = (1.0 if key.endswith("weight") else 0.0) + 0.1 * torch.randn(v.shape, generator=g)
-        else:
-            t = torch.randn(v.shape, generator=g) * (2.0 / v[0].numel()) ** 0.5
-        new[key] = t
-    model.load_state_dict(new, strict=True)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
     m = EMNet()
-    _deterministic_weights(m)
+    set_golden_weights(m)
     return m.eval()
 
 
