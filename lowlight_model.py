@@ -75,6 +75,13 @@ ENHANCERS: dict[str, Callable[..., nn.Module]] = {"dce": _build_dce, "emnet": _b
 SIZE_MULTIPLE = {"dce": 1, "emnet": 8}
 
 
+def check_crop(arch: str, size: int, flag: str) -> None:
+    """Training crops must be multiples of what the architecture needs (no padding while training)."""
+    m = SIZE_MULTIPLE.get(arch, 1)
+    if size % m:
+        raise UserError(f"{flag} {size} is not a multiple of {m}, which --arch {arch} needs; use {size - size % m or m}")
+
+
 def build_enhancer(arch: str = "dce", embed_dim: int = 32) -> nn.Module:
     """Build the enhancer named ``arch`` (see ``ENHANCERS``)."""
     if arch not in ENHANCERS:

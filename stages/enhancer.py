@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lowlight_model import SIZE_MULTIPLE, build_enhancer, enhance
+from lowlight_model import SIZE_MULTIPLE, build_enhancer, check_crop, enhance
 from metrics import build_lpips, lpips_distance, ssim_loss
 from stages.common import RunLogger, SeededItems, epoch_batches, log, rng_state, set_rng_state, setup_run
 from stages.paired import add_common_arguments, enhance_validation, run_dirs, score
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> None:
     from datasets.lol import PairedDataset
 
     run_dir, model_dir = run_dirs(args)
+    check_crop(args.arch, args.train_ps, "--train_ps")
     device, rank, world = setup_run(args, run_dir)
     train_set = PairedDataset(args.train_dir, patch_size=args.train_ps, augment=True, cache=True)
     val_set = PairedDataset(args.val_dir, cache=True)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lowlight_model import ENHANCERS, build_enhancer, weights_init
+from lowlight_model import ENHANCERS, build_enhancer, check_crop, weights_init
 from stages.common import RunLogger, SeededItems, iterate_batches, log, rng_state, set_rng_state, setup_run
 from stages.sclloss import LOSS_WEIGHTS, SCLLoss
 from utils.checkpoint import atomic_save, load_weights, read_checkpoint
@@ -96,6 +96,10 @@ def run(args: argparse.Namespace) -> None:
     model.apply(weights_init)
     model.to(device)
     weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
+    check_crop(args.arch, args.crop_size, "--crop_size")
+    if args.arch != "dce" and weights["tv"]:
+        raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
+                        f"pass --w_tv 0")
     off = [k for k, w in weights.items() if w == 0]
     log.info("loss terms on: %s", ", ".join(f"{k}={w:g}" for k, w in weights.items() if w) or "none")
     if off:
@@ -148,7 +152,8 @@ def run(args: argparse.Namespace) -> None:
         positives = negatives = None
         if contrast is not None:
             positives, negatives = (t.to(device) for t in contrast.sample(images.shape[0], generator=contrast_gen))
-        _, enhanced, curves = model(images)
+        out = model(images)
+        enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
         terms = criterion(images, enhanced, curves, labels, positives, negatives)
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)

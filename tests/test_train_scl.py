@@ -164,3 +164,18 @@ def test_kill_and_resume_reproduces_the_uninterrupted_losses(scl_data):
     assert sorted(got) == list(range(1, k + 4))  # records past the snapshot were rewritten, none doubled
     for step in range(k + 1, k + 4):
         assert got[step] == pytest.approx(ref[step], rel=1e-6, abs=1e-7), step
+
+
+def test_scl_stage_trains_emnet_without_tv(tmp_path):
+    city = make_cityscapes(tmp_path / "cityscapes", labels=False)
+    contrast = make_contrast(tmp_path / "Contrast")
+    base = _args(tmp_path, city, contrast, tmp_path / "none.pth", tmp_path / "snap", "--total_itrs", "2",
+                 "--w_seg", "0", "--w_segexp", "0", "--w_feat", "0", "--w_percep", "0", "--arch", "emnet",
+                 "--embed_dim", "8")
+    with pytest.raises(UserError, match="--w_tv 0"):
+        train.main(base)
+    with pytest.raises(UserError, match="multiple of 8"):
+        train.main(base + ["--w_tv", "0", "--crop_size", "30"])
+    train.main(base + ["--w_tv", "0"])
+    rows = read_losses(str(tmp_path / "snap" / "losses.jsonl"))
+    assert set(rows[0]) == {"step", "prefix", "total", "color", "con"}
