@@ -19,8 +19,12 @@ from utils.errors import run_cli
 STAGES = {"scl": "stages.scl", "enhancer": "stages.enhancer", "memory": "stages.memory"}
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, the module docstring kept as written."""
+
+
 def build_parser(stage: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--stage", choices=sorted(STAGES), default="scl", help="what to train")
     importlib.import_module(STAGES[stage]).add_arguments(parser)
     return parser

@@ -13,15 +13,12 @@ from torch import nn
 from tqdm import tqdm
 
 from lowlight_model import ENHANCERS, build_enhancer, check_crop, weights_init
+from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
 from stages.common import RunLogger, SeededItems, iterate_batches, log, rng_state, set_rng_state, setup_run
 from stages.sclloss import LOSS_WEIGHTS, SCLLoss
 from utils.checkpoint import atomic_save, load_weights, read_checkpoint
 from utils.device import is_primary, unwrap
 from utils.errors import UserError
-
-SEG_MODELS = ("deeplabv3_mobilenet", "deeplabv3plus_mobilenet", "deeplabv3_resnet50", "deeplabv3plus_resnet50",
-              "deeplabv3_resnet101", "deeplabv3plus_resnet101")
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
@@ -33,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("segmentation network (frozen)")
     g.add_argument("--ckpt", default="checkpoints/best_deeplabv3plus_mobilenet_cityscapes_os16.pth",
                    help="DeepLab checkpoint of the public port")
-    g.add_argument("--model", default="deeplabv3plus_mobilenet", choices=SEG_MODELS)
+    g.add_argument("--model", default="deeplabv3plus_mobilenet", choices=sorted(SEGMENTATION_MODELS))
     g.add_argument("--output_stride", type=int, default=16, choices=[8, 16])
     g.add_argument("--num_classes", type=int, default=19)
     g.add_argument("--seg_detach", action="store_true",
@@ -65,8 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _build_segmentation(args, device: torch.device) -> nn.Module:
-    from network.modeling import build_segmentation_model
-
     net = build_segmentation_model(args.model, num_classes=args.num_classes, output_stride=args.output_stride,
                                    pretrained_backbone=False)
     if not os.path.isfile(args.ckpt):
