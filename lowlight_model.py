@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from utils.checkpoint import load_weights
+from utils.checkpoint import extract_state_dict, load_state, read_checkpoint
 from utils.errors import UserError
 
 
@@ -89,10 +89,27 @@ def build_enhancer(arch: str = "dce", embed_dim: int = 32) -> nn.Module:
     return ENHANCERS[arch](embed_dim=embed_dim)
 
 
+def infer_arch(state: dict[str, torch.Tensor]) -> tuple[str, int] | None:
+    """``(arch, embed_dim)`` recognised from a state dict's keys, or None."""
+    if "e_conv1.weight" in state:
+        return "dce", 32
+    if "patch_embed.proj.weight" in state:
+        return "emnet", int(state["patch_embed.proj.weight"].shape[0])
+    return None
+
+
 def load_enhancer(arch: str, weights: str, device: torch.device, embed_dim: int = 32) -> nn.Module:
-    """Build ``arch``, load ``weights`` (any accepted checkpoint layout) on ``device``, eval mode."""
-    model = build_enhancer(arch, embed_dim)
-    load_weights(model, weights, map_location=device)
+    """Build ``arch`` (``"auto"``: recognised from the checkpoint), load ``weights`` (any accepted
+    checkpoint layout) on ``device``, eval mode. The result has an ``arch`` attribute."""
+    state = extract_state_dict(read_checkpoint(weights, map_location=device), weights)
+    if arch == "auto":
+        found = infer_arch(state)
+        if found is None:
+            raise UserError(f"{weights}: not a checkpoint of a known enhancer ({', '.join(sorted(ENHANCERS))}); "
+                            f"pass --arch")
+        arch, embed_dim = found
+    model = load_state(build_enhancer(arch, embed_dim), state, weights)
+    model.arch = arch
     return model.to(device).eval()
 
 

@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["auto", "folder", "paired"], default="auto",
                    help="auto: paired if --input_dir holds low/high or Low/Normal")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="enhancer checkpoint (raw state dict or wrapped)")
-    p.add_argument("--arch", default="dce", choices=sorted(ENHANCERS), help="enhancer architecture")
-    p.add_argument("--embed_dim", type=int, default=32, help="EMNet width")
+    p.add_argument("--arch", default="auto", choices=["auto", *sorted(ENHANCERS)],
+                   help="enhancer architecture (auto: recognised from the checkpoint)")
+    p.add_argument("--embed_dim", type=int, default=32, help="EMNet width (with an explicit --arch emnet)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["fp32", "channels_last", "bf16"], default="fp32",
                    help="fp32 = reference numerics; channels_last and bf16 autocast are faster and may change "
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     output_dir = args.output_dir or DEFAULT_OUTPUT
     start = time.time()
-    written, failures = enhance_folder(model, args.input_dir, output_dir, device, SIZE_MULTIPLE[args.arch],
+    written, failures = enhance_folder(model, args.input_dir, output_dir, device, SIZE_MULTIPLE[model.arch],
                                       args.precision)
     print(f"enhanced {written} image(s) into {output_dir}/ in {time.time() - start:.1f}s")
     if failures:

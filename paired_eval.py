@@ -55,7 +55,7 @@ def evaluate_paired(args, model: torch.nn.Module, device: torch.device) -> dict[
         name = data.names[i]
         gt8 = to_uint8(gt[0])
         with torch.inference_mode():
-            outputs = {"ori": enhance(model, low, SIZE_MULTIPLE[args.arch]).clamp(0, 1)}
+            outputs = {"ori": enhance(model, low, SIZE_MULTIPLE[model.arch]).clamp(0, 1)}
             if mem is not None:
                 m = mem.read(query(query_net, low), args.testing_top_k)
                 outputs["mem"] = refine(outputs["ori"], m, args.pooling_size, args.pooling_mean)
@@ -71,7 +71,7 @@ def evaluate_paired(args, model: torch.nn.Module, device: torch.device) -> dict[
     elapsed = time.time() - start
     means = {m: a.mean() for m, a in acc.items()}
     os.makedirs(out_dir, exist_ok=True)
-    _write_report(os.path.join(out_dir, "result.txt"), args, acc, means, len(data), elapsed)
+    _write_report(os.path.join(out_dir, "result.txt"), args, model.arch, acc, means, len(data), elapsed)
     _write_csv(os.path.join(out_dir, "results.csv"), acc)
     if grid_rows:
         labels = ["input", "ori", "mem" if mem is not None else "ori (no memory)", "GT"]
@@ -84,8 +84,8 @@ def evaluate_paired(args, model: torch.nn.Module, device: torch.device) -> dict[
     return means
 
 
-def _write_report(path: str, args, acc, means, n: int, elapsed: float) -> None:
-    lines = [f"input_dir: {args.input_dir}", f"arch: {args.arch}  weights: {args.weights}",
+def _write_report(path: str, args, arch: str, acc, means, n: int, elapsed: float) -> None:
+    lines = [f"input_dir: {args.input_dir}", f"arch: {arch}  weights: {args.weights}",
              f"memory: {args.mem_weights or 'none'}  pooling_size: {args.pooling_size}  "
              f"testing_top_k: {args.testing_top_k}", f"pairs: {n}  time: {elapsed:.1f}s",
              "metrics: PSNR/SSIM on 8-bit RGB (scikit-image, data range 255); LPIPS AlexNet v0.1", ""]

@@ -25,7 +25,7 @@ from utils.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_common_arguments(p, batch_size=128, nepoch=8000)
+    add_common_arguments(p, batch_size=128, nepoch=8000, arch="auto")
     g = p.add_argument_group("memory")
     g.add_argument("--pretrain_weights", default="checkpoints/LLE_model.pth", help="the frozen enhancer")
     g.add_argument("--mem_size", type=int, default=9000)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
 
     # The enhancer is frozen: its validation outputs and the validation queries are computed once.
     t0 = time.time()
-    val_out = enhance_validation(enhancer, val_set, device, args.arch)
+    val_out = enhance_validation(enhancer, val_set, device, enhancer.arch)
     val_q = torch.cat([query(query_net, val_set.load(i)[0][None].to(device)) for i in range(len(val_set))])
     base_psnr, base_ssim = score(val_out, val_set)
     log.info("frozen enhancer on validation: PSNR %.2f SSIM %.4f (%.1fs)", base_psnr, base_ssim, time.time() - t0)

@@ -12,7 +12,7 @@ from metrics import psnr, ssim
 from utils.image_io import to_uint8
 
 
-def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: int) -> None:
+def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: int, arch: str = "emnet") -> None:
     g = p.add_argument_group("data (paired: LOL-v1 low/high, LOL-v2 Low/Normal)")
     g.add_argument("--train_dir", default="datasets/data/LOL-demo/our485", help="paired training split")
     g.add_argument("--val_dir", default="datasets/data/LOL-demo/eval15", help="paired validation split")
@@ -22,7 +22,9 @@ def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: in
     g = p.add_argument_group("run")
     g.add_argument("--env", default="demo", help="run name: files go to <save_dir>/<env>/")
     g.add_argument("--save_dir", default="log", help="parent folder of the runs")
-    g.add_argument("--arch", default="emnet", choices=sorted(ENHANCERS), help="enhancer architecture")
+    choices = sorted(ENHANCERS) + (["auto"] if arch == "auto" else [])
+    g.add_argument("--arch", default=arch, choices=choices,
+                   help="enhancer architecture" + (" (auto: recognised from the checkpoint)" if arch == "auto" else ""))
     g.add_argument("--embed_dim", type=int, default=32, help="EMNet width")
     g.add_argument("--nepoch", type=int, default=nepoch)
     g.add_argument("--random_seed", type=int, default=1234)

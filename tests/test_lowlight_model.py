@@ -89,3 +89,19 @@ def test_enhance_pads_and_crops():
 def test_unknown_arch_lists_choices():
     with pytest.raises(UserError, match="dce, emnet"):
         build_enhancer("unet")
+
+
+def test_load_enhancer_recognises_the_architecture(tmp_path):
+    from network.emnet import EMNet
+
+    torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in EMNet(dim=8).state_dict().items()}},
+               tmp_path / "e.pth")
+    torch.save(enhance_net_nopool().state_dict(), tmp_path / "d.pth")
+    m = load_enhancer("auto", str(tmp_path / "e.pth"), torch.device("cpu"))
+    assert m.arch == "emnet" and m.patch_embed.proj.weight.shape[0] == 8
+    assert load_enhancer("auto", str(tmp_path / "d.pth"), torch.device("cpu")).arch == "dce"
+    with pytest.raises(UserError, match="missing keys"):
+        load_enhancer("emnet", str(tmp_path / "d.pth"), torch.device("cpu"))
+    torch.save({"x.weight": torch.zeros(1)}, tmp_path / "x.pth")
+    with pytest.raises(UserError, match="not a checkpoint of a known enhancer"):
+        load_enhancer("auto", str(tmp_path / "x.pth"), torch.device("cpu"))

@@ -78,7 +78,7 @@ def test_bad_input_is_one_line_error(tmp_path, dce_weights, problem):
         argv, needle = ["--input_dir", str(src), "--weights", str(tmp_path / "none.pth")], "none.pth"
     else:
         torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
-        argv, needle = ["--input_dir", str(src), "--weights", str(tmp_path / "other.pth")], "missing keys"
+        argv, needle = ["--input_dir", str(src), "--weights", str(tmp_path / "other.pth")], "known enhancer"
     r = subprocess.run([sys.executable, "lowlight_test.py", *argv, "--device", "cpu"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr

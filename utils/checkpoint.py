@@ -42,7 +42,11 @@ def extract_state_dict(obj: Any, path: str = "<checkpoint>") -> dict[str, torch.
 
 def load_weights(model: nn.Module, path: str, map_location="cpu") -> nn.Module:
     """Load ``path`` into ``model`` strictly; on a mismatch name missing/unexpected keys in one line."""
-    state = extract_state_dict(read_checkpoint(path, map_location), path)
+    return load_state(model, extract_state_dict(read_checkpoint(path, map_location), path), path)
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str = "<state dict>") -> nn.Module:
+    """``model.load_state_dict(state, strict=True)`` with a one-line :class:`UserError` on any mismatch."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
