@@ -118,3 +118,20 @@ def test_fast_precisions_stay_within_a_few_levels(tmp_path, dce_weights, precisi
                             "--device", "cpu", "--precision", prec])
         outs[prec] = np.asarray(Image.open(tmp_path / prec / "x.png")).astype(int)
     assert np.abs(outs["fp32"] - outs[precision]).max() <= max_levels
+
+
+def test_default_run_enhances_the_shipped_samples(tmp_path):
+    """No arguments but the output folder: shipped samples, shipped checkpoint, visibly brighter outputs."""
+    samples = ROOT / "datasets" / "test_data"
+    assert (ROOT / "checkpoints" / "LLE_model.pth").exists()
+    assert lowlight_test.main(["--output_dir", str(tmp_path), "--device", "cpu"]) == 0
+    paths = sorted(p.relative_to(samples) for p in samples.rglob("*.png"))
+    assert len(paths) >= 4
+    for rel in paths:
+        x = np.asarray(Image.open(samples / rel).convert("RGB"), np.float32)
+        y = np.asarray(Image.open(tmp_path / rel).convert("RGB"), np.float32)
+        assert y.shape == x.shape
+        assert y.mean() > 3 * x.mean(), rel
+        # no colour cast: the output's channel proportions stay close to the input's
+        cx, cy = x.reshape(-1, 3).mean(0), y.reshape(-1, 3).mean(0)
+        assert np.abs(cy / cy.sum() - cx / cx.sum()).max() < 0.06, (rel, cx / cx.sum(), cy / cy.sum())

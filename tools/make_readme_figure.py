@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from lowlight_model import enhance, load_enhancer  # noqa: E402
+from lowlight_model import SIZE_MULTIPLE, enhance, load_enhancer  # noqa: E402
 from utils.image_io import list_images, read_image_tensor, save_grid_rows  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--height", type=int, default=150)
     p.add_argument("--per_row", type=int, default=3, help="input|output pairs per row")
     args = p.parse_args()
-    model = load_enhancer("dce", args.weights, torch.device("cpu"))
+    model = load_enhancer("auto", args.weights, torch.device("cpu"))
     paths = list_images(os.path.join(REPO, "datasets", "test_data"), recursive=True)[::2]
     lime = os.path.join(os.path.dirname(REPO), "shared", "data", "LIME")
     if os.path.isdir(lime):
@@ -37,7 +37,7 @@ def main() -> None:
     for path in paths:
         x = read_image_tensor(path)[None]
         with torch.inference_mode():
-            y = enhance(model, x).clamp(0, 1)
+            y = enhance(model, x, SIZE_MULTIPLE[model.arch]).clamp(0, 1)
         ch = y[0].mean(dim=(1, 2))
         gains.append(y.mean().item() / max(x.mean().item(), 1e-6))
         print(f"{os.path.relpath(path, os.path.dirname(REPO)):<45} mean {x.mean():.3f} -> {y.mean():.3f}  "
