@@ -121,3 +121,25 @@ def test_mismatched_pair_is_an_error(tmp_path, fake_torch_home):
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(train_dir / "high" / "1.png")
     with pytest.raises(UserError, match="1.png"):
         train.main(_enh_args(tmp_path, "dce", "--nepoch", "1"))
+
+
+@pytest.mark.parametrize("pooling", [["--pooling_size", "2"], ["--pooling_size", "2", "--pooling_mean"]])
+def test_memory_stage_with_pooling(tmp_path, fake_torch_home, pooling):
+    from lowlight_model import enhance_net_nopool
+
+    train_dir, val_dir = _lol(tmp_path)
+    torch.save(enhance_net_nopool().state_dict(), tmp_path / "dce.pth")
+    train.main(["--stage", "memory", "--pretrain_weights", str(tmp_path / "dce.pth"), "--train_dir", str(train_dir),
+                "--val_dir", str(val_dir), "--train_ps", "32", "--batch_size", "4", "--num_workers", "0",
+                "--nepoch", "1", "--mem_size", "8", "--device", "cpu", "--save_dir", str(tmp_path / "log"),
+                "--env", "m", *pooling])
+    mem_path = tmp_path / "log" / "m" / "models" / "memory_best.pth"
+    v = torch.load(mem_path, weights_only=True)["mem_vale"]
+    assert v.shape == (8, 4 if "--pooling_mean" in pooling else 12)
+    out = tmp_path / "res"
+    lowlight_test.main(["--input_dir", str(val_dir), "--result_dir", str(out), "--weights", str(tmp_path / "dce.pth"),
+                        "--mem_weights", str(mem_path), "--device", "cpu", *pooling])
+    assert "mem_psnr" in next(csv.DictReader(open(out / "results.csv")))
+    with pytest.raises(UserError, match="pooling"):  # a p=2 memory read with p=1
+        lowlight_test.main(["--input_dir", str(val_dir), "--result_dir", str(out), "--weights",
+                            str(tmp_path / "dce.pth"), "--mem_weights", str(mem_path), "--device", "cpu"])
