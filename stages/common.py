@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from utils.device import init_distributed, is_primary, resolve_device
+from utils.errors import UserError
 
 log = logging.getLogger("train")
 
@@ -108,7 +109,8 @@ def iterate_batches(loader_factory, n: int, batch_size: int, seed: int, start_it
     """
     per_epoch = len(epoch_batches(n, batch_size, seed, 0, rank, world, min_batch))
     if per_epoch == 0:
-        raise ValueError("no batch of the required size fits in the dataset")
+        raise UserError(f"the training set has {n} image(s): not enough for one batch of {min_batch} or more "
+                        f"per process; add images or lower --batch_size")
     it = start_iter
     epoch, skip = divmod(start_iter, per_epoch)
     while it < total_iters:

@@ -179,3 +179,11 @@ def test_scl_stage_trains_emnet_without_tv(tmp_path):
     train.main(base + ["--w_tv", "0"])
     rows = read_losses(str(tmp_path / "snap" / "losses.jsonl"))
     assert set(rows[0]) == {"step", "prefix", "total", "color", "con"}
+
+
+def test_too_few_images_for_a_batch_is_one_line_error(tmp_path):
+    city = make_cityscapes(tmp_path / "cityscapes", n=1, labels=False)
+    contrast = make_contrast(tmp_path / "Contrast")
+    with pytest.raises(UserError, match="--batch_size"):
+        train.main(_args(tmp_path, city, contrast, tmp_path / "none.pth", tmp_path / "snap", "--total_itrs", "1",
+                         "--w_seg", "0", "--w_segexp", "0", "--w_feat", "0", "--w_percep", "0"))
