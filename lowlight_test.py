@@ -24,7 +24,7 @@ from tqdm import tqdm
 from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance, load_enhancer
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
-from utils.image_io import list_images, read_image_tensor, save_image
+from utils.image_io import save_image
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
@@ -34,7 +34,7 @@ DEFAULT_OUTPUT = os.path.join(REPO, "datasets", "result")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_dir", default=DEFAULT_INPUT, help="folder of images (default <repo>/datasets/test_data), or a low/high pair folder")
+    p.add_argument("--input_dir", default=DEFAULT_INPUT, help="folder of images (default <repo>/datasets/test_data), one image, or a low/high pair folder")
     p.add_argument("--output_dir", "--result_dir", dest="output_dir", default=None,
                    help="where results go (default: <repo>/datasets/result in folder mode, results/ in paired mode)")
     p.add_argument("--mode", choices=["auto", "folder", "paired"], default="auto",
@@ -62,23 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
                    multiple: int = 1, precision: str = "fp32") -> tuple[int, list[str]]:
-    """Enhance every image under ``input_dir`` (recursively) into the same relative path under ``output_dir``.
-
-    A file that cannot be read is reported and skipped; returns ``(written, failures)``.
+    """Enhance every image under ``input_dir`` (recursively; or one image file) into the same relative
+    path under ``output_dir``. A file that cannot be read is reported and skipped; returns ``(written, failures)``.
     """
-    paths = list_images(input_dir, recursive=True)
-    if not paths:
-        raise UserError(f"{input_dir}: no images (png, jpg, bmp, tif) found; check --input_dir")
+    from datasets.folder import ImageFolder
+
+    data = ImageFolder(input_dir)
     failures: list[str] = []
     written = 0
-    for path in tqdm(paths, desc="enhance", unit="img", dynamic_ncols=True):
-        rel = os.path.relpath(path, input_dir)
+    for i in tqdm(range(len(data)), desc="enhance", unit="img", dynamic_ncols=True):
         try:
-            x = read_image_tensor(path).unsqueeze(0).to(device)
+            x, rel = data[i]
         except UserError as e:
             tqdm.write(f"error: {e}", file=sys.stderr)
-            failures.append(path)
+            failures.append(data.files[i])
             continue
+        x = x.unsqueeze(0).to(device)
         if precision != "fp32":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
@@ -91,7 +90,7 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
-    if not os.path.isdir(args.input_dir):
+    if not os.path.exists(args.input_dir):
         raise UserError(f"{args.input_dir}: folder not found; pass --input_dir")
     mode = args.mode
     if mode == "auto":
@@ -111,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_paired(args, model, device)
         return 0
     output_dir = args.output_dir or DEFAULT_OUTPUT
+    in_dir = args.input_dir if os.path.isdir(args.input_dir) else os.path.dirname(args.input_dir) or "."
+    if os.path.realpath(output_dir) == os.path.realpath(in_dir):
+        raise UserError(f"--output_dir {output_dir} is the input folder: the inputs would be overwritten; "
+                        f"choose another folder")
     start = time.time()
     written, failures = enhance_folder(model, args.input_dir, output_dir, device, SIZE_MULTIPLE[model.arch],
                                       args.precision)

@@ -135,3 +135,20 @@ def test_default_run_enhances_the_shipped_samples(tmp_path):
         # no colour cast: the output's channel proportions stay close to the input's
         cx, cy = x.reshape(-1, 3).mean(0), y.reshape(-1, 3).mean(0)
         assert np.abs(cy / cy.sum() - cx / cx.sum()).max() < 0.06, (rel, cx / cx.sum(), cy / cy.sum())
+
+
+def test_single_image_input(tmp_path, dce_weights):
+    weights, _ = dce_weights
+    write_rgb(tmp_path / "photo.png", 20, 24, seed=4, scale=0.3)
+    assert lowlight_test.main(["--input_dir", str(tmp_path / "photo.png"), "--output_dir", str(tmp_path / "o"),
+                               "--weights", str(weights), "--device", "cpu"]) == 0
+    assert np.asarray(Image.open(tmp_path / "o" / "photo.png")).shape == (20, 24, 3)
+
+
+def test_output_into_the_input_folder_is_refused(tmp_path, dce_weights):
+    weights, _ = dce_weights
+    before = write_rgb(tmp_path / "photo.png", 20, 24, seed=4, scale=0.3)
+    with pytest.raises(UserError, match="overwritten"):
+        lowlight_test.main(["--input_dir", str(tmp_path), "--output_dir", str(tmp_path), "--weights", str(weights),
+                            "--device", "cpu"])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "photo.png")), before)
