@@ -21,7 +21,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance, load_enhancer
+from lowlight_model import ENHANCERS, RECEPTIVE_RADIUS, SIZE_MULTIPLE, enhance, enhance_tiled, load_enhancer
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.image_io import save_image
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "channels_last", "bf16"], default="fp32",
                    help="fp32 = reference numerics; channels_last and bf16 autocast are faster and may change "
                         "a few pixels by one 8-bit level (see README, benchmarks/bench_enhancer.py)")
+    p.add_argument("--tile", type=int, default=0,
+                   help="process images in tiles of this size to bound memory (0: whole image); --arch dce only, "
+                        "equal to the whole-image result up to float rounding")
     g = p.add_argument_group("paired evaluation and external memory (EMNet)")
     g.add_argument("--mem_weights", default=None, help="memory checkpoint (mem_key/mem_vale/...); none: enhancer only")
     g.add_argument("--mem_size", type=int, default=9000)
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
-                   multiple: int = 1, precision: str = "fp32") -> tuple[int, list[str]]:
+                   multiple: int = 1, precision: str = "fp32", tile: int = 0) -> tuple[int, list[str]]:
     """Enhance every image under ``input_dir`` (recursively; or one image file) into the same relative
     path under ``output_dir``. A file that cannot be read is reported and skipped; returns ``(written, failures)``.
     """
@@ -81,7 +84,7 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
         if precision != "fp32":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
-            y = enhance(model, x, multiple).float().clamp(0, 1)
+            y = (enhance_tiled(model, x, tile) if tile else enhance(model, x, multiple)).float().clamp(0, 1)
         save_image(y[0], os.path.join(output_dir, rel))
         written += 1
     return written, failures
@@ -110,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_paired(args, model, device)
         return 0
     output_dir = args.output_dir or DEFAULT_OUTPUT
+    if args.tile and model.arch not in RECEPTIVE_RADIUS:
+        raise UserError(f"--tile works only for {', '.join(RECEPTIVE_RADIUS)}; --arch {model.arch} attends to the "
+                        f"whole image, run it without --tile")
     in_dir = args.input_dir if os.path.isdir(args.input_dir) else os.path.dirname(args.input_dir) or "."
     if os.path.realpath(output_dir) == os.path.realpath(in_dir):
         raise UserError(f"--output_dir {output_dir} is the input folder: the inputs would be overwritten; "
                         f"choose another folder")
     start = time.time()
     written, failures = enhance_folder(model, args.input_dir, output_dir, device, SIZE_MULTIPLE[model.arch],
-                                      args.precision)
+                                      args.precision, args.tile)
     print(f"enhanced {written} image(s) into {output_dir}/ in {time.time() - start:.1f}s")
     if failures:
         print(f"error: {len(failures)} image(s) could not be read and were skipped: {', '.join(failures)}",

@@ -105,3 +105,19 @@ def test_load_enhancer_recognises_the_architecture(tmp_path):
     torch.save({"x.weight": torch.zeros(1)}, tmp_path / "x.pth")
     with pytest.raises(UserError, match="not a checkpoint of a known enhancer"):
         load_enhancer("auto", str(tmp_path / "x.pth"), torch.device("cpu"))
+
+
+def test_tiled_enhancement_equals_whole_image():
+    from lowlight_model import enhance_tiled
+
+    torch.manual_seed(0)
+    m = enhance_net_nopool().eval()
+    for p in m.parameters():
+        p.data.normal_(0, 0.1)
+    x = torch.rand(1, 3, 45, 70)
+    with torch.no_grad():
+        whole = enhance(m, x)
+        for tile in (16, 23, 64):
+            torch.testing.assert_close(enhance_tiled(m, x, tile), whole, atol=1e-5, rtol=1e-5)  # float rounding only
+        # too little context is not exact: the test can tell
+        assert (enhance_tiled(m, x, 16, overlap=2) - whole).abs().max() > 1e-4
