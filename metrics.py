@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 import warnings
@@ -184,14 +183,3 @@ class MetricAccumulator:
         lines = [line(r["image"], r) for r in self.rows()]  # type: ignore[arg-type]
         lines.append(line("mean", self.mean()))
         return "\n".join(lines) + "\n"
-
-    def write_csv(self, path: str) -> None:
-        """CSV with header ``image,<metrics…>``, one row per image and a final ``mean`` row."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["image", *self.names])
-            for r in self.rows():
-                w.writerow([r["image"], *(r[n] for n in self.names)])
-            m = self.mean()
-            w.writerow(["mean", *(m[n] for n in self.names)])

@@ -18,7 +18,6 @@ from datasets.lol import PairedDataset
 from lowlight_model import SIZE_MULTIPLE, enhance
 from memory import ExternalMemory, build_query_net, gt_mean_oracle, query, refine
 from metrics import MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr, ssim
-from utils.errors import UserError
 from utils.image_io import save_grid_rows, save_image, to_uint8
 
 

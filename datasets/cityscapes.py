@@ -28,10 +28,6 @@ ID_TO_TRAINID = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22
 CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
                "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
                "motorcycle", "bicycle")
-PALETTE = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-           (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-           (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
-
 _LUT = np.full(256, IGNORE_INDEX, dtype=np.int64)
 for _id, _train in ID_TO_TRAINID.items():
     _LUT[_id] = _train
@@ -47,13 +43,6 @@ def encode_labels(label_ids: np.ndarray) -> np.ndarray:
     valid = (ids >= 0) & (ids < 256)
     out[valid] = _LUT[ids[valid]]
     return out
-
-
-def colorize(train_ids: np.ndarray) -> np.ndarray:
-    """Train-id map (H, W) → uint8 HxWx3 colour image (ignore/unknown = black)."""
-    pal = np.zeros((256, 3), np.uint8)
-    pal[:len(PALETTE)] = PALETTE
-    return pal[np.clip(np.asarray(train_ids), 0, 255).astype(np.int64)]
 
 
 def read_label(path: str) -> np.ndarray:

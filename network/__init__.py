@@ -10,11 +10,10 @@ from network.modeling import (
     deeplabv3plus_mobilenet,
     deeplabv3plus_resnet50,
     deeplabv3plus_resnet101,
-    load_segmentation_checkpoint,
 )
 
 __all__ = [
-    "SEGMENTATION_MODELS", "StreamSegMetrics", "build_segmentation_model", "load_segmentation_checkpoint",
+    "SEGMENTATION_MODELS", "StreamSegMetrics", "build_segmentation_model",
     "deeplabv3_mobilenet", "deeplabv3plus_mobilenet", "deeplabv3_resnet50", "deeplabv3plus_resnet50",
     "deeplabv3_resnet101", "deeplabv3plus_resnet101",
 ]

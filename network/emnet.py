@@ -7,7 +7,7 @@ after ``latent`` and before ``up4_3``) is part of that layout.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F

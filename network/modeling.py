@@ -3,7 +3,7 @@
 Every factory has the signature ``(num_classes=19, output_stride=16, pretrained_backbone=False)`` and
 returns a :class:`network._deeplab.DeepLabV3` whose state dict matches the public port's checkpoints
 (e.g. ``best_deeplabv3plus_mobilenet_cityscapes_os16.pth``, loaded with
-:func:`load_segmentation_checkpoint`). ``pretrained_backbone=True`` reads ImageNet weights from
+:func:`utils.checkpoint.load_weights`). ``pretrained_backbone=True`` reads ImageNet weights from
 $TORCH_HOME/hub/checkpoints only (never downloads) and fails with a :class:`UserError` naming the file.
 """
 from __future__ import annotations
@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable
 
-import torch
 from torch import nn
 
 from network._deeplab import DeepLabHead, DeepLabHeadV3Plus, DeepLabV3
 from network.backbone import mobilenetv2, resnet
 from network.utils import IntermediateLayerGetter
-from utils.checkpoint import load_weights
 from utils.errors import UserError
 
 OUTPUT_STRIDES = (8, 16)
@@ -117,9 +115,3 @@ def build_segmentation_model(name: str, num_classes: int = 19, output_stride: in
         raise UserError(f"unknown segmentation model {name!r}: choose one of {', '.join(SEGMENTATION_MODELS)}")
     return factory(num_classes=num_classes, output_stride=output_stride, pretrained_backbone=pretrained_backbone)
 
-
-def load_segmentation_checkpoint(model: nn.Module, path: str, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a checkpoint of the public port (``{"model_state": ..., "optimizer_state": ..., ...}``) or a raw
-    state dict strictly into ``model`` and move it to ``device``; thin wrapper of ``utils.checkpoint.load_weights``."""
-    load_weights(model, path, map_location="cpu")
-    return model.to(device)

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from network import SEGMENTATION_MODELS, StreamSegMetrics, build_segmentation_model, load_segmentation_checkpoint
+from network import SEGMENTATION_MODELS, StreamSegMetrics, build_segmentation_model
 from network.modeling import deeplabv3plus_mobilenet
 from conftest import COMPAT, requires_shared
 from helpers import set_golden_weights
@@ -80,11 +79,9 @@ def test_port_checkpoint_loads_strict(tmp_path):
     x = torch.rand(1, 3, 33, 41)
     with torch.no_grad():
         ref = src(x)
-    for load in (lambda m: load_weights(m, str(path), "cpu"),
-                 lambda m: load_segmentation_checkpoint(m, str(path), "cpu")):
-        dst = load(deeplabv3plus_mobilenet()).eval()
-        with torch.no_grad():
-            assert torch.equal(dst(x), ref)
+    dst = load_weights(deeplabv3plus_mobilenet(), str(path), "cpu").eval()
+    with torch.no_grad():
+        assert torch.equal(dst(x), ref)
     with pytest.raises(UserError, match="missing keys"):
         load_weights(build_segmentation_model("deeplabv3_mobilenet"), str(path))
 
