@@ -123,13 +123,18 @@ def iterate_batches(loader_factory, n: int, batch_size: int, seed: int, start_it
 
 
 class RunLogger:
-    """Per-term losses to a JSON-lines file, TensorBoard (lazy import) and optionally visdom; rank 0 only."""
+    """Per-term losses to a JSON-lines file, TensorBoard (lazy import) and optionally visdom; rank 0 only.
 
-    def __init__(self, run_dir: str, tensorboard: bool = True, vis=None) -> None:
+    ``start_step``: the step the run starts from (0, or where it resumes). Records after it, written by an
+    earlier run in the same folder (or by a killed run after its last checkpoint), are dropped.
+    """
+
+    def __init__(self, run_dir: str, start_step: int = 0, tensorboard: bool = True, vis=None) -> None:
         self.enabled = is_primary()
         self.path = os.path.join(run_dir, "losses.jsonl")
         self.vis = vis
         self.writer = None
+        self._truncate_after(start_step)
         if self.enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -149,8 +154,7 @@ class RunLogger:
             if self.vis is not None:
                 self.vis.line(f"{prefix}/{k}", step, v)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (a resumed run rewrites what the killed run logged after its snapshot)."""
+    def _truncate_after(self, step: int) -> None:
         if not (self.enabled and os.path.exists(self.path)):
             return
         with open(self.path) as f:

@@ -118,9 +118,9 @@ def run(args: argparse.Namespace) -> None:
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
-    logger = RunLogger(run_dir)
     seeded = SeededItems(train_set, args.random_seed)
     step = start_epoch * len(epoch_batches(len(train_set), args.batch_size, args.random_seed, 0, rank, world))
+    logger = RunLogger(run_dir, step)
     for epoch in range(start_epoch, args.nepoch):
         batches = epoch_batches(len(train_set), args.batch_size, args.random_seed, epoch, rank, world)
         loader = torch.utils.data.DataLoader(seeded, batch_sampler=[[(epoch, i) for i in b] for b in batches],

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> None:
         log.info("resumed %s after epoch %d", resume, start_epoch)
     mem.to(device)
 
-    logger = RunLogger(run_dir)
+    logger = RunLogger(run_dir, start_epoch)
     seeded = SeededItems(train_set, args.random_seed)
     bar = tqdm(range(start_epoch, args.nepoch), initial=start_epoch, total=args.nepoch, desc="memory",
                disable=not is_primary(), dynamic_ncols=True)

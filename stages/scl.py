@@ -130,8 +130,7 @@ def run(args: argparse.Namespace) -> None:
         from stages.vis import Visualizer
 
         vis = Visualizer(args.vis_port, args.vis_env)
-    logger = RunLogger(run_dir, vis=vis)
-    logger.truncate_after(start)
+    logger = RunLogger(run_dir, start, vis=vis)
     seeded = SeededItems(train_set, args.random_seed)
 
     def loader(batches):

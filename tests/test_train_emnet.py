@@ -106,7 +106,18 @@ def test_emnet_enhancer_trains_and_resumes(tmp_path, fake_torch_home):
     assert latest["epoch"] == 2
     assert latest["scheduler"]["last_epoch"] == 2
     m = load_enhancer("emnet", str(models / "model_latest.pth"), torch.device("cpu"), embed_dim=8)
-    assert sum(p.numel() for p in m.parameters()) > 0
+    assert m.patch_embed.proj.weight.shape[0] == 8
+    resumed = read_losses(str(tmp_path / "log" / "t_emnet" / "losses.jsonl"))
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]  # 3 batches per epoch, none logged twice
+    # the resumed second epoch repeats an uninterrupted two-epoch run
+    train.main(_enh_args(tmp_path, "emnet", "--nepoch", "2", "--val_time", "1", "--lpips_lambda", "0",
+                         "--env", "t_straight"))
+    straight = read_losses(str(tmp_path / "log" / "t_straight" / "losses.jsonl"))
+    for a, b in zip(resumed, straight):
+        assert a["total"] == pytest.approx(b["total"], rel=1e-5), a["step"]
+    # a new run in the same folder starts a new log
+    train.main(_enh_args(tmp_path, "emnet", "--nepoch", "1", "--val_time", "1", "--lpips_lambda", "0"))
+    assert [r["step"] for r in read_losses(str(tmp_path / "log" / "t_emnet" / "losses.jsonl"))] == [1, 2, 3]
 
 
 def test_memory_checkpoint_with_wrong_pooling_is_an_error(tmp_path):
