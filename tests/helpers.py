@@ -84,3 +84,32 @@ def set_golden_weights(model: torch.nn.Module) -> torch.nn.Module:
         state[key] = t
     model.load_state_dict(state, strict=True)
     return model
+
+
+def fit_fixed_batch(model: torch.nn.Module, terms_fn, expected_terms: set[str], steps: int,
+                    lr: float = 1e-3) -> list[float]:
+    """Adam steps on one fixed batch; ``terms_fn(model)`` returns the loss terms. Returns the totals,
+    checking every step that the expected terms are present and the total is finite."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    totals = []
+    for _ in range(steps):
+        terms = terms_fn(model)
+        assert set(terms) == expected_terms
+        loss = sum(terms.values())
+        assert torch.isfinite(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        totals.append(loss.item())
+    return totals
+
+
+def random_dce(std: float = 0.1, seed: int = 0) -> torch.nn.Module:
+    """DCE-Net in eval mode with N(0, std) weights and biases (seeded), for numerical tests."""
+    from lowlight_model import enhance_net_nopool
+
+    torch.manual_seed(seed)
+    m = enhance_net_nopool().eval()
+    for p in m.parameters():
+        p.data.normal_(0, std)
+    return m

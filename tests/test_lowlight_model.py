@@ -1,11 +1,13 @@
 """DCE-Net against an independent evaluation of the curve formula, and the official checkpoints."""
 import hashlib
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import COMPAT, requires_shared
+from helpers import random_dce
 from lowlight_model import build_enhancer, enhance, enhance_net_nopool, load_enhancer
 from utils.errors import UserError
 
@@ -40,18 +42,31 @@ def test_parameter_count_and_keys():
 
 
 def test_forward_equals_curve_formula():
-    torch.manual_seed(0)
-    m = enhance_net_nopool().eval()
-    for p in m.parameters():
-        p.data.normal_(0, 0.1)
+    m = random_dce()
     x = torch.rand(2, 3, 17, 23)
     with torch.no_grad():
         got = m(x)
         ref = _reference_curve(m, x)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, atol=1e-6, rtol=1e-5)
-    # one curve step by hand on a single pixel: x=0.2, r=0.5 -> 0.2 + 0.5*(0.04-0.2) = 0.12
-    assert abs(0.2 + 0.5 * (0.2 ** 2 - 0.2) - 0.12) < 1e-12
+
+
+def test_constant_curve_by_hand():
+    """All weights 0 and conv7 bias atanh(0.5): every curve map is 0.5, so x -> x + 0.5(x² - x) eight times."""
+    m = enhance_net_nopool()
+    for p in m.parameters():
+        p.data.zero_()
+    m.e_conv7.bias.data.fill_(math.atanh(0.5))
+    # by hand from x = 0.2: 0.12, 0.0672, 0.03585792, 0.018571855..., then four more steps
+    expect, v = [], 0.2
+    for _ in range(8):
+        v = v + 0.5 * (v * v - v)
+        expect.append(v)
+    assert expect[:3] == pytest.approx([0.12, 0.0672, 0.03585792])
+    with torch.no_grad():
+        e1, e, r = m(torch.full((1, 3, 4, 5), 0.2))
+    assert torch.allclose(r, torch.full_like(r, 0.5))
+    assert torch.allclose(e1, torch.full_like(e1, expect[3])) and torch.allclose(e, torch.full_like(e, expect[7]))
 
 
 @requires_shared
@@ -110,10 +125,7 @@ def test_load_enhancer_recognises_the_architecture(tmp_path):
 def test_tiled_enhancement_equals_whole_image():
     from lowlight_model import enhance_tiled
 
-    torch.manual_seed(0)
-    m = enhance_net_nopool().eval()
-    for p in m.parameters():
-        p.data.normal_(0, 0.1)
+    m = random_dce()
     x = torch.rand(1, 3, 45, 70)
     with torch.no_grad():
         whole = enhance(m, x)

@@ -14,18 +14,14 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import lowlight_test
 from conftest import ROOT
-from helpers import make_lol_v1, write_rgb
-from lowlight_model import enhance_net_nopool
+from helpers import make_lol_v1, random_dce, write_rgb
 from utils.errors import UserError
 from utils.image_io import read_image_tensor, to_uint8
 
 
 @pytest.fixture
 def dce_weights(tmp_path):
-    torch.manual_seed(0)
-    m = enhance_net_nopool()
-    for p in m.parameters():
-        p.data.normal_(0, 0.05)
+    m = random_dce(std=0.05)
     path = tmp_path / "w.pth"
     torch.save({"state_dict": {"module." + k: v for k, v in m.state_dict().items()}}, path)
     return path, m.eval()

@@ -10,8 +10,8 @@ from PIL import Image
 
 import lowlight_test
 import train
-from helpers import make_lol_v1
-from lowlight_model import build_enhancer, load_enhancer
+from helpers import fit_fixed_batch, make_lol_v1
+from lowlight_model import build_enhancer, enhance, load_enhancer
 from memory import ExternalMemory
 from stages.common import read_losses
 from stages.enhancer import SupervisedLoss, lr_factor
@@ -37,20 +37,7 @@ def test_supervised_loss_decreases_on_a_fixed_batch(fake_torch_home, arch):
     torch.manual_seed(0)
     gt = torch.rand(2, 3, 32, 32) * 0.6 + 0.2
     low = gt * 0.2
-    model = build_enhancer(arch, 8)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    from lowlight_model import enhance
-
-    totals = []
-    for _ in range(12):
-        terms = crit(enhance(model, low), gt)
-        assert set(terms) == {"ssim", "lpips"}
-        loss = sum(terms.values())
-        assert torch.isfinite(loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        totals.append(loss.item())
+    totals = fit_fixed_batch(build_enhancer(arch, 8), lambda m: crit(enhance(m, low), gt), {"ssim", "lpips"}, 12)
     assert totals[-1] < totals[0] * 0.9, totals
 
 

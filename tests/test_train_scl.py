@@ -13,7 +13,7 @@ import torch
 
 import train
 from conftest import ROOT
-from helpers import make_cityscapes, make_contrast, make_deeplab_checkpoint
+from helpers import fit_fixed_batch, make_cityscapes, make_contrast, make_deeplab_checkpoint
 from lowlight_model import enhance_net_nopool, weights_init
 from stages.common import read_losses
 from stages.sclloss import LOSS_WEIGHTS, SCLLoss
@@ -50,18 +50,12 @@ def test_full_loss_decreases_on_a_fixed_batch(scl_data):
     crit = SCLLoss({k: v for k, (v, _) in LOSS_WEIGHTS.items()}, seg_net=seg)
     model = enhance_net_nopool()
     model.apply(weights_init)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    totals = []
-    for _ in range(15):
-        _, E, A = model(images)
-        terms = crit(images, E, A, labels, P, Q)
-        assert set(terms) == {"tv", "color", "con", "feat", "percep", "segexp", "seg"}
-        loss = sum(terms.values())
-        assert torch.isfinite(loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        totals.append(loss.item())
+
+    def terms(m):
+        _, E, A = m(images)
+        return crit(images, E, A, labels, P, Q)
+
+    totals = fit_fixed_batch(model, terms, {"tv", "color", "con", "feat", "percep", "segexp", "seg"}, 15)
     assert totals[-1] < totals[0] * 0.9, totals
 
 
