@@ -56,8 +56,8 @@ class SupervisedLoss(nn.Module):
 
     def __init__(self, args, device: torch.device) -> None:
         super().__init__()
-        self.w = {k: getattr(args, f"{k}_lambda") for k in ("ssim", "lpips", "l1", "l2")}
-        self.w = {k: v for k, v in self.w.items() if v}
+        weights = {k: getattr(args, f"{k}_lambda") for k in ("ssim", "lpips", "l1", "l2")}
+        self.w = {k: v for k, v in weights.items() if v}
         if not self.w:
             raise UserError("all loss weights are 0: set --ssim_lambda, --lpips_lambda, --l1_lambda or --l2_lambda")
         self.lpips = None
