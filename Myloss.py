@@ -70,15 +70,30 @@ class L_spa(nn.Module):
 
 
 class L_exp(nn.Module):
-    """Exposure control (Zero-DCE): mean over patches of (avgpool_patch(mean_c(x)) − mean_val)², a scalar."""
+    """Exposure control on m = avgpool_patch(mean_c(x)) (N,1,H/patch,W/patch) → scalar.
 
-    def __init__(self, patch_size: int, mean_val: float) -> None:
+    ``variant="scl"`` (default, SCL-LLE's file): mean((clamp(m,0,.55)−level)²) + mean((clamp(m,.55,1)−level)²);
+    ``variant="zero_dce"`` (Zero-DCE's original): mean((m−level)²). Each patch mean enters one unclamped term
+    and the other is the constant (0.55−level)², so the two differ by that constant and have the same
+    gradient (except for means exactly at 0.55).
+    """
+
+    VARIANTS = ("scl", "zero_dce")
+
+    def __init__(self, patch_size: int, mean_val: float, variant: str = "scl") -> None:
         super().__init__()
+        if variant not in self.VARIANTS:
+            raise ValueError(f"L_exp variant {variant!r} is not one of {', '.join(self.VARIANTS)}")
         self.pool = nn.AvgPool2d(patch_size)
         self.mean_val = float(mean_val)
+        self.variant = variant
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.mean((self.pool(x.mean(dim=1, keepdim=True)) - self.mean_val) ** 2)
+        m = self.pool(x.mean(dim=1, keepdim=True))
+        if self.variant == "zero_dce":
+            return torch.mean((m - self.mean_val) ** 2)
+        low, high = m.clamp(0.0, 0.55), m.clamp(0.55, 1.0)
+        return torch.mean((low - self.mean_val) ** 2) + torch.mean((high - self.mean_val) ** 2)
 
 
 class L_TV(nn.Module):

@@ -40,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("loss weights (0 turns a term off)")
     for name, (default, what) in LOSS_WEIGHTS.items():
         g.add_argument(f"--w_{name}", type=float, default=default, help=what)
+    g.add_argument("--exp_patch", type=int, default=16, help="L_exp patch size")
+    g.add_argument("--exp_level", type=float, default=0.6, help="L_exp target brightness")
+    g.add_argument("--exp_variant", choices=["scl", "zero_dce"], default="scl",
+                   help="L_exp: SCL-LLE's clamped two-term form (reference) or Zero-DCE's original")
     g.add_argument("--segexp_per_image", action="store_true",
                    help="corrected L_segexp (each image's own labels) instead of the reference's cross-batch broadcast")
     g = p.add_argument_group("optimisation")
@@ -104,7 +108,8 @@ def run(args: argparse.Namespace) -> None:
     seg_net = _build_segmentation(args, device) if weights["seg"] else None
     try:
         criterion = SCLLoss(weights, seg_net=seg_net, seg_detach=args.seg_detach, seg_train_mode=args.seg_train_mode,
-                            segexp_per_image=args.segexp_per_image, device=device)
+                            segexp_per_image=args.segexp_per_image, device=device,
+                            exp_patch=args.exp_patch, exp_level=args.exp_level, exp_variant=args.exp_variant)
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 

@@ -16,7 +16,7 @@ LOSS_WEIGHTS = {
     "segexp": (1.0, "L_segexp: semantic brightness consistency (needs labels)"),
     "seg": (1.0, "cross-entropy of the frozen DeepLab on the output (needs labels and --ckpt)"),
     "spa": (0.0, "Zero-DCE spatial consistency L_spa (not in SCL-LLE's total)"),
-    "exp": (0.0, "Zero-DCE exposure control L_exp(16, 0.6) (not in SCL-LLE's total)"),
+    "exp": (0.0, "exposure control L_exp(--exp_patch, --exp_level) (not in SCL-LLE's total)"),
 }
 
 
@@ -29,12 +29,13 @@ class SCLLoss(nn.Module):
 
     def __init__(self, weights: dict[str, float], seg_net: nn.Module | None = None, seg_detach: bool = False,
                  segexp_per_image: bool = False, device: torch.device | None = None,
-                 seg_train_mode: bool = False) -> None:
+                 seg_train_mode: bool = False, exp_patch: int = 16, exp_level: float = 0.6,
+                 exp_variant: str = "scl") -> None:
         super().__init__()
         self.w = {k: float(v) for k, v in weights.items() if v}
         self.tv, self.color, self.con = Myloss.L_TV(), Myloss.L_color(), Myloss.L_con()
         self.segexp = Myloss.L_segexp(per_image=segexp_per_image)
-        self.spa, self.exp = Myloss.L_spa(), Myloss.L_exp(16, 0.6)
+        self.spa, self.exp = Myloss.L_spa(), Myloss.L_exp(exp_patch, exp_level, exp_variant)
         self.vgg = Myloss.get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:
             self.gram, self.percep = Myloss.PerceptualLoss(vgg=self.vgg), Myloss.perception_loss(vgg=self.vgg)
