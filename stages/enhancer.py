@@ -19,7 +19,7 @@ from lowlight_model import SIZE_MULTIPLE, build_enhancer, check_crop, enhance
 from metrics import build_lpips, lpips_distance, ssim_loss
 from stages.common import RunLogger, SeededItems, epoch_batches, log, rng_state, set_rng_state, setup_run
 from stages.paired import add_common_arguments, enhance_validation, run_dirs, score
-from utils.checkpoint import atomic_save, load_weights, read_checkpoint
+from utils.checkpoint import atomic_save, load_weights, read_checkpoint, require_keys
 from utils.device import is_primary, unwrap
 from utils.errors import UserError
 
@@ -106,9 +106,9 @@ def run(args: argparse.Namespace) -> None:
     start_epoch, best_psnr = 0, -math.inf
     resume = os.path.join(model_dir, "model_latest.pth") if args.resume == "auto" else args.resume
     if resume:
-        ck = read_checkpoint(resume, map_location="cpu")
-        if not isinstance(ck, dict) or "optimizer" not in ck:
-            raise UserError(f"{resume} holds no optimiser state: it cannot resume training; use --init_weights")
+        ck = require_keys(read_checkpoint(resume, map_location="cpu"),
+                          ("state_dict", "optimizer", "scheduler", "rng", "epoch"), resume,
+                          "a training checkpoint of the enhancer stage (for weights only, use --init_weights)")
         load_weights(model, resume, map_location=device)
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])

@@ -16,7 +16,7 @@ from lowlight_model import ENHANCERS, build_enhancer, check_crop, weights_init
 from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
 from stages.common import RunLogger, SeededItems, iterate_batches, log, rng_state, set_rng_state, setup_run
 from stages.sclloss import LOSS_WEIGHTS, SCLLoss
-from utils.checkpoint import atomic_save, load_weights, read_checkpoint
+from utils.checkpoint import atomic_save, load_weights, read_checkpoint, require_keys
 from utils.device import is_primary, unwrap
 from utils.errors import UserError
 
@@ -118,10 +118,8 @@ def run(args: argparse.Namespace) -> None:
     start = 0
     resume = os.path.join(run_dir, "latest.pth") if args.resume == "auto" else args.resume
     if resume and (args.resume != "auto" or os.path.exists(resume)):
-        ck = read_checkpoint(resume, map_location="cpu")
-        if not isinstance(ck, dict) or "optimizer" not in ck or "iteration" not in ck:
-            raise UserError(f"{resume} is not a training checkpoint of this project (no optimizer/iteration); "
-                            f"to start from weights only, train anew")
+        ck = require_keys(read_checkpoint(resume, map_location="cpu"), ("state_dict", "optimizer", "iteration", "rng"),
+                          resume, "a training checkpoint of the SCL stage")
         load_weights(model, resume, map_location=device)
         optimizer.load_state_dict(ck["optimizer"])
         set_rng_state(ck["rng"], contrast=contrast_gen)

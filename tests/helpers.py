@@ -55,13 +55,41 @@ def make_lol_v1(root: Path, n: int = 4, h: int = 32, w: int = 40, seed: int = 0)
     return root
 
 
-def make_deeplab_checkpoint(path: Path, name: str = "deeplabv3plus_mobilenet") -> Path:
-    """A random DeepLab checkpoint in the public port's format (weights under ``model_state``)."""
+def save_as_numpy1(obj, path: Path) -> Path:
+    """``torch.save`` whose pickle names numpy scalars as numpy 1.x does (``numpy.core.multiarray.scalar``),
+    as in checkpoints saved before numpy 2 (e.g. the public DeepLab port's release files)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar")
+            zout.writestr(info, data)
+    return path
+
+
+def make_deeplab_checkpoint(path: Path, name: str = "deeplabv3plus_mobilenet", numpy1: bool = True) -> Path:
+    """A random DeepLab checkpoint in the public port's real layout: ``cur_itrs``, ``model_state``,
+    ``optimizer_state`` (SGD, two groups), ``scheduler_state`` and a ``numpy.float64`` ``best_score``
+    (from ``np.nanmean``), pickled under numpy 1.x names unless ``numpy1=False``."""
     from network.modeling import build_segmentation_model
 
     torch.manual_seed(0)
     net = build_segmentation_model(name, num_classes=19, output_stride=16, pretrained_backbone=False)
-    torch.save({"model_state": net.state_dict(), "optimizer_state": {}, "cur_itrs": 1, "best_score": 0.0}, path)
+    opt = torch.optim.SGD([{"params": net.backbone.parameters(), "lr": 0.01},
+                           {"params": net.classifier.parameters(), "lr": 0.1}], lr=0.1, momentum=0.9,
+                          weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=30000, power=0.9)
+    best = np.nanmean(np.array([0.7, np.nan, 0.72]))
+    obj = {"cur_itrs": 30000, "model_state": net.state_dict(), "optimizer_state": opt.state_dict(),
+           "scheduler_state": sched.state_dict(), "best_score": best}
+    if numpy1:
+        return save_as_numpy1(obj, path)
+    torch.save(obj, path)
     return path
 
 

@@ -7,8 +7,8 @@ import torch
 from network import SEGMENTATION_MODELS, StreamSegMetrics, build_segmentation_model
 from network.modeling import deeplabv3plus_mobilenet
 from conftest import COMPAT, requires_shared
-from helpers import set_golden_weights
-from utils.checkpoint import load_weights
+from helpers import make_deeplab_checkpoint, save_as_numpy1, set_golden_weights
+from utils.checkpoint import load_weights, read_checkpoint
 from utils.errors import UserError
 
 GOLDEN_VARIANTS = ["deeplabv3plus_mobilenet_os16", "deeplabv3_mobilenet_os16",
@@ -71,11 +71,17 @@ def test_output_shape_and_dilation(name, stride):
 
 # (3) checkpoints of the public port ---------------------------------------------------------------
 
-def test_port_checkpoint_loads_strict(tmp_path):
-    torch.manual_seed(0)
+@pytest.mark.parametrize("numpy1", [True, False])
+def test_port_checkpoint_loads_strict(tmp_path, numpy1):
+    """The real file's layout: numpy.float64 best_score, optimizer and scheduler states (issue 6.1)."""
+    path = make_deeplab_checkpoint(tmp_path / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth", numpy1=numpy1)
+    ck = read_checkpoint(str(path))
+    assert isinstance(ck["best_score"], np.float64) and ck["cur_itrs"] == 30000
+    assert {"optimizer_state", "scheduler_state"} <= set(ck)
     src = set_golden_weights(deeplabv3plus_mobilenet()).eval()
-    path = tmp_path / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth"
-    torch.save({"model_state": src.state_dict(), "optimizer_state": {}, "cur_itrs": 5, "best_score": 0.1}, path)
+    state = {k: v for k, v in ck.items() if k != "model_state"}
+    path = tmp_path / "golden.pth"
+    save_as_numpy1({**state, "model_state": src.state_dict()}, path)
     x = torch.rand(1, 3, 33, 41)
     with torch.no_grad():
         ref = src(x)

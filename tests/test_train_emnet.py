@@ -107,6 +107,24 @@ def test_emnet_enhancer_trains_and_resumes(tmp_path, fake_torch_home):
     assert [r["step"] for r in read_losses(str(tmp_path / "log" / "t_emnet" / "losses.jsonl"))] == [1, 2, 3]
 
 
+def test_resume_from_another_stages_checkpoint_is_one_line_error(tmp_path):
+    """issue 8: an SCL-stage latest.pth given to the enhancer stage's --resume (was KeyError: 'scheduler')."""
+    import argparse
+
+    from stages.scl import save_snapshot
+
+    _lol(tmp_path)
+    model = build_enhancer("dce")
+    opt = torch.optim.Adam(model.parameters())
+    save_snapshot(str(tmp_path / "scl"), model, opt, 10, argparse.Namespace(arch="dce"), torch.Generator())
+    with pytest.raises(UserError) as e:
+        train.main(_enh_args(tmp_path, "dce", "--nepoch", "1", "--lpips_lambda", "0", "--resume",
+                             str(tmp_path / "scl" / "latest.pth")))
+    msg = str(e.value)
+    assert "latest.pth is not a training checkpoint of the enhancer stage" in msg and "scheduler" in msg
+    assert "\n" not in msg
+
+
 def test_memory_checkpoint_with_wrong_pooling_is_an_error(tmp_path):
     mem = ExternalMemory(mem_size=4, value_dim=3)
     torch.save(mem.to_checkpoint(1), tmp_path / "m.pth")

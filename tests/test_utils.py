@@ -93,3 +93,71 @@ def test_pretrained_weights_load_from_cache(fake_torch_home):
     model = load_pretrained(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1)
     saved = torch.load(fake_torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
     assert torch.equal(model.conv1.weight, saved["conv1.weight"])
+
+
+# issue 8: the loader never leaks a traceback or unsafe-unpickling advice ---------------------------
+
+LFS_TEXT = ("version https://git-lfs.github.com/spec/v1\n"
+            "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n")
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"hello world\nthis is text\n", "not a PyTorch checkpoint"),   # torch.load raised KeyError
+    (b"K", "not a PyTorch checkpoint"),                              # torch.load raised IndexError
+    (b'{"a": 1}', "is it a PyTorch .pth file"),
+    (b"", "is empty"),
+    (LFS_TEXT.encode(), "git lfs pull"),
+])
+def test_non_checkpoints_are_one_line_errors(tmp_path, content, expected):
+    path = tmp_path / "model.pth"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as e:
+        read_checkpoint(str(path))
+    msg = str(e.value)
+    assert expected in msg and "model.pth" in msg and "\n" not in msg and "weights_only" not in msg
+
+
+def test_pickled_objects_are_refused_without_unsafe_advice(tmp_path):
+    torch.save(_net(), tmp_path / "whole_model.pth")  # a pickled nn.Module, not a state dict
+    with pytest.raises(UserError) as e:
+        read_checkpoint(str(tmp_path / "whole_model.pth"))
+    msg = str(e.value)
+    assert "torch.nn.modules.container.Sequential" in msg and "whole_model.pth" in msg
+    assert "weights_only" not in msg.lower().replace(" ", "_") and "trust" not in msg and "\n" not in msg
+
+
+def test_numpy_scalars_load_but_nothing_else_is_allow_listed(tmp_path):
+    import numpy as np
+
+    torch.save({"best_score": np.float64(0.5), "n": np.int64(3), "f": np.float32(0.25)}, tmp_path / "a.pth")
+    ck = read_checkpoint(str(tmp_path / "a.pth"))
+    assert ck == {"best_score": 0.5, "n": 3, "f": 0.25} and type(ck["n"]) is np.int64
+    torch.save({"arr": np.zeros(3)}, tmp_path / "b.pth")  # numpy arrays are not in real checkpoints
+    with pytest.raises(UserError, match="b.pth"):
+        read_checkpoint(str(tmp_path / "b.pth"))
+
+
+def test_require_keys_names_what_is_missing():
+    from utils.checkpoint import require_keys
+
+    ck = {"state_dict": {}, "optimizer": {}, "iteration": 5}
+    assert require_keys(ck, ("state_dict", "optimizer"), "a.pth", "x") is ck
+    with pytest.raises(UserError, match=r"a.pth is not a training checkpoint of the enhancer stage.*scheduler"):
+        require_keys(ck, ("optimizer", "scheduler"), "a.pth", "a training checkpoint of the enhancer stage")
+    with pytest.raises(UserError, match="a.pth"):
+        require_keys([1, 2], ("optimizer",), "a.pth", "x")
+
+
+def test_atomic_write_replaces_on_success_and_cleans_up_on_failure(tmp_path):
+    from utils.checkpoint import atomic_write
+
+    path = tmp_path / "report.txt"
+    with atomic_write(str(path), "w") as f:
+        f.write("first")
+        assert not path.exists()  # nothing visible until the write is complete
+    assert path.read_text() == "first"
+    with pytest.raises(ValueError):
+        with atomic_write(str(path), "w") as f:
+            f.write("half")
+            raise ValueError("disk full")
+    assert path.read_text() == "first" and sorted(os.listdir(tmp_path)) == ["report.txt"]

@@ -1,11 +1,11 @@
 """One checkpoint format for the whole project, and one loader that also reads the originals."""
 from __future__ import annotations
 
+import contextlib
 import os
-import pickle
+import re
 import tempfile
-import zipfile
-from typing import Any, Mapping
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -15,15 +15,71 @@ from utils.errors import UserError
 STATE_DICT_KEYS = ("state_dict", "model_state", "params", "model")
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec"
+
+
+def _numpy_safe_globals() -> list:
+    """What real checkpoints hold besides tensors: numpy scalars (e.g. the DeepLab port's ``best_score``,
+    a ``numpy.float64``) and their dtypes, under the names numpy 1.x and 2.x pickle them with."""
+    import numpy as np
+
+    try:
+        scalar = np._core.multiarray.scalar
+    except AttributeError:  # numpy 1.x
+        scalar = np.core.multiarray.scalar
+    allowed: list = [np.dtype, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25: one class per dtype, needed to rebuild a dtype
+    if dtypes is not None:
+        names = ["BoolDType"] + [f"{k}{b}DType" for k in ("Int", "UInt") for b in (8, 16, 32, 64)]
+        names += ["Float16DType", "Float32DType", "Float64DType"]
+        allowed += [getattr(dtypes, n) for n in names if hasattr(dtypes, n)]
+    return allowed
+
+
+def _why_unreadable(e: BaseException) -> str:
+    """A short reason for a failed ``torch.load``, without torch's advice to unpickle unsafely."""
+    text = str(e)
+    found = re.search(r"GLOBAL (\S+)", text)
+    if found:
+        return f"it contains a Python object of type {found.group(1)}, which a weights-only load refuses"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    if isinstance(e, (KeyError, IndexError, EOFError)) or not lines:
+        return "not a PyTorch checkpoint"
+    return lines[0][:160].rstrip(".")
+
+
 def read_checkpoint(path: str, map_location="cpu") -> Any:
-    """``torch.load`` with ``map_location`` and a one-line error for missing or corrupt files."""
+    """``torch.load(path, map_location, weights_only=True)`` with numpy scalars/dtypes allow-listed.
+
+    Any failure is a one-line :class:`UserError` naming the file (missing, empty, Git LFS pointer,
+    not a checkpoint, or holding objects a weights-only load refuses); never a full unpickling.
+    """
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found: check the path (or train one first)")
+    with open(path, "rb") as f:
+        head = f.read(len(LFS_POINTER))
+    if not head:
+        raise UserError(f"checkpoint {path} is empty: replace it with the real file")
+    if head == LFS_POINTER:
+        raise UserError(f"checkpoint {path} is a Git LFS pointer, not the file itself: run `git lfs pull` "
+                        f"(or download the checkpoint)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot read checkpoint {path} ({first[:200]}); is it a PyTorch .pth file?") from e
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for non-checkpoints (KeyError, IndexError, ...)
+        raise UserError(f"cannot read checkpoint {path} ({_why_unreadable(e)}); is it a PyTorch .pth file?") from None
+
+
+def require_keys(obj: Any, keys: Sequence[str], path: str, what: str) -> Mapping[str, Any]:
+    """``obj`` if it is a dict holding every key of ``keys``, else a one-line :class:`UserError` saying
+    that ``path`` is not ``what`` (e.g. "a training checkpoint of the enhancer stage")."""
+    missing = list(keys) if not isinstance(obj, Mapping) else [k for k in keys if k not in obj]
+    if missing:
+        stage = obj.get("stage") if isinstance(obj, Mapping) else None
+        found = f" (it is a checkpoint of the {stage} stage)" if isinstance(stage, str) else ""
+        raise UserError(f"{path} is not {what}{found}: it lacks {', '.join(missing)}; pass the latest.pth "
+                        f"written by that stage, or start anew")
+    return obj
 
 
 def extract_state_dict(obj: Any, path: str = "<checkpoint>") -> dict[str, torch.Tensor]:
@@ -64,16 +120,24 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str = 
     return model
 
 
-def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: never half-written."""
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "wb", **open_kw: Any) -> Iterator[IO]:
+    """Yield a temporary file in ``path``'s folder; on success ``os.replace`` it onto ``path``, on any
+    failure remove it, so ``path`` is never half-written (an old file stays as it was)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode, **open_kw) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save`` through :func:`atomic_write`: never half-written."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
