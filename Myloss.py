@@ -133,8 +133,9 @@ class L_segexp(nn.Module):
     Default (``per_image=False``) reproduces the reference exactly. With x̄ = mean_c(x) (N,1,H,W) and
     for every class id i in 0..num_classes−1 (35 in the reference):
     ``a = where(y == i, x̄, 0)`` — (N,H,W) broadcast against (N,1,H,W) gives (N,N,H,W), a[p,q] = x̄[p]
-    where the labels of image q equal i (cross-batch) —; d = mean(a) over all elements;
-    ``a = where(a == 0, d, a)``; term_i = mean((a − d)²). The loss is Σ_i term_i.
+    where the labels of image q equal i (cross-batch) —; d = mean(a) over all elements, a constant for
+    the gradient as in the reference; ``a = where(a == 0, d, a)``; term_i = mean((a − d)²). The loss is
+    Σ_i term_i.
 
     ``per_image=True`` is the corrected variant: each image's own labels select its own pixels. With
     R(n,c) = {pixels of image n with label c}, for every c ≠ ``ignore_index`` (255) present in y[n],
@@ -159,7 +160,9 @@ class L_segexp(nn.Module):
         loss = xm.new_zeros(())
         for i in range(self.num_classes):
             a = torch.where(y == i, xm, zeros)  # (N,N,H,W): labels of image q on brightness of image p
-            d = torch.mean(a)
+            # the reference subtracts d as a constant (torch.FloatTensor([d])); where d fills the zeros,
+            # (d − d) contributes no gradient either, so detaching d is exactly its gradient
+            d = torch.mean(a).detach()
             a = torch.where(a == 0, d, a)
             loss = loss + torch.mean((a - d) ** 2)
         return loss
@@ -302,26 +305,41 @@ class SegmentationLoss(nn.Module):
     """Cross-entropy (ignore_index 255) of a frozen segmentation net on the ImageNet-normalised E.
 
     E (N,3,H,W) in [0,1], y (N,H,W) train ids → scalar. ``seg_net`` maps (N,3,H,W) to logits
-    (N,K,H,W) (a dict with ``"out"`` is accepted too); it is frozen and kept in eval mode — the loss
-    never puts it in train mode (the reference left it in train mode, so BatchNorm used batch statistics).
+    (N,K,H,W) (a dict with ``"out"`` is accepted too). Its parameters are frozen, and this loss is the one
+    object that sets its mode, at construction and again on every call (so a container's ``.train()`` or
+    ``.eval()`` cannot change it):
+
+    * ``train_mode=False`` (default): eval mode, running statistics never change;
+    * ``train_mode=True`` (the reference, SPEC §2): train mode — BatchNorm on batch statistics with
+      momentum 0.01 in ``seg_net.backbone`` and 0.1 in ``seg_net.classifier`` (the public port's
+      settings), running statistics drifting, the head's Dropout active.
+
     ``detach=False`` (default, as in the paper): the gradient reaches the enhancer through the frozen
     net. ``detach=True`` reproduces the reference: E is detached, the value carries no gradient.
     """
 
-    def __init__(self, seg_net: nn.Module, detach: bool = False, ignore_index: int = 255) -> None:
+    def __init__(self, seg_net: nn.Module, detach: bool = False, ignore_index: int = 255,
+                 train_mode: bool = False) -> None:
         super().__init__()
-        self.seg_net = seg_net.eval().requires_grad_(False)
+        self.seg_net = seg_net.requires_grad_(False)
         self.detach = detach
         self.ignore_index = ignore_index
+        self.train_mode = train_mode
+        if train_mode:
+            for part, momentum in (("backbone", 0.01), ("classifier", 0.1)):
+                for m in getattr(seg_net, part, nn.Identity()).modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.momentum = momentum
+        self.seg_net.train(train_mode)
 
     def train(self, mode: bool = True) -> "SegmentationLoss":
-        """Sets this module's flag only; the segmentation net stays in eval mode."""
+        """Sets this module's flag only; the segmentation net keeps the mode chosen by ``train_mode``."""
         self.training = mode
         return self
 
     def forward(self, E: Tensor, y: Tensor) -> Tensor:
-        if self.seg_net.training:  # e.g. switched by a container it is also registered in
-            self.seg_net.eval()
+        if self.seg_net.training != self.train_mode:  # e.g. switched by a container it is also registered in
+            self.seg_net.train(self.train_mode)
         if self.detach:
             with torch.no_grad():
                 return self._ce(E.detach(), y)

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seg_detach", action="store_true",
                    help="reference behaviour: no gradient from the segmentation term reaches the enhancer")
     g.add_argument("--seg_train_mode", action="store_true",
-                   help="reference behaviour: keep the segmentation network's BatchNorm in train mode")
+                   help="reference behaviour: segmentation network in train mode (BatchNorm on batch statistics, "
+                        "momentum 0.01 backbone / 0.1 head, running statistics drift, head dropout active)")
     g = p.add_argument_group("loss weights (0 turns a term off)")
     for name, (default, what) in LOSS_WEIGHTS.items():
         g.add_argument(f"--w_{name}", type=float, default=default, help=what)

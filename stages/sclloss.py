@@ -43,8 +43,7 @@ class SCLLoss(nn.Module):
         if "seg" in self.w:
             if seg_net is None:
                 raise ValueError("the segmentation term needs seg_net")
-            self.seg = Myloss.SegmentationLoss(seg_net, detach=seg_detach)
-            seg_net.train(seg_train_mode)  # reference quirk on request: BatchNorm in train mode
+            self.seg = Myloss.SegmentationLoss(seg_net, detach=seg_detach, train_mode=seg_train_mode)
 
     def forward(self, I: torch.Tensor, E: torch.Tensor, A: torch.Tensor, y: torch.Tensor | None = None,
                 P: torch.Tensor | None = None, Q: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -148,6 +148,32 @@ def test_segexp_reference_hand():
     close(L_segexp(per_image=True)(x, y), 0.0)  # every class region of its own image is one pixel
 
 
+def test_segexp_reference_gradient_treats_class_mean_as_constant():
+    """The reference subtracts d = mean(a) as torch.FloatTensor([d]): hand-computed gradient (issue 6.5)."""
+    x = torch.tensor([0.2, 0.4, 0.6, 0.8]).view(2, 1, 1, 2).repeat(1, 3, 1, 1).requires_grad_(True)
+    y = torch.tensor([[[0, 1]], [[1, 255]]])
+    L_segexp()(x, y).backward()
+    # d/dx̄ of Σ_i mean((a_i − d_i)²) over 8 entries with d_i constant: 2(a − d)/8 per non-zero entry.
+    # class 0 (d 0.1): x̄00 0.2 → 0.025, x̄10 0.6 → 0.125; class 1 (d 0.25): x̄01 0.4 → 0.0375,
+    # x̄11 0.8 → 0.1375, x̄00 0.2 → −0.0125, x̄10 0.6 → 0.0875; each channel gets 1/3 (channel mean)
+    grad_mean = torch.tensor([[0.0125, 0.0375], [0.2125, 0.1375]]).view(2, 1, 1, 2)
+    close(x.grad, (grad_mean / 3).expand(2, 3, 1, 2))
+    # the same as the reference's construct on a random batch, where the gradient through d would differ
+    torch.manual_seed(3)
+    x = torch.rand(2, 3, 6, 5, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 255])[torch.randint(0, 4, (2, 6, 5))]
+    L_segexp()(x, y).backward()
+    ours, x.grad = x.grad, None
+    xm, zeros, ref = x.mean(dim=1, keepdim=True), torch.zeros(2, 6, 5), 0.0
+    for i in range(35):
+        a = torch.where(y == i, xm, zeros)
+        d = torch.mean(a)
+        a = torch.where(a == 0, d, a)
+        ref = ref + torch.mean((a - torch.tensor([d.item()])) ** 2)  # torch.FloatTensor([d2]) in the reference
+    ref.backward()
+    close(ours, x.grad)
+
+
 def test_segexp_per_image_hand_and_loop():
     x = torch.tensor([0.2, 0.4, 0.6, 0.6, 0.8, 1.0]).view(2, 1, 1, 3).repeat(1, 3, 1, 1)
     y = torch.tensor([[[0, 1, 1]], [[1, 255, 1]]])
@@ -332,3 +358,48 @@ def test_segmentation_loss_value_gradient_and_eval_mode():
     close(loss_fn(x, y), F.cross_entropy(net.eval()(torch.stack(
         [(x[:, c] - mean[c]) / std[c] for c in range(3)], dim=1)), y, ignore_index=255), rtol=1e-5)
     assert torch.equal(net[1].running_mean, running)
+
+
+def _bn_stats_recorder(module):
+    """Forward hook storing the per-channel batch mean/var of a BatchNorm's first input."""
+    seen = {}
+
+    def hook(m, inp, out):
+        if "mean" not in seen:
+            seen["mean"] = inp[0].detach().mean(dim=(0, 2, 3))
+            seen["var"] = inp[0].detach().var(dim=(0, 2, 3), unbiased=True)
+    module.register_forward_hook(hook)
+    return seen
+
+
+def test_seg_train_mode_gives_reference_batchnorm_statistics_and_dropout():
+    """--seg_train_mode (issue 6.6 / 7.3): BN momentum 0.01 backbone / 0.1 head, stats drift, dropout on;
+    a container's .eval()/.train() does not undo it; the default keeps running stats unchanged."""
+    from network.modeling import deeplabv3plus_mobilenet
+    from stages.sclloss import SCLLoss
+
+    torch.manual_seed(0)
+    E, y = torch.rand(2, 3, 64, 64), torch.randint(0, 19, (2, 64, 64))
+    for train_mode in (True, False):
+        net = deeplabv3plus_mobilenet()
+        net.eval()
+        bns = {part: next(m for m in getattr(net, part).modules() if isinstance(m, nn.BatchNorm2d))
+               for part in ("backbone", "classifier")}
+        old = {p: (bn.running_mean.clone(), bn.running_var.clone()) for p, bn in bns.items()}
+        seen = {p: _bn_stats_recorder(bn) for p, bn in bns.items()}
+        drop = next(m for m in net.classifier.modules() if isinstance(m, nn.Dropout))
+        drop_on = []
+        drop.register_forward_hook(lambda m, i, o: drop_on.append(m.training))
+        crit = SCLLoss({"seg": 1.0}, seg_net=net, seg_train_mode=train_mode)
+        crit.eval()  # the training loop's container switches must not change the segmentation net's mode
+        crit(E, E, None, y)
+        crit.train()
+        assert drop_on == [train_mode] and net.training == train_mode
+        for part, momentum in (("backbone", 0.01), ("classifier", 0.1)):
+            bn, (mean0, var0), st = bns[part], old[part], seen[part]
+            if train_mode:
+                assert bn.momentum == momentum
+                close(bn.running_mean, (1 - momentum) * mean0 + momentum * st["mean"], rtol=1e-4, atol=1e-6)
+                close(bn.running_var, (1 - momentum) * var0 + momentum * st["var"], rtol=1e-4, atol=1e-6)
+            else:
+                assert torch.equal(bn.running_mean, mean0) and torch.equal(bn.running_var, var0)
