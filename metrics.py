@@ -5,7 +5,11 @@
 * LPIPS: AlexNet v0.1 from the ``lpips`` package; the ImageNet trunk comes from the torch cache through
   :func:`utils.pretrained.load_pretrained` (never downloaded), the linear calibration layers from the
   package's own ``weights/v0.1/alex.pth``.
-* :func:`ssim_loss`: 1 − pytorch_msssim SSIM (11x11 Gaussian, σ 1.5, data range 1), for training.
+* :func:`ssim_loss`: 1 − piq's SSIM (11x11 Gaussian, σ 1.5, data range 1, average-pooled by
+  round(min(H,W)/256) first when that is > 1), the reference's training loss.
+* :func:`quantise`: the reference test script's 8-bit conversions ("trunc" for the enhancer alone,
+  "round" for the memory output); :func:`psnr_float`: PSNR of float images (data range 1), the
+  reference's validation criterion.
 """
 from __future__ import annotations
 
@@ -57,12 +61,34 @@ def ssim(a: ArrayOrTensor, b: ArrayOrTensor) -> float:
     return float(structural_similarity(_as_uint8(a), _as_uint8(b), channel_axis=-1, data_range=255))
 
 
-def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """1 − SSIM(x, y) for (N, 3, H, W) in [0, 1]: pytorch_msssim, 11x11 Gaussian window σ 1.5, data range
-    1, averaged over the batch → scalar tensor, differentiable."""
-    from pytorch_msssim import ssim as _ssim
+def quantise(y: torch.Tensor, mode: str = "round") -> np.ndarray:
+    """(3, H, W) or (1, 3, H, W) float tensor → uint8 (H, W, 3), clamped to [0, 1] first.
 
-    return 1.0 - _ssim(x, y, data_range=1.0, size_average=True)
+    ``"round"``: :func:`utils.image_io.to_uint8` (``x·255 + 0.5`` truncated, as ``save_image``);
+    ``"trunc"``: ``(x·255).astype(uint8)`` in float32, as the reference's "ori" images.
+    """
+    if mode == "round":
+        return to_uint8(y.clamp(0, 1))
+    if mode != "trunc":
+        raise ValueError(f"quantise mode must be 'round' or 'trunc', got {mode!r}")
+    t = y.detach().cpu().float().reshape(-1, *y.shape[-2:]).clamp(0, 1)
+    return (t.permute(1, 2, 0).numpy() * np.float32(255.0)).astype(np.uint8)
+
+
+def psnr_float(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two float images in [0, 1] (any equal shapes), data range 1, no quantisation
+    (skimage's ``peak_signal_noise_ratio`` on the float arrays, as the reference's validation)."""
+    mse = torch.mean((a.detach().double().cpu() - b.detach().double().cpu()) ** 2).item()
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1 − SSIM(x, y) for (N, 3, H, W) in [0, 1] → scalar tensor, differentiable; piq's ``ssim`` as the
+    reference uses it: 11x11 Gaussian window σ 1.5, no padding, data range 1, and for a shorter side
+    ≥ 384 both images average-pooled by f = round(min(H, W) / 256) first; mean over channels and batch."""
+    import piq
+
+    return 1.0 - piq.ssim(x, y, data_range=1.0, reduction="mean", downsample=True)
 
 
 def lpips_available() -> bool:
@@ -127,15 +153,16 @@ def build_lpips(device: Union[str, torch.device] = "cpu", pretrained: bool = Tru
     return model.eval().to(device)
 
 
-def lpips_distance(model: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def lpips_distance(model: nn.Module, a: torch.Tensor, b: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """LPIPS distance of images in [0, 1]: (N, 3, H, W) (or (3, H, W)) each → (N,) tensor.
 
-    Inputs are mapped to [−1, 1] by lpips (``normalize=True``). Gradients flow to the inputs (use it as
-    a loss); wrap in ``torch.no_grad()`` for evaluation.
+    ``normalize=True``: inputs are mapped to [−1, 1] first, the range LPIPS expects (evaluation).
+    ``normalize=False``: the [0, 1] images go in as they are — what EMNet's training loss does (SPEC §5).
+    Gradients flow to the inputs (use it as a loss); wrap in ``torch.no_grad()`` for evaluation.
     """
     if a.dim() == 3:
         a, b = a.unsqueeze(0), b.unsqueeze(0)
-    return model(a, b, normalize=True).reshape(a.shape[0])
+    return model(a, b, normalize=normalize).reshape(a.shape[0])
 
 
 class MetricAccumulator:

@@ -162,7 +162,11 @@ class PairedDataset(Dataset):
 
 def paired_random_crop(low: torch.Tensor, high: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random ``size x size`` crop of two (C,H,W) tensors (torch RNG); pads by reflection
-    (replication if the image is too small to reflect) on the bottom/right when smaller than ``size``."""
+    (replication if the image is too small to reflect) on the bottom/right when smaller than ``size``.
+
+    Offsets are drawn as the reference draws them: uniform in [0, H − size) (the last offset, H − size,
+    is never drawn), 0 when H == size; the same for W.
+    """
     h, w = low.shape[-2:]
     ph, pw = max(0, size - h), max(0, size - w)
     if ph or pw:
@@ -170,6 +174,6 @@ def paired_random_crop(low: torch.Tensor, high: torch.Tensor, size: int) -> tupl
         low = F.pad(low[None], (0, pw, 0, ph), mode=mode)[0]
         high = F.pad(high[None], (0, pw, 0, ph), mode=mode)[0]
         h, w = low.shape[-2:]
-    top = int(torch.randint(0, h - size + 1, (1,)).item())
-    left = int(torch.randint(0, w - size + 1, (1,)).item())
+    top = int(torch.randint(0, h - size, (1,)).item()) if h > size else 0
+    left = int(torch.randint(0, w - size, (1,)).item()) if w > size else 0
     return low[:, top:top + size, left:left + size], high[:, top:top + size, left:left + size]

@@ -1,9 +1,11 @@
 """EMNet stage 1 (SPEC §5): supervised enhancer training on paired data (LOL-v1 / LOL-v2).
 
-loss = ssim_lambda·(1 − SSIM) + lpips_lambda·LPIPS(AlexNet) + l1_lambda·L1 + l2_lambda·L2;
+loss = ssim_lambda·(1 − SSIM) + lpips_lambda·LPIPS(AlexNet) + l1_lambda·L1 + l2_lambda·L2 on the output
+clamped to [0, 1] (as the reference: SSIM is piq's, LPIPS gets the [0, 1] images unless --lpips_normalize);
 AdamW, linear warm-up then cosine to 1e-6 (per epoch), random crops with the 8 rotations/flips,
-full-image validation ``--val_time`` times per epoch, best-by-PSNR and latest checkpoints under
-``<save_dir>/<env>/models/``. Works for any enhancer of the factory (``--arch emnet`` or ``dce``).
+full-image validation ``--val_time`` times per epoch, best checkpoint by float PSNR (data range 1, as the
+reference) and latest checkpoint under ``<save_dir>/<env>/models/``, weights under ``state_dict`` with the
+reference's ``module.`` prefix. Works for any enhancer of the factory (``--arch emnet`` or ``dce``).
 """
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lpips_lambda", type=float, default=1.0)
     g.add_argument("--l1_lambda", type=float, default=0.0)
     g.add_argument("--l2_lambda", type=float, default=0.0)
+    g.add_argument("--lpips_normalize", action="store_true",
+                   help="correction: map images to [-1,1] before LPIPS, the range it expects (the reference "
+                        "feeds the [0,1] images unscaled)")
     g.add_argument("--val_time", type=int, default=2, help="validations per epoch")
     g.add_argument("--init_weights", default=None, help="start from these enhancer weights (fine-tuning)")
 
@@ -52,7 +57,11 @@ def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) 
 
 
 class SupervisedLoss(nn.Module):
-    """Weighted SSIM/LPIPS/L1/L2 terms on (N,3,H,W) images in [0,1]; returns ``{name: weighted term}``."""
+    """Weighted SSIM/LPIPS/L1/L2 terms; returns ``{name: weighted term}``.
+
+    ``forward(y, gt)``: y the raw enhancer output (N,3,H,W), clamped to [0, 1] here as in the reference
+    (pixels outside get no gradient); gt in [0, 1]. LPIPS gets [0, 1] images unless ``args.lpips_normalize``.
+    """
 
     def __init__(self, args, device: torch.device) -> None:
         super().__init__()
@@ -60,7 +69,7 @@ class SupervisedLoss(nn.Module):
         self.w = {k: v for k, v in weights.items() if v}
         if not self.w:
             raise UserError("all loss weights are 0: set --ssim_lambda, --lpips_lambda, --l1_lambda or --l2_lambda")
-        self.lpips = None
+        self.lpips, self.lpips_normalize = None, bool(getattr(args, "lpips_normalize", False))
         if "lpips" in self.w:
             try:
                 self.lpips = build_lpips(device)
@@ -68,11 +77,11 @@ class SupervisedLoss(nn.Module):
                 raise UserError(f"{e} (or pass --lpips_lambda 0 to train without LPIPS)") from None
 
     def forward(self, y: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
-        t = {}
+        t, y = {}, y.clamp(0, 1)
         if "ssim" in self.w:
             t["ssim"] = self.w["ssim"] * ssim_loss(y, gt)
         if "lpips" in self.w:
-            t["lpips"] = self.w["lpips"] * lpips_distance(self.lpips, y, gt).mean()
+            t["lpips"] = self.w["lpips"] * lpips_distance(self.lpips, y, gt, self.lpips_normalize).mean()
         if "l1" in self.w:
             t["l1"] = self.w["l1"] * nn.functional.l1_loss(y, gt)
         if "l2" in self.w:
@@ -139,7 +148,8 @@ def run(args: argparse.Namespace) -> None:
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             logger.log(step, {"total": loss.item(), **{k: v.item() for k, v in terms.items()}})
             if i in val_at and is_primary():
-                val_psnr, val_ssim = score(enhance_validation(unwrap(model), val_set, device, args.arch), val_set)
+                val_psnr, val_ssim = score(enhance_validation(unwrap(model), val_set, device, args.arch), val_set,
+                                           float_psnr=True)
                 model.train()
                 logger.log(step, {"psnr": val_psnr, "ssim": val_ssim}, prefix="val")
                 if val_psnr > best_psnr:
@@ -155,7 +165,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def save(path: str, model: nn.Module, optimizer, scheduler, epoch: int, best_psnr: float, args) -> None:
-    """The reference layout (``epoch``, ``state_dict``) plus what resuming needs."""
-    atomic_save({"epoch": epoch, "state_dict": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+    """The reference layout (``epoch``, ``state_dict`` with DataParallel's ``module.`` prefix, so the
+    reference's test script loads it) plus what resuming needs."""
+    state = {f"module.{k}": v for k, v in unwrap(model).state_dict().items()}
+    atomic_save({"epoch": epoch, "state_dict": state, "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "best_psnr": best_psnr, "arch": args.arch,
                  "embed_dim": args.embed_dim, "rng": rng_state(), "args": vars(args)}, path)

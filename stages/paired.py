@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance
-from metrics import psnr, ssim
-from utils.image_io import to_uint8
+from metrics import psnr, psnr_float, quantise, ssim
 
 
 def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: int, arch: str = "emnet") -> None:
@@ -41,19 +40,24 @@ def run_dirs(args) -> tuple[str, str]:
 
 @torch.no_grad()
 def enhance_validation(model: nn.Module, val_set, device: torch.device, arch: str) -> list[torch.Tensor]:
-    """Clamped enhancer outputs (1,3,H,W) on the CPU for every full validation image."""
+    """Raw (unclamped) enhancer outputs (1,3,H,W) on the CPU for every full validation image; the
+    memory pools the unclamped output (SPEC §6), everything else clamps to [0, 1]."""
     model.eval()
     outs = []
     for i in range(len(val_set)):
         low, _ = val_set.load(i)
-        outs.append(enhance(model, low[None].to(device), SIZE_MULTIPLE[arch]).clamp(0, 1).cpu())
+        outs.append(enhance(model, low[None].to(device), SIZE_MULTIPLE[arch]).cpu())
     return outs
 
 
-def score(outputs: list[torch.Tensor], val_set) -> tuple[float, float]:
-    """Mean PSNR and SSIM (8-bit, scikit-image: the papers' protocol) of outputs against the GT images."""
+def score(outputs: list[torch.Tensor], val_set, float_psnr: bool = False) -> tuple[float, float]:
+    """Mean PSNR and SSIM of outputs against the GT images. SSIM on 8-bit images (scikit-image); PSNR on
+    the same 8-bit images (rounded; the reference's memory validation), or with ``float_psnr`` on the float
+    images, data range 1 (the reference's enhancer validation, which picks the best checkpoint)."""
     p = s = 0.0
     for i, y in enumerate(outputs):
-        a, b = to_uint8(y[0]), to_uint8(val_set.load(i)[1])
-        p, s = p + psnr(a, b), s + ssim(a, b)
+        gt = val_set.load(i)[1]
+        a, b = quantise(y[0], "round"), quantise(gt, "round")
+        p += psnr_float(y[0].clamp(0, 1), gt) if float_psnr else psnr(a, b)
+        s += ssim(a, b)
     return p / len(outputs), s / len(outputs)

@@ -285,3 +285,20 @@ def test_committed_samples_are_small():
         assert f.stat().st_size < 300_000
         with Image.open(f) as im:
             assert max(im.size) <= 400 and im.mode == "RGB"
+
+
+def test_lol_crop_offsets_as_the_reference_draws_them():
+    """randint(0, H − ps) exclusive: offsets 0..H−ps−1, never H−ps; 0 when H == ps (issue 6.2)."""
+    from datasets.lol import paired_random_crop
+
+    h, w, ps = 6, 7, 4
+    img = torch.arange(h * w, dtype=torch.float32).view(1, h, w)
+    torch.manual_seed(0)
+    tops, lefts = set(), set()
+    for _ in range(200):
+        crop, _ = paired_random_crop(img, img, ps)
+        tops.add(int(crop[0, 0, 0]) // w)
+        lefts.add(int(crop[0, 0, 0]) % w)
+    assert tops == {0, 1} and lefts == {0, 1, 2}
+    exact, _ = paired_random_crop(img[:, :ps, :ps], img[:, :ps, :ps], ps)
+    assert torch.equal(exact, img[:, :ps, :ps])

@@ -7,8 +7,10 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr, ssim, ssim_loss,
-                     )
+import torch.nn.functional as F
+
+from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr, psnr_float, quantise,
+                     ssim, ssim_loss)
 from utils.image_io import to_uint8
 from utils.errors import UserError
 
@@ -109,3 +111,62 @@ def test_metric_accumulator():
     assert math.isnan(acc.rows()[0]["lpips"])
     text = acc.format()
     assert text.splitlines()[-1].startswith("mean  psnr=25.0000 ssim=0.6000")
+
+
+def _gaussian_ssim(x, y, pool):
+    """SSIM from its definition: average-pool by ``pool``, 11x11 Gaussian σ 1.5, no padding, c1 = 0.01²,
+    c2 = 0.03², mean over pixels and channels, then over the batch (the reference's piq formula)."""
+    if pool > 1:
+        x, y = F.avg_pool2d(x, pool), F.avg_pool2d(y, pool)
+    r = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-r ** 2 / (2 * 1.5 ** 2))
+    k = (g[:, None] * g[None, :] / g.sum() ** 2).expand(3, 1, 11, 11)
+    x, y = x.double(), y.double()
+
+    def blur(t):
+        return F.conv2d(t, k, groups=3)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
+    return s.mean(dim=(1, 2, 3)).mean()
+
+
+@pytest.mark.parametrize("shape,pool", [((4, 3, 128, 128), 1), ((1, 3, 400, 600), 2)])
+def test_ssim_loss_is_the_references_piq_ssim(shape, pool):
+    """128 crops: no pooling; a 600x400 image: average-pooled by round(400/256) = 2 first (issue 6.2)."""
+    torch.manual_seed(0)
+    y = F.interpolate(torch.rand(shape[0], 3, shape[2] // 16, shape[3] // 16), size=shape[2:], mode="bilinear")
+    x = (y + 0.1 * torch.randn(shape)).clamp(0, 1)  # smooth image + noise: pooling matters
+    close = pytest.approx(1 - _gaussian_ssim(x, y, pool).item(), abs=1e-5)
+    assert ssim_loss(x, y).item() == close
+    if pool > 1:  # without the pooling the value is clearly different
+        assert abs((1 - _gaussian_ssim(x, y, 1).item()) - ssim_loss(x, y).item()) > 1e-2
+
+
+def test_quantise_truncates_or_rounds():
+    y = torch.tensor([0.0, 0.5, 0.999, 1.2, -0.1, 3.5 / 255]).view(1, 1, 6).expand(3, 1, 6)
+    assert quantise(y, "trunc")[0, :, 0].tolist() == [0, 127, 254, 255, 0, 3]
+    assert quantise(y, "round")[0, :, 0].tolist() == [0, 128, 255, 255, 0, 4]
+    torch.manual_seed(1)
+    y = torch.rand(1, 3, 5, 7) * 1.2 - 0.1
+    ref = (torch.clamp(y, 0, 1).numpy().squeeze().transpose((1, 2, 0)) * 255.0).astype(np.uint8)  # the reference
+    assert np.array_equal(quantise(y, "trunc"), ref)
+
+
+def test_psnr_float_hand_computed():
+    a = torch.zeros(3, 4, 5)
+    assert psnr_float(a, a + 0.1) == pytest.approx(20.0)
+    assert psnr_float(a, a) == math.inf
+
+
+def test_lpips_normalize_flag():
+    model = build_lpips("cpu", pretrained=False)
+    torch.manual_seed(2)
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        raw = lpips_distance(model, a, b, normalize=False)
+        assert torch.allclose(raw, model(a, b).reshape(2))                       # [0, 1] as they are
+        assert torch.allclose(lpips_distance(model, a, b), model(2 * a - 1, 2 * b - 1).reshape(2), atol=1e-6)
+        assert (raw - lpips_distance(model, a, b)).abs().max() > 1e-4

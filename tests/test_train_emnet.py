@@ -11,7 +11,9 @@ from PIL import Image
 import lowlight_test
 import train
 from helpers import fit_fixed_batch, make_lol_v1
+from datasets.lol import PairedDataset
 from lowlight_model import build_enhancer, enhance, load_enhancer
+from metrics import psnr_float
 from memory import ExternalMemory
 from stages.common import read_losses
 from stages.enhancer import SupervisedLoss, lr_factor
@@ -41,6 +43,33 @@ def test_supervised_loss_decreases_on_a_fixed_batch(fake_torch_home, arch):
     assert totals[-1] < totals[0] * 0.9, totals
 
 
+def test_supervised_loss_clamps_the_output_and_feeds_lpips_unscaled_images(fake_torch_home):
+    """As the reference (issue 6.2): clamp to [0,1] before the loss (no gradient outside); LPIPS on the
+    [0,1] images (lpips normalize=False) unless --lpips_normalize."""
+    args = type("A", (), {"ssim_lambda": 0.0, "lpips_lambda": 0.0, "l1_lambda": 1.0, "l2_lambda": 0.0})
+    y = torch.full((1, 3, 4, 4), 0.5)
+    y[..., 0, 0], y[..., 0, 1] = 1.5, -0.3
+    y.requires_grad_(True)
+    gt = torch.full((1, 3, 4, 4), 0.6)
+    l1 = SupervisedLoss(args, torch.device("cpu"))(y, gt)["l1"]
+    assert l1.item() == pytest.approx((14 * 0.1 + 0.4 + 0.6) / 16)  # |1 − 0.6|, |0 − 0.6| after the clamp
+    l1.backward()
+    expected = torch.full((1, 3, 4, 4), -1 / 48)
+    expected[..., 0, 0] = expected[..., 0, 1] = 0.0
+    assert torch.allclose(y.grad, expected)
+
+    torch.manual_seed(0)
+    y, gt = torch.rand(2, 3, 32, 32) * 1.4 - 0.2, torch.rand(2, 3, 32, 32)
+    for normalize in (False, True):
+        args = type("A", (), {"ssim_lambda": 0.0, "lpips_lambda": 1.0, "l1_lambda": 0.0, "l2_lambda": 0.0,
+                              "lpips_normalize": normalize})
+        crit = SupervisedLoss(args, torch.device("cpu"))
+        with torch.no_grad():
+            got = crit(y, gt)["lpips"]
+            scale = (lambda t: 2 * t - 1) if normalize else (lambda t: t)
+            assert got.item() == pytest.approx(crit.lpips(scale(y.clamp(0, 1)), scale(gt)).mean().item(), rel=1e-5)
+
+
 def test_lr_schedule_warmup_then_cosine():
     f = [lr_factor(e, 10, 3, 0.01) for e in range(10)]
     assert f[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
@@ -54,10 +83,16 @@ def test_enhancer_then_memory_then_paired_evaluation(tmp_path, fake_torch_home):
     models = tmp_path / "log" / "t_dce" / "models"
     best = torch.load(models / "model_best.pth", map_location="cpu", weights_only=True)
     assert {"epoch", "state_dict"} <= set(best)
+    assert all(k.startswith("module.") for k in best["state_dict"])  # the reference's test script expects them
     vals = read_losses(str(tmp_path / "log" / "t_dce" / "losses.jsonl"), prefix="val")
     assert len(vals) == 4  # twice per epoch, 2 epochs
     assert best["best_psnr"] == pytest.approx(max(v["psnr"] for v in vals))
-    load_enhancer("dce", str(models / "model_best.pth"), torch.device("cpu"))
+    model = load_enhancer("dce", str(models / "model_best.pth"), torch.device("cpu"))
+    # the best checkpoint is chosen by float PSNR (data range 1), as the reference's validation
+    val = PairedDataset(str(val_dir))
+    with torch.no_grad():
+        floats = [psnr_float(enhance(model, val.load(i)[0][None]).clamp(0, 1), val.load(i)[1]) for i in range(2)]
+    assert best["best_psnr"] == pytest.approx(sum(floats) / 2, abs=1e-6)
 
     train.main(["--stage", "memory", "--arch", "dce", "--pretrain_weights", str(models / "model_best.pth"),
                 "--train_dir", str(train_dir), "--val_dir", str(val_dir), "--train_ps", "32", "--batch_size", "4",
