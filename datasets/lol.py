@@ -129,7 +129,14 @@ class PairedDataset(Dataset):
 
     @property
     def names(self) -> list[str]:
+        """File names of the low-light images."""
         return [os.path.basename(low) for low, _ in self.pairs]
+
+    @property
+    def gt_names(self) -> list[str]:
+        """File names of the ground-truth images (LOL-v2 real: ``normalXXXXX.png``), which the reference's
+        test script gives its outputs."""
+        return [os.path.basename(high) for _, high in self.pairs]
 
     def check_sizes(self) -> None:
         """Raise :class:`UserError` naming both files for the first pair whose sizes differ."""

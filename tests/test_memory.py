@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memory import (ExternalMemory, IMAGENET_MEAN, IMAGENET_STD, build_query_net, gt_mean_oracle,
-                    imagenet_normalize, pool_value, query, refine)
+from network.memory import (ExternalMemory, IMAGENET_MEAN, IMAGENET_STD, build_query_net, gt_mean_oracle,
+                            imagenet_normalize, pool_value, pooling_for, query, refine)
 from utils.errors import UserError
 
 
@@ -268,3 +268,47 @@ def test_checkpoint_errors(tmp_path):
         ExternalMemory.from_checkpoint(str(tmp_path / "nope.pth"))
     with pytest.raises(UserError, match=r"latest\.pth.*mem_key"):
         ExternalMemory.from_checkpoint({"epoch": 1}, name="latest.pth")
+
+
+def test_refine_and_oracle_pool_the_unclamped_output():
+    """SPEC §6 (issue 6.3): m_out = pool(r) of the raw output r, the image multiplied is clamp(r)."""
+    r = torch.tensor([1.6, 0.4]).view(1, 1, 1, 2).repeat(1, 3, 1, 1)  # raw mean 1.0, clamped mean 0.7
+    out = refine(r, torch.full((1, 3), 0.5), 1)
+    w_out = math.exp(1.0) / (math.exp(1.0) + math.exp(0.5))
+    scale = w_out + (1 - w_out) * 0.5 / 1.0
+    assert torch.allclose(out[0, :, 0], torch.tensor([scale, 0.4 * scale]).expand(3, 2), atol=1e-6)
+    gt = torch.full((1, 3, 1, 2), 0.3)
+    assert torch.allclose(gt_mean_oracle(r, gt)[0, :, 0], torch.tensor([0.3, 0.4 * 0.3]).expand(3, 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("value_dim,pooling", [(3, (1, False)), (1, (1, True)), (12, (2, False)), (4, (2, True)),
+                                               (27, (3, False)), (9, (3, True)), (48, (4, False)), (16, (4, True))])
+def test_memory_knows_its_pooling_from_the_value_size(tmp_path, value_dim, pooling):
+    assert pooling_for(value_dim) == pooling
+    mem = ExternalMemory(mem_size=6, key_dim=4, value_dim=value_dim, generator=torch.Generator().manual_seed(0))
+    assert (mem.pooling_size, mem.pooling_mean) == pooling
+    torch.save(mem.to_checkpoint(1), tmp_path / "m.pth")
+    back = ExternalMemory.from_checkpoint(str(tmp_path / "m.pth"))  # no pooling flags needed
+    assert (back.pooling_size, back.pooling_mean, back.value_dim) == (*pooling, value_dim)
+    torch.manual_seed(1)
+    gt, r = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8) * 1.2
+    assert torch.equal(back.value_of(gt), pool_value(gt, *pooling))
+    values = back.read(F.normalize(torch.rand(2, 4), dim=1))
+    assert torch.equal(back.refine(r, values), refine(r, values, *pooling))
+    assert torch.equal(back.oracle(r, gt), gt_mean_oracle(r, gt, *pooling))
+    with pytest.raises(UserError, match="m.pth"):  # an expectation that does not hold is checked
+        ExternalMemory.from_checkpoint(str(tmp_path / "m.pth"), pooling=pooling[0] + 1)
+
+
+def test_pooling_is_unique_and_bad_value_sizes_are_refused():
+    seen = {}
+    for p in range(1, 200):
+        for mean in (False, True):
+            v = 3 * p * p if not mean else p * p
+            assert v not in seen, (v, seen.get(v), (p, mean))  # p² = 3·q² never happens
+            seen[v] = (p, mean)
+            assert pooling_for(v) == (p, mean)
+    assert pooling_for(2) is None and pooling_for(0) is None
+    with pytest.raises(ValueError):
+        ExternalMemory(mem_size=2, key_dim=4, value_dim=6)
+    assert not hasattr(ExternalMemory(mem_size=2, key_dim=4), "top_k")  # no state that does nothing

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import math
+import os
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from helpers import fit_fixed_batch, make_lol_v1
 from datasets.lol import PairedDataset
 from lowlight_model import build_enhancer, enhance, load_enhancer
 from metrics import psnr_float
-from memory import ExternalMemory
+from network.memory import ExternalMemory
 from stages.common import read_losses
 from stages.enhancer import SupervisedLoss, lr_factor
 from utils.errors import UserError
@@ -105,6 +107,8 @@ def test_enhancer_then_memory_then_paired_evaluation(tmp_path, fake_torch_home):
     assert (ck["mem_index"] >= 0).sum() >= 1  # slots were written from the training set
     mem_vals = read_losses(str(tmp_path / "log" / "t_mem" / "losses.jsonl"), prefix="val")
     assert [v["step"] for v in mem_vals] == [1, 2, 3]
+    # the incomplete last batch is dropped as the reference's loader: 6 pairs, batch 4 -> one update of 4
+    assert all(v["matched"] + v["written"] == 4 for v in mem_vals)
     assert ck["epoch"] == max(mem_vals, key=lambda v: v["psnr"])["step"]
 
     out = tmp_path / "res"
@@ -194,3 +198,59 @@ def test_memory_stage_with_pooling(tmp_path, fake_torch_home, pooling):
     with pytest.raises(UserError, match="pooling"):  # a p=2 memory read with p=1
         lowlight_test.main(["--input_dir", str(val_dir), "--result_dir", str(out), "--weights",
                             str(tmp_path / "dce.pth"), "--mem_weights", str(mem_path), "--device", "cpu"])
+
+
+def test_memory_batch_larger_than_the_training_set_is_one_line_error(tmp_path):
+    train_dir, val_dir = _lol(tmp_path)
+    with pytest.raises(UserError, match="--batch_size 128 exceeds the 6 training pairs"):
+        train.main(["--stage", "memory", "--train_dir", str(train_dir), "--val_dir", str(val_dir),
+                    "--device", "cpu", "--save_dir", str(tmp_path / "log"), "--num_workers", "0"])
+
+
+class _Gain(torch.nn.Module):
+    """A stand-in enhancer whose output exceeds 1 on bright pixels: r = 6·x."""
+
+    arch = "dce"
+
+    def forward(self, x):
+        return 6.0 * x
+
+
+def test_evaluation_quantises_and_names_outputs_as_the_reference_test_script(tmp_path, fake_torch_home):
+    """issue 6.4: ori truncated, mem rounded (metrics on those arrays), memory pooling the unclamped output,
+    outputs named after the ground-truth files (LOL-v2 real), pooling read from the memory file."""
+    import argparse
+
+    from helpers import write_rgb
+    from paired_eval import evaluate_paired
+    from skimage.metrics import peak_signal_noise_ratio
+
+    root = tmp_path / "Test"
+    for i in (1, 2):
+        write_rgb(root / "Low" / f"low0000{i}.png", 24, 32, seed=i, scale=0.3)
+        write_rgb(root / "Normal" / f"normal0000{i}.png", 24, 32, seed=10 + i)
+    mem = ExternalMemory(mem_size=4, key_dim=512, value_dim=3)
+    mem.value.fill_(0.5)
+    torch.save(mem.to_checkpoint(1), tmp_path / "mem.pth")
+    args = argparse.Namespace(input_dir=str(root), output_dir=str(tmp_path / "res"), weights="gain",
+                              mem_weights=str(tmp_path / "mem.pth"), mem_size=4, pooling_size=None,
+                              pooling_mean=False, V_feat_dim=None, testing_top_k=1, save_images=True, grid=0,
+                              no_lpips=True)
+    evaluate_paired(args, _Gain(), torch.device("cpu"))
+    rows = {r["image"]: r for r in csv.DictReader(open(tmp_path / "res" / "results.csv"))}
+    assert sorted(os.listdir(tmp_path / "res" / "ori")) == ["normal00001.png", "normal00002.png"]
+    for i in (1, 2):
+        low = torch.from_numpy(np.asarray(Image.open(root / "Low" / f"low0000{i}.png"), np.float32) / 255)
+        gt8 = np.asarray(Image.open(root / "Normal" / f"normal0000{i}.png"))
+        r = (6.0 * low).permute(2, 0, 1)[None]
+        assert r.max() > 1.2
+        ori8 = (torch.clamp(r, 0, 1).numpy().squeeze().transpose((1, 2, 0)) * 255.0).astype(np.uint8)
+        m_out = r.mean(dim=(2, 3), keepdim=True)  # unclamped
+        w_out = torch.exp(m_out) / (torch.exp(m_out) + math.exp(0.5))
+        y = torch.clamp(torch.clamp(r, 0, 1) * (w_out + (1 - w_out) * 0.5 / m_out), 0, 1)
+        mem8 = np.round(y.numpy().squeeze().transpose((1, 2, 0)) * 255.0).astype(np.uint8)
+        name = f"normal0000{i}.png"
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "res" / "ori" / name)), ori8)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "res" / "mem" / name)), mem8)
+        assert float(rows[name]["ori_psnr"]) == pytest.approx(peak_signal_noise_ratio(gt8, ori8), abs=1e-5)
+        assert float(rows[name]["mem_psnr"]) == pytest.approx(peak_signal_noise_ratio(gt8, mem8), abs=1e-5)

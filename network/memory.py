@@ -3,7 +3,8 @@
 Shapes: images are (N, 3, H, W) floats in [0, 1]; queries are (N, K) with K = 512; values are (N, V)
 with V = 3·p² (GT average-pooled to p×p, flattened channel-major: index = c·p² + i·p + j, i.e.
 ``pooled.reshape(N, -1)``) or V = p² with ``pooling_mean`` (channel mean, index = i·p + j).
-:func:`refine` reshapes a value back with the same order. Nothing here hard-codes a device: every
+:func:`refine` reshapes a value back with the same order. A memory knows its pooling from V alone
+(:func:`pooling_for`; p² = 3·q² has no integer solution, so the two forms never collide). Nothing here hard-codes a device: every
 function follows the device of its inputs (move the query net and the memory with ``.to(device)``).
 """
 from __future__ import annotations
@@ -83,6 +84,15 @@ def value_dim_for(p: int, pooling_mean: bool = False) -> int:
     return p * p if pooling_mean else 3 * p * p
 
 
+def pooling_for(value_dim: int) -> Optional[tuple[int, bool]]:
+    """(p, pooling_mean) whose values have size ``value_dim`` (3·p² → (p, False), p² → (p, True)), or None."""
+    q = math.isqrt(value_dim // 3) if value_dim % 3 == 0 else 0
+    if q > 0 and 3 * q * q == value_dim:
+        return q, False
+    r = math.isqrt(value_dim) if value_dim > 0 else 0
+    return (r, True) if r > 0 and r * r == value_dim else None
+
+
 def _pool(x: torch.Tensor, p: int, pooling_mean: bool) -> torch.Tensor:
     """(N, 3, H, W) → (N, C, p, p) adaptive average pool, C = 1 (channel mean first) or 3."""
     if pooling_mean:
@@ -101,6 +111,10 @@ class ExternalMemory(nn.Module):
     * ``key`` (M, K) float, rows L2-normalised; ``value`` (M, V) float; ``age`` (M,) float;
     * ``top_index`` (M,) long: dataset index of the sample that wrote the slot (−1 = never written).
 
+    The value size V fixes the pooling: ``pooling_size`` p and ``pooling_mean`` (V = 3·p², or p² for
+    channel means); :meth:`value_of`, :meth:`refine` and :meth:`oracle` use them, so callers never pass
+    them again.
+
     ``generator`` (optional ``torch.Generator``) drives the initialisation and the age noise, for
     reproducible runs; it may live on another device than the buffers (numbers are moved over).
     """
@@ -111,10 +125,14 @@ class ExternalMemory(nn.Module):
     top_index: torch.Tensor
 
     def __init__(self, mem_size: int = 9000, key_dim: int = 512, value_dim: int = 3, thres: float = 1e-5,
-                 age_noise: float = 4.0, top_k: int = 32, generator: Optional[torch.Generator] = None) -> None:
+                 age_noise: float = 4.0, generator: Optional[torch.Generator] = None) -> None:
         super().__init__()
+        pooling = pooling_for(int(value_dim))
+        if pooling is None:
+            raise ValueError(f"value size {value_dim} is neither 3·p² nor p² for an integer pooling size p")
         self.mem_size, self.key_dim, self.value_dim = int(mem_size), int(key_dim), int(value_dim)
-        self.thres, self.age_noise, self.top_k = float(thres), float(age_noise), int(top_k)
+        self.pooling_size, self.pooling_mean = pooling
+        self.thres, self.age_noise = float(thres), float(age_noise)
         self.generator = generator
         key = self._rand(mem_size, key_dim) * 0.02 - 0.01  # uniform(-0.01, 0.01)
         self.register_buffer("key", F.normalize(key, dim=1))
@@ -123,8 +141,9 @@ class ExternalMemory(nn.Module):
         self.register_buffer("top_index", torch.full((mem_size,), -1, dtype=torch.long))
 
     def extra_repr(self) -> str:
-        return (f"mem_size={self.mem_size}, key_dim={self.key_dim}, value_dim={self.value_dim}, "
-                f"thres={self.thres:g}, age_noise={self.age_noise:g}, top_k={self.top_k}")
+        return (f"mem_size={self.mem_size}, key_dim={self.key_dim}, value_dim={self.value_dim} "
+                f"(pooling_size={self.pooling_size}, pooling_mean={self.pooling_mean}), thres={self.thres:g}, "
+                f"age_noise={self.age_noise:g}")
 
     def _rand(self, *shape: int, device: Optional[torch.device] = None) -> torch.Tensor:
         """uniform[0, 1) numbers from ``self.generator`` (or the global RNG) on ``device`` (default CPU)."""
@@ -202,6 +221,19 @@ class ExternalMemory(nn.Module):
         idx = self.nearest(q, top_k)[1]                                   # (N, k)
         return self.value[idx].mean(dim=1)
 
+    def value_of(self, gt: torch.Tensor) -> torch.Tensor:
+        """Memory values of GT images (N, 3, H, W) → (N, V), with this memory's pooling."""
+        return pool_value(gt, self.pooling_size, self.pooling_mean)
+
+    def refine(self, r: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Refined output (N, 3, H, W) in [0, 1] of the raw enhancer output ``r`` (unclamped) with values
+        (N, V), e.g. from :meth:`read`; see :func:`refine`."""
+        return refine(r, values, self.pooling_size, self.pooling_mean)
+
+    def oracle(self, r: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        """The GT-mean oracle of the raw output ``r`` with this memory's pooling; see :func:`gt_mean_oracle`."""
+        return gt_mean_oracle(r, gt, self.pooling_size, self.pooling_mean)
+
     def to_checkpoint(self, epoch: int) -> dict[str, Any]:
         """The reference checkpoint dict (CPU tensors): keys exactly ``CHECKPOINT_KEYS``."""
         return {"epoch": epoch, "mem_key": self.key.detach().cpu().clone(),
@@ -210,45 +242,38 @@ class ExternalMemory(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path_or_dict: Union[str, os.PathLike, Mapping[str, Any]], map_location="cpu",
-                        pooling: Optional[int] = None, pooling_mean: bool = False, name: Optional[str] = None,
+                        pooling: Optional[int] = None, pooling_mean: Optional[bool] = None,
+                        value_dim: Optional[int] = None, key_dim: Optional[int] = None, name: Optional[str] = None,
                         **kw: Any) -> "ExternalMemory":
         """Load a memory saved in the reference format (ours or the original release's).
 
-        M, K and V are taken from the tensors. ``pooling``/``pooling_mean`` (or ``value_dim``/``key_dim``
-        in ``kw``) state what the caller expects; a mismatch is a :class:`UserError`, as is a file that is
-        not a memory checkpoint (the message names the file and the missing keys). Other ``kw``
-        (``thres``, ``age_noise``, ``top_k``, ``generator``) go to the constructor. The buffers are
-        placed on ``map_location``. ``name`` labels a dict in error messages (pass its file path).
+        M, K, V — and from V the pooling size and mode — come from the tensors. ``pooling``,
+        ``pooling_mean``, ``value_dim``, ``key_dim`` are optional expectations: each one given is checked and
+        a mismatch is a :class:`UserError`, as is a file that is not a memory checkpoint (the message names
+        the file and the missing keys). Other ``kw`` (``thres``, ``age_noise``, ``generator``) go to the
+        constructor. Buffers are placed on ``map_location``; ``name`` labels a dict in error messages.
         """
         if isinstance(path_or_dict, Mapping):
             obj, name = path_or_dict, name or "<memory checkpoint dict>"
         else:
             name = os.fspath(path_or_dict)
             obj = read_checkpoint(name, map_location=map_location)
-        needed = CHECKPOINT_KEYS[1:]
-        if not isinstance(obj, Mapping):
-            raise UserError(f"{name} is not an EMNet memory checkpoint (expected a dict with keys "
-                            f"{', '.join(CHECKPOINT_KEYS)})")
-        missing = [k for k in needed if k not in obj or not torch.is_tensor(obj[k])]
-        if missing:
-            raise UserError(f"{name} is not an EMNet memory checkpoint: missing keys {', '.join(missing)} "
-                            f"(is it an enhancer checkpoint? pass the memory file saved by the memory training)")
-        key, value = obj["mem_key"], obj["mem_vale"]
-        age, top = obj["mem_age"].reshape(-1), obj["mem_index"].reshape(-1)
-        if key.dim() != 2 or value.dim() != 2 or not (key.shape[0] == value.shape[0] == age.numel() == top.numel()):
-            raise UserError(f"{name}: inconsistent memory shapes mem_key {tuple(key.shape)}, mem_vale "
-                            f"{tuple(value.shape)}, mem_age {tuple(age.shape)}, mem_index {tuple(top.shape)}")
+        key, value, age, top = _checkpoint_tensors(obj, name)
         m, k, v = key.shape[0], key.shape[1], value.shape[1]
-        want_v = kw.pop("value_dim", None)
-        if pooling is not None:
-            want_v = value_dim_for(pooling, pooling_mean)
-        if want_v is not None and want_v != v:
-            got = _describe_value_dim(v)
-            raise UserError(f"{name} stores values of size {v} ({got}) but the requested pooling needs "
-                            f"{want_v}; set --pooling_size/--pooling_mean to match the memory")
-        want_k = kw.pop("key_dim", None)
-        if want_k is not None and want_k != k:
-            raise UserError(f"{name} stores keys of size {k}, expected {want_k}")
+        found = pooling_for(v)
+        if found is None:
+            raise UserError(f"{name} stores values of size {v}, which no pooling size gives (3·p² or p²); "
+                            f"is it an EMNet memory checkpoint?")
+        p, mean = found
+        want = {"pooling size": (pooling, p), "pooling_mean": (pooling_mean, mean), "value size": (value_dim, v)}
+        for what, (expected, got) in want.items():
+            if expected is not None and expected != got:
+                raise UserError(f"{name} stores values of size {v} (pooling size {p}"
+                                f"{', channel means' if mean else ''}), but {what} {expected} was requested; "
+                                f"drop --pooling_size/--pooling_mean/--V_feat_dim (the memory knows them) or "
+                                f"set them to match")
+        if key_dim is not None and key_dim != k:
+            raise UserError(f"{name} stores keys of size {k}, expected {key_dim}")
         kw.pop("mem_size", None)
         mem = cls(mem_size=m, key_dim=k, value_dim=v, **kw)
         dev = map_location if isinstance(map_location, (str, torch.device)) else key.device
@@ -260,46 +285,53 @@ class ExternalMemory(nn.Module):
         return mem
 
 
-def _describe_value_dim(v: int) -> str:
-    """Human hint for a stored value size: which pooling sizes produce it."""
-    hints = []
-    r = math.isqrt(v)
-    if r * r == v:
-        hints.append(f"p={r} with pooling_mean")
-    if v % 3 == 0 and math.isqrt(v // 3) ** 2 == v // 3:
-        hints.append(f"p={math.isqrt(v // 3)}")
-    return " or ".join(hints) if hints else "no square pooling size"
+def _checkpoint_tensors(obj: Any, name: str) -> tuple[torch.Tensor, ...]:
+    """(key, value, age, top_index) of a reference memory checkpoint dict, checked; UserError otherwise."""
+    if not isinstance(obj, Mapping):
+        raise UserError(f"{name} is not an EMNet memory checkpoint (expected a dict with keys "
+                        f"{', '.join(CHECKPOINT_KEYS)})")
+    missing = [k for k in CHECKPOINT_KEYS[1:] if k not in obj or not torch.is_tensor(obj[k])]
+    if missing:
+        raise UserError(f"{name} is not an EMNet memory checkpoint: missing keys {', '.join(missing)} "
+                        f"(is it an enhancer checkpoint? pass the memory file saved by the memory training)")
+    key, value = obj["mem_key"], obj["mem_vale"]
+    age, top = obj["mem_age"].reshape(-1), obj["mem_index"].reshape(-1)
+    if key.dim() != 2 or value.dim() != 2 or not (key.shape[0] == value.shape[0] == age.numel() == top.numel()):
+        raise UserError(f"{name}: inconsistent memory shapes mem_key {tuple(key.shape)}, mem_vale "
+                        f"{tuple(value.shape)}, mem_age {tuple(age.shape)}, mem_index {tuple(top.shape)}")
+    return key, value, age, top
 
 
-def refine(y: torch.Tensor, m_mem: torch.Tensor, p: int, pooling_mean: bool = False) -> torch.Tensor:
+def refine(r: torch.Tensor, m_mem: torch.Tensor, p: int, pooling_mean: bool = False) -> torch.Tensor:
     """Memory refinement (SPEC §6), generalised to any p.
 
-    y: (N, 3, H, W) enhancer output already clamped to [0, 1]; m_mem: (N, V) memory values.
-    m_mem → (N, C, p, p) (C = 3, or 1 with pooling_mean); m_out = pool_p(y) (channel mean first with
-    pooling_mean); ratio = m_mem / max(m_out, RATIO_EPS); (w_out, w_mem) = softmax over the pair
-    (m_out, m_mem) element-wise; scale = w_out + w_mem · ratio; returns
-    clamp(y · nearest_upsample(scale, H×W), 0, 1), shape (N, 3, H, W). For p = 1 this is exactly the
-    reference. When p does not divide H (or W) the nearest-upsampled cells are not exactly the adaptive
-    pooling windows (they differ by at most one row/column at cell borders).
+    r: (N, 3, H, W) raw enhancer output (not clamped); m_mem: (N, V) memory values.
+    y = clamp(r, 0, 1); m_mem → (N, C, p, p) (C = 3, or 1 with pooling_mean); m_out = pool_p(r) — the
+    *unclamped* output, as the reference (channel mean first with pooling_mean); ratio = m_mem /
+    max(m_out, RATIO_EPS); (w_out, w_mem) = softmax over the pair (m_out, m_mem) element-wise;
+    scale = w_out + w_mem · ratio; returns clamp(y · nearest_upsample(scale, H×W), 0, 1), shape (N, 3, H, W).
+    For p = 1 this is exactly the reference. When p does not divide H (or W) the nearest-upsampled cells
+    are not exactly the adaptive pooling windows (they differ by at most one row/column at cell borders).
     """
-    n, _, h, w = y.shape
+    n, _, h, w = r.shape
     c = 1 if pooling_mean else 3
     if m_mem.numel() != n * c * p * p:
         raise ValueError(f"memory values {tuple(m_mem.shape)} do not fit pooling size {p} "
                          f"(expected (N, {c * p * p}))")
-    m_mem = m_mem.reshape(n, c, p, p).to(y.dtype)
-    m_out = _pool(y, p, pooling_mean)
+    m_mem = m_mem.reshape(n, c, p, p).to(r.dtype)
+    m_out = _pool(r, p, pooling_mean)
     ratio = m_mem / m_out.clamp_min(RATIO_EPS)
     w_out, w_mem = torch.softmax(torch.stack([m_out, m_mem], dim=0), dim=0)
     scale = w_out + w_mem * ratio
-    return torch.clamp(y * F.interpolate(scale, size=(h, w), mode="nearest"), 0.0, 1.0)
+    return torch.clamp(r.clamp(0, 1) * F.interpolate(scale, size=(h, w), mode="nearest"), 0.0, 1.0)
 
 
-def gt_mean_oracle(y: torch.Tensor, gt: torch.Tensor, p: int = 1, pooling_mean: bool = False) -> torch.Tensor:
-    """The "GT-mean" oracle: clamp(y · nearest_upsample(pool_p(GT) / pool_p(y)), 0, 1).
+def gt_mean_oracle(r: torch.Tensor, gt: torch.Tensor, p: int = 1, pooling_mean: bool = False) -> torch.Tensor:
+    """The "GT-mean" oracle: clamp(clamp(r, 0, 1) · nearest_upsample(pool_p(GT) / pool_p(r)), 0, 1).
 
-    y, gt: (N, 3, H, W) in [0, 1]; per channel (or on the channel mean with pooling_mean), denominator
-    guarded with ``clamp_min(RATIO_EPS)``. Results with it are not comparable with plain ones (SPEC §7).
+    r: (N, 3, H, W) raw enhancer output — pooled unclamped, as the reference —, gt (N, 3, H, W) in [0, 1];
+    per channel (or on the channel mean with pooling_mean), denominator guarded with
+    ``clamp_min(RATIO_EPS)``. Results with it are not comparable with plain ones (SPEC §7).
     """
-    ratio = _pool(gt, p, pooling_mean).to(y.dtype) / _pool(y, p, pooling_mean).clamp_min(RATIO_EPS)
-    return torch.clamp(y * F.interpolate(ratio, size=y.shape[-2:], mode="nearest"), 0.0, 1.0)
+    ratio = _pool(gt, p, pooling_mean).to(r.dtype) / _pool(r, p, pooling_mean).clamp_min(RATIO_EPS)
+    return torch.clamp(r.clamp(0, 1) * F.interpolate(ratio, size=r.shape[-2:], mode="nearest"), 0.0, 1.0)
