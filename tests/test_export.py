@@ -91,6 +91,7 @@ def test_emnet_padded_parity(tmp_path, fmt):
         assert (got - ref).abs().max().item() <= TOL
 
 
+@pytest.mark.slow
 def test_emnet_checkpoint_torchscript_cli(tmp_path):
     """The full EMNet (embed dim 8) from a training checkpoint: arch and width recognised, 8-multiple padding."""
     torch.manual_seed(1)
