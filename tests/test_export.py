@@ -185,6 +185,16 @@ def test_bad_input_user_errors(tmp_path, dce_ckpt, case):
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
+def test_opset(tmp_path, dce_ckpt):
+    """Opsets below 18 break the exporter (its Split has no 'num_outputs' before 18): refused up front."""
+    with pytest.raises(UserError, match="--opset 17 is too old; use 18"):
+        ex.export(str(dce_ckpt), "onnx", str(tmp_path / "m.onnx"), opset=17)
+    import onnx
+
+    ex.export(str(dce_ckpt), "onnx", str(tmp_path / "m.onnx"), opset=18)
+    assert [o.version for o in onnx.load(str(tmp_path / "m.onnx")).opset_import if o.domain == ""] == [18]
+
+
 def test_unwritable_folder(tmp_path, monkeypatch):
     """A folder the exporter cannot create files in (read-only mount, permissions) is one line."""
     def refuse(*a, **k):

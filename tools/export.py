@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lowlight_model import SIZE_MULTIPLE, enhance, load_enhancer
+from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance, load_enhancer
 from utils.errors import UserError, run_cli
 
 FORMATS = ("onnx", "torchscript")
@@ -31,6 +31,7 @@ INPUT_NAME, OUTPUT_NAME = "input", "enhanced"
 # Export example (N, H, W) and the different size the parity check uses (dynamic shapes).
 EXAMPLE_SHAPE = (2, 64, 96)
 CHECK_SHAPE = (3, 45, 71)
+MIN_OPSET = 18  # the oldest opset torch.export-based ONNX export produces
 
 
 class EnhancedImage(nn.Module):
@@ -179,24 +180,27 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
 
 def export(weights: str, fmt: str, out: str, arch: str = "auto", embed_dim: int = 32,
            opset: int | None = None, tol: float = 1e-4) -> tuple[str, float]:
-    """Load ``weights`` (``arch`` ``auto``: recognised from the checkpoint) and export it; returns
-    ``(arch, max difference from PyTorch)``."""
+    """Load ``weights`` on the CPU (``arch`` ``auto``: recognised from the checkpoint) and export it;
+    returns ``(arch, max difference from PyTorch)``."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if opset is not None and opset < MIN_OPSET:
+        raise UserError(f"--opset {opset} is too old; use {MIN_OPSET} or more (PyTorch's exporter) or omit it")
     _writable_target(out)  # fail before loading anything
     model = load_enhancer(arch, weights, torch.device("cpu"), embed_dim=embed_dim)
     return model.arch, export_model(model, fmt, out, opset=opset, tol=tol)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", required=True, help="enhancer checkpoint (any layout the project loads)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="output file (.onnx / .pt); its folder must exist")
-    p.add_argument("--arch", default="auto", help="auto (from the checkpoint), dce or emnet")
+    p.add_argument("--arch", default="auto", choices=["auto", *sorted(ENHANCERS)],
+                   help="enhancer; auto recognises it (and EMNet's width) from the checkpoint")
     p.add_argument("--embed_dim", type=int, default=32, help="EMNet width when --arch emnet")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
     p.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
