@@ -84,7 +84,7 @@ def dce_net(weights: str | None = "shipped", map_location=None) -> _torch.nn.Mod
 
 
 def emnet(weights: str | None = None, embed_dim: int = 32, map_location=None) -> _torch.nn.Module:
-    """EMNet's enhancer (Restormer-style encoder-decoder; 3.5 M parameters at embed dim 32), eval mode.
+    """EMNet's enhancer (Restormer-style encoder-decoder; 12.5 M parameters at embed dim 32), eval mode.
 
     Args:
         weights: a checkpoint path (this project's ``model_best.pth``/``model_latest.pth`` or the

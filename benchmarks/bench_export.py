@@ -1,6 +1,8 @@
-"""Exported DCE-Net against PyTorch on one 600x400 image (CPU): ONNX Runtime, TorchScript, PyTorch fp32.
+"""An exported enhancer against PyTorch on one 600x400 image (CPU): ONNX Runtime, TorchScript, PyTorch fp32.
 
     python benchmarks/bench_export.py [--weights checkpoints/LLE_model.pth] [--repeats 5] [--threads 2]
+
+``--weights`` may be any enhancer checkpoint (DCE-Net or EMNet, recognised as by ``tools.export``).
 
 Exports the checkpoint with ``tools.export`` into a temporary folder, then prints the median time of
 each runtime (same input, same number of threads, one warm-up run each, runtimes taking turns), its speed relative to
@@ -19,7 +21,7 @@ import warnings
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lowlight_model import enhance, load_enhancer  # noqa: E402
+from lowlight_model import SIZE_MULTIPLE, enhance, load_enhancer  # noqa: E402
 from tools.export import INPUT_NAME, OUTPUT_NAME, export_model  # noqa: E402
 
 
@@ -62,7 +64,7 @@ def main() -> None:
 
         def pytorch():
             with torch.inference_mode():
-                return enhance(model, x)
+                return enhance(model, x, SIZE_MULTIPLE[model.arch])
 
         def onnxruntime():
             return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x_np})[0])
