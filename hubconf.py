@@ -78,8 +78,8 @@ def dce_net(weights: str | None = "shipped", map_location=None) -> _torch.nn.Mod
         return model.to(device).eval()
     model = load_enhancer("auto", path, device)
     if model.arch != "dce":
-        raise UserError(f"dce_net(weights={path!r}): a {model.arch} checkpoint, not a DCE-Net one; "
-                        f"use the matching entry point ({model.arch})")
+        raise UserError(f"dce_net(weights={path!r}) holds an enhancer of arch {model.arch!r}, not DCE-Net; "
+                        f"use the matching entry point (emnet for 'emnet')")
     return model
 
 
@@ -105,8 +105,8 @@ def emnet(weights: str | None = None, embed_dim: int = 32, map_location=None) ->
         return model.to(device).eval()
     model = load_enhancer("auto", path, device)
     if model.arch != "emnet":
-        raise UserError(f"emnet(weights={path!r}): a {model.arch} checkpoint, not an EMNet one; "
-                        f"use the matching entry point (dce_net for dce)")
+        raise UserError(f"emnet(weights={path!r}) holds an enhancer of arch {model.arch!r}, not EMNet; "
+                        f"use the matching entry point (dce_net for 'dce')")
     found = model.patch_embed.proj.out_channels
     if found != embed_dim:
         raise UserError(f"emnet(weights={path!r}) holds an EMNet of embed dim {found}; pass embed_dim={found}")

@@ -126,8 +126,12 @@ def test_bad_arguments_one_line(entry, kwargs, match):
 def test_wrong_checkpoint_kind(tmp_path):
     dce_path = tmp_path / "dce.pth"
     torch.save(random_dce().state_dict(), dce_path)
-    with pytest.raises(UserError, match="a dce checkpoint, not an EMNet one"):
+    with pytest.raises(UserError, match="holds an enhancer of arch 'dce', not EMNet; use .*dce_net"):
         hub("emnet", weights=str(dce_path))
+    em_path = tmp_path / "em.pth"
+    torch.save(EMNet(dim=8).state_dict(), em_path)
+    with pytest.raises(UserError, match="holds an enhancer of arch 'emnet', not DCE-Net; use .*emnet"):
+        hub("dce_net", weights=str(em_path))
     with pytest.raises(UserError, match="does not match DeepLabV3"):
         hub("deeplabv3plus_mobilenet", weights=str(dce_path))
     bad = tmp_path / "bad.pth"
