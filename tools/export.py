@@ -1,0 +1,214 @@
+"""Export an enhancer (DCE-Net or EMNet) to ONNX or TorchScript, with dynamic batch, height and width.
+
+    python -m tools.export --weights checkpoints/LLE_model.pth --format onnx --out LLE_model.onnx
+    python -m tools.export --weights log/LOL_v1/models/model_best.pth --format torchscript --out emnet.pt
+
+The architecture (and EMNet's width) is recognised from the checkpoint. The exported graph maps one
+input ``input`` (N,3,H,W) float32 in [0,1] to one output ``enhanced`` (N,3,H,W), the same values as
+``lowlight_model.enhance`` (not clamped: clamp to [0,1] before converting to 8 bits). EMNet's graph
+reflect-pads H and W up to multiples of 8 and crops back, so any H, W >= 8 works. Before the file is
+moved into place (atomically), it is run on an input of another size than the export example and
+compared with PyTorch; a difference above ``--tol`` is an error and nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance, load_enhancer
+from utils.errors import UserError, run_cli
+
+FORMATS = ("onnx", "torchscript")
+INPUT_NAME, OUTPUT_NAME = "input", "enhanced"
+# Export example (N, H, W) and the different size the parity check uses (dynamic shapes).
+EXAMPLE_SHAPE = (2, 64, 96)
+CHECK_SHAPE = (3, 45, 71)
+MIN_OPSET = 18  # the oldest opset torch.export-based ONNX export produces
+
+
+class EnhancedImage(nn.Module):
+    """DCE-Net's enhanced image alone: element [1] of its (4-step, 8-step, curves) triple, (N,3,H,W)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[1]
+
+
+class PadCrop(nn.Module):
+    """``model`` on ``x`` (N,3,H,W) reflect-padded at the bottom/right to multiples of ``multiple``,
+    cropped back to (N,3,H,W); needs H, W >= ``multiple`` (reflect padding is shorter than the side)."""
+
+    def __init__(self, model: nn.Module, multiple: int = 8) -> None:
+        super().__init__()
+        self.model = model
+        self.multiple = multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        pad_h = (self.multiple - h % self.multiple) % self.multiple
+        pad_w = (self.multiple - w % self.multiple) % self.multiple
+        out = self.model(F.pad(x, [0, pad_w, 0, pad_h], mode="reflect"))
+        return out[:, :, :h, :w]
+
+
+def wrap(model: nn.Module) -> nn.Module:
+    """The exportable (N,3,H,W) -> (N,3,H,W) module for an enhancer from ``lowlight_model.load_enhancer``
+    (``arch`` attribute): DCE-Net's final image, or EMNet padded and cropped to multiples of 8."""
+    arch = getattr(model, "arch", "dce")
+    if arch == "dce":
+        return EnhancedImage(model).eval()
+    multiple = SIZE_MULTIPLE.get(arch, 1)
+    return (PadCrop(model, multiple) if multiple > 1 else model).eval()
+
+
+def _min_side(wrapper: nn.Module) -> int:
+    return wrapper.multiple if isinstance(wrapper, PadCrop) else 2
+
+
+def _example(shape: tuple[int, int, int], seed: int) -> torch.Tensor:
+    """A dim image batch (N,3,H,W) in [0, 0.4]: the range low-light inputs live in."""
+    g = torch.Generator().manual_seed(seed)
+    n, h, w = shape
+    return torch.rand(n, 3, h, w, generator=g) * 0.4
+
+
+def _export_onnx(wrapper: nn.Module, path: str, opset: int | None) -> None:
+    import onnx
+
+    min_hw = _min_side(wrapper)
+    dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("height", min=min_hw),
+            3: torch.export.Dim("width", min=min_hw)}
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (_example(EXAMPLE_SHAPE, 0),), path, dynamo=True, external_data=False,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                          dynamic_shapes={"x": dims}, verbose=False)
+    # The exporter names the output's sizes by their formulas (EMNet: Min(height, 8*(...))); they equal
+    # the input's, so say so.
+    graph = onnx.load(path)
+    for i, name in ((0, "batch"), (2, "height"), (3, "width")):
+        graph.graph.output[0].type.tensor_type.shape.dim[i].dim_param = name
+    onnx.checker.check_model(graph)
+    onnx.save(graph, path)
+
+
+def _export_torchscript(wrapper: nn.Module, path: str) -> None:
+    """Trace the network on the example; for EMNet, script the padding around it so it stays dynamic."""
+    x = _example(EXAMPLE_SHAPE, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if isinstance(wrapper, PadCrop):
+            module = torch.jit.script(PadCrop(torch.jit.trace(wrapper.model, x, check_trace=False), wrapper.multiple))
+        else:
+            module = torch.jit.trace(wrapper, x, check_trace=False)
+        torch.jit.save(module, path)  # deprecated in favour of torch.export, still supported
+
+
+def run_exported(path: str, fmt: str, x: torch.Tensor) -> torch.Tensor:
+    """Run an exported file on ``x`` (N,3,H,W): ONNX through onnxruntime (CPU), TorchScript through torch."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(path, map_location="cpu")
+    with torch.inference_mode():
+        return module(x)
+
+
+def _writable_target(out: str) -> str:
+    """The folder ``out`` goes to; a one-line error if it is missing, not writable or ``out`` is a folder."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        raise UserError(f"--out {out} is a folder; give a file name (e.g. {os.path.join(out, 'model.onnx')})")
+    if not os.path.isdir(folder):
+        raise UserError(f"--out {out}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--out {out}: folder {folder} is not writable; choose another place")
+    return folder
+
+
+def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None, tol: float = 1e-4) -> float:
+    """Export ``model`` (an enhancer with an ``arch`` attribute, on the CPU) to ``out`` atomically.
+
+    Returns the largest absolute difference from PyTorch on a ``CHECK_SHAPE`` input; raises
+    :class:`UserError` (and writes nothing) when it exceeds ``tol``.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    folder = _writable_target(out)
+    wrapper = wrap(model)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-export-", suffix=".onnx" if fmt == "onnx" else ".pt")
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write in {folder} ({e.strerror}); choose another place") from e
+    os.close(fd)
+    try:
+        if fmt == "onnx":
+            _export_onnx(wrapper, tmp, opset)
+        else:
+            _export_torchscript(wrapper, tmp)
+        x = _example(CHECK_SHAPE, 1)
+        with torch.inference_mode():
+            ref = enhance(model, x, SIZE_MULTIPLE.get(getattr(model, "arch", "dce"), 1))
+        diff = (run_exported(tmp, fmt, x) - ref).abs().max().item()
+        if not diff <= tol:
+            raise UserError(f"the exported {fmt} model differs from PyTorch by {diff:.2e} (> --tol {tol:g}) on a "
+                            f"{'x'.join(map(str, CHECK_SHAPE))} input; nothing was written to {out}")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return diff
+
+
+def export(weights: str, fmt: str, out: str, arch: str = "auto", embed_dim: int = 32,
+           opset: int | None = None, tol: float = 1e-4) -> tuple[str, float]:
+    """Load ``weights`` on the CPU (``arch`` ``auto``: recognised from the checkpoint) and export it;
+    returns ``(arch, max difference from PyTorch)``."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if opset is not None and opset < MIN_OPSET:
+        raise UserError(f"--opset {opset} is too old; use {MIN_OPSET} or more (PyTorch's exporter) or omit it")
+    _writable_target(out)  # fail before loading anything
+    model = load_enhancer(arch, weights, torch.device("cpu"), embed_dim=embed_dim)
+    return model.arch, export_model(model, fmt, out, opset=opset, tol=tol)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--weights", required=True, help="enhancer checkpoint (any layout the project loads)")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out", required=True, help="output file (.onnx / .pt); its folder must exist")
+    p.add_argument("--arch", default="auto", choices=["auto", *sorted(ENHANCERS)],
+                   help="enhancer; auto recognises it (and EMNet's width) from the checkpoint")
+    p.add_argument("--embed_dim", type=int, default=32, help="EMNet width when --arch emnet")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
+    p.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
+    args = p.parse_args(argv)
+    torch.set_grad_enabled(False)
+    arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol)
+    n, h, w = CHECK_SHAPE
+    print(f"wrote {args.out} ({args.format}, {arch}, input '{INPUT_NAME}' (N,3,H,W) -> output '{OUTPUT_NAME}'); "
+          f"max |diff| from PyTorch on {n}x3x{h}x{w}: {diff:.2e}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
