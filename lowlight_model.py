@@ -28,7 +28,7 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
 
     size_multiple = 1
     receptive_radius = 7
-    bytes_per_pixel = {torch.float32: 1100, torch.bfloat16: 700, torch.float16: 700}
+    bytes_per_pixel = {torch.float32: 1200, torch.bfloat16: 600, torch.float16: 600}
 
     def __init__(self, number_f: int = 32) -> None:
         super().__init__()

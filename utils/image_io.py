@@ -93,8 +93,7 @@ def _pil_to_float(im: Image.Image) -> np.ndarray:
     elif mode == "F":
         a = np.asarray(im, dtype=np.float32)
         if not np.isfinite(a).all():
-            raise UserError(f"{getattr(im, 'filename', '') or 'image'}: {int((~np.isfinite(a)).sum())} pixel(s) are "
-                            f"NaN/Inf; fix or remove the file")
+            raise ValueError(f"{int((~np.isfinite(a)).sum())} pixel value(s) are NaN/Inf")
     elif mode in ("L", "LA", "1"):
         a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     else:
