@@ -155,6 +155,11 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
 def _check_memory_flags(args: argparse.Namespace) -> None:
     """Paired mode: the memory checkpoint is readable and --mem_size/--testing_top_k fit it."""
     if not args.mem_weights:
+        unused = [k for k in ("mem_size", "pooling_size", "pooling_mean", "V_feat_dim", "testing_top_k")
+                  if k in args.given]
+        if unused:
+            raise UserError(f"--{unused[0]} applies only with --mem_weights (the memory checkpoint); pass "
+                            f"--mem_weights or remove it")
         return
     from utils.checkpoint import read_checkpoint
 

@@ -271,3 +271,9 @@ def cli_inprocess(argv):
     with contextlib.redirect_stderr(err):
         code = run(*argv)
     return code, err.getvalue()
+
+
+def test_memory_flags_without_a_memory_are_refused(tmp_path, weights):
+    pairs = make_lol_v1(tmp_path / "eval", n=2)
+    with pytest.raises(UserError, match="--testing_top_k applies only with --mem_weights"):
+        run("--input_dir", pairs, "--result_dir", tmp_path / "res", "--weights", weights, "--testing_top_k", "2")
