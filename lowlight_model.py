@@ -19,7 +19,16 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
 
     Input (N,3,H,W) in [0,1], any H, W. Returns ``(image after 4 curve steps, image after 8 steps,
     r)`` where ``r`` (N,24,H,W) concatenates the curve maps r1..r8 in [-1,1].
+
+    Facts callers read (see :func:`enhance`): inputs of any size (``size_multiple = 1``); each output
+    pixel depends on inputs at most ``receptive_radius = 7`` pixels away (seven 3x3 convolutions), so
+    tiles with that much context give the whole-image result; ``bytes_per_pixel`` is the measured peak
+    working memory of :meth:`final_image` per input pixel, by compute dtype.
     """
+
+    size_multiple = 1
+    receptive_radius = 7
+    bytes_per_pixel = {torch.float32: 1200, torch.bfloat16: 600, torch.float16: 600}
 
     def __init__(self, number_f: int = 32) -> None:
         super().__init__()
@@ -32,14 +41,35 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
         self.e_conv6 = nn.Conv2d(number_f * 2, number_f, 3, 1, 1, bias=True)
         self.e_conv7 = nn.Conv2d(number_f * 2, 24, 3, 1, 1, bias=True)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def curve_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The curve maps r (N,24,H,W) in [-1,1] of an input x (N,3,H,W) in [0,1]."""
         x1 = self.relu(self.e_conv1(x))
         x2 = self.relu(self.e_conv2(x1))
         x3 = self.relu(self.e_conv3(x2))
         x4 = self.relu(self.e_conv4(x3))
         x5 = self.relu(self.e_conv5(torch.cat([x3, x4], 1)))
         x6 = self.relu(self.e_conv6(torch.cat([x2, x5], 1)))
-        r = torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
+        return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
+
+    def final_image(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[1]`` (N,3,H,W) with the same float operations, for inference.
+
+        The eight curve steps run in place on an (N,H,W,3) copy of x, reading r in its channels-last
+        layout without copies; the curves are applied in float32 whatever the convolutions' dtype.
+        With gradients enabled this is plain ``forward(x)[1]``.
+        """
+        if torch.is_grad_enabled():
+            return self(x)[1]
+        r = self.curve_maps(x)
+        n, _, h, w = x.shape
+        rs = r.permute(0, 2, 3, 1).float().reshape(n, h, w, 8, 3)
+        y = x.permute(0, 2, 3, 1).float().contiguous()
+        for i in range(8):
+            y = y.mul(y).sub_(y).mul_(rs[..., i, :]).add_(y)  # = y + r_i·(y² − y), same rounding
+        return y.permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r = self.curve_maps(x)
         curves = torch.split(r, 3, dim=1)
         for i, r_i in enumerate(curves):
             x = x + r_i * (x * x - x)  # LE(x) = x + r·(x² − x)
@@ -71,7 +101,8 @@ def _build_emnet(embed_dim: int = 32) -> nn.Module:
 # The enhancer registry: add an entry to plug in another enhancer everywhere (--arch choices follow).
 ENHANCERS: dict[str, Callable[..., nn.Module]] = {"dce": _build_dce, "emnet": _build_emnet}
 
-# Spatial size an architecture needs its input to be a multiple of (inputs are padded, outputs cropped).
+# DEPRECATED (kept for callers not yet migrated; removed after the merge): read the model's
+# ``size_multiple`` / ``receptive_radius`` class attributes instead.
 SIZE_MULTIPLE = {"dce": 1, "emnet": 8}
 
 
@@ -79,13 +110,16 @@ def check_crop(arch: str, size: int, flag: str) -> None:
     """Training crops must be multiples of what the architecture needs (no padding while training)."""
     m = SIZE_MULTIPLE.get(arch, 1)
     if size % m:
-        raise UserError(f"{flag} {size} is not a multiple of {m}, which --arch {arch} needs; use {size - size % m or m}")
+        raise UserError(f"{flag} {size} is not a multiple of {m}, which the {arch} enhancer needs; "
+                        f"use {size - size % m or m}")
 
 
 def build_enhancer(arch: str = "dce", embed_dim: int = 32) -> nn.Module:
-    """Build the enhancer named ``arch`` (see ``ENHANCERS``)."""
+    """Build the enhancer named ``arch`` (see ``ENHANCERS``) of width ``embed_dim`` (EMNet; > 0)."""
     if arch not in ENHANCERS:
-        raise UserError(f"unknown enhancer --arch {arch!r}; choose one of {', '.join(sorted(ENHANCERS))}")
+        raise UserError(f"unknown enhancer {arch!r}; choose one of {', '.join(sorted(ENHANCERS))}")
+    if embed_dim <= 0:
+        raise UserError(f"enhancer width {embed_dim} must be a positive integer (EMNet: 32)")
     return ENHANCERS[arch](embed_dim=embed_dim)
 
 
@@ -105,12 +139,20 @@ def load_enhancer(arch: str, weights: str, device: torch.device, embed_dim: int 
     if arch == "auto":
         found = infer_arch(state)
         if found is None:
-            raise UserError(f"{weights}: not a checkpoint of a known enhancer ({', '.join(sorted(ENHANCERS))}); "
-                            f"pass --arch")
+            raise UnknownEnhancer(f"{weights}: not a checkpoint of a known enhancer ({', '.join(sorted(ENHANCERS))})"
+                                  f"; name its architecture")
         arch, embed_dim = found
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{weights}: {len(bad)} tensor(s) hold NaN/Inf (first: {bad[0]}); the run that wrote it "
+                        f"diverged: use an earlier checkpoint")
     model = load_state(build_enhancer(arch, embed_dim), state, weights)
     model.arch = arch
     return model.to(device).eval()
+
+
+class UnknownEnhancer(UserError):
+    """The architecture of a checkpoint could not be recognised (the caller names its flag)."""
 
 
 def pad_to_multiple(x: torch.Tensor, m: int = 8) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -128,19 +170,23 @@ def pad_to_multiple(x: torch.Tensor, m: int = 8) -> tuple[torch.Tensor, tuple[in
     return x, (h, w)
 
 
-def enhance(model: nn.Module, x: torch.Tensor, multiple: int = 1) -> torch.Tensor:
+def enhance(model: nn.Module, x: torch.Tensor, multiple: int | None = None) -> torch.Tensor:
     """The enhanced image (N,3,H,W) of any enhancer: DCE-Net's final image or EMNet's output.
 
-    ``multiple`` > 1 reflect-pads the input to a multiple of it and crops the result back.
+    The input is reflect-padded to a multiple of the model's ``size_multiple`` (EMNet: 8) and the
+    result cropped back. ``multiple`` overrides it (DEPRECATED argument, kept for old callers).
+    A model with a ``final_image`` method (DCE-Net) uses it.
     """
-    x, (h, w) = pad_to_multiple(x, multiple)
-    out = model(x)
+    m = multiple if multiple is not None else getattr(model, "size_multiple", 1)
+    x, (h, w) = pad_to_multiple(x, m)
+    final = getattr(model, "final_image", None)
+    out = final(x) if final is not None else model(x)
     if isinstance(out, (tuple, list)):
         out = out[1]
     return out[..., :h, :w]
 
 
-# Pixels of context each side needs for an exact tiled result (DCE-Net: seven 3x3 convolutions -> 7).
+# DEPRECATED alias of the models' ``receptive_radius`` attribute (removed after the merge).
 RECEPTIVE_RADIUS = {"dce": 7}
 
 

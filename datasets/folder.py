@@ -2,16 +2,38 @@
 
 ``rel_path`` is relative to ``root`` (e.g. ``"night/001.png"``) so results can be written to the same
 relative path under an output folder (SPEC §7, folder-mode inference). ``root`` may also be one image file.
+Files with an image extension that cannot be enhanced losslessly into the same format (WebP, GIF, ...)
+are listed in ``skipped`` so callers can report them.
 """
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import Executor
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from utils.errors import UserError
-from utils.image_io import is_image_file, list_images, read_image_tensor
+from utils.image_io import IMG_EXTENSIONS, is_image_file, list_images, read_image_tensor
+
+# Image formats seen in photo folders that are not read (reported, never silently dropped).
+UNSUPPORTED_EXTENSIONS = (".webp", ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm", ".tga", ".ico")
+_SWAP_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _unsupported(root: str, recursive: bool) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        out += [os.path.join(dirpath, f) for f in filenames
+                if not f.startswith(".") and f.lower().endswith(UNSUPPORTED_EXTENSIONS)]
+    return sorted(out)
 
 
 class ImageFolder(Dataset):
@@ -19,15 +41,19 @@ class ImageFolder(Dataset):
 
     def __init__(self, root: str, recursive: bool = True) -> None:
         self.root = root
+        self.skipped: list[str] = []
         if os.path.isfile(root):
             if not is_image_file(root):
-                raise UserError(f"{root}: not an image file (.png/.jpg/.jpeg/.bmp/.tif/.tiff)")
+                raise UserError(f"{root}: not an image file ({'/'.join(IMG_EXTENSIONS)}); convert it to PNG")
             self.base, self.files = os.path.dirname(root), [root]
         else:
             self.base = root
             self.files = list_images(root, recursive=recursive)
+            self.skipped = _unsupported(root, recursive)
             if not self.files:
-                raise UserError(f"{root}: no images found; put .png/.jpg images in it or its sub-folders")
+                extra = (f" ({len(self.skipped)} file(s) in formats that are not read, e.g. "
+                         f"{os.path.basename(self.skipped[0])}: convert them to PNG)") if self.skipped else ""
+                raise UserError(f"{root}: no images found; put .png/.jpg images in it or its sub-folders{extra}")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -38,3 +64,54 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         return read_image_tensor(self.files[index]), self.relpath(index)
+
+    def shard(self, rank: int, world: int) -> list[int]:
+        """The indices process ``rank`` of ``world`` handles: every world-th file, disjoint across ranks."""
+        return list(range(rank, len(self.files), world))
+
+    def size(self, index: int) -> tuple[int, int] | None:
+        """(H, W) of item ``index`` after EXIF orientation, from the file header (no decoding); None if unreadable."""
+        try:
+            with Image.open(self.files[index]) as im:
+                w, h = im.size
+                swap = int(im.getexif().get(0x0112, 1) or 1) in _SWAP_ORIENTATIONS
+        except Exception:  # reported when the image itself is read
+            return None
+        return (w, h) if swap else (h, w)
+
+
+def same_size_batches(data: ImageFolder, indices: list[int], batch_size: int) -> list[list[int]]:
+    """``indices`` grouped into batches of at most ``batch_size`` images of one size (by header), in file
+    order of each size's first image; unreadable headers form batches of one."""
+    if batch_size <= 1:
+        return [[i] for i in indices]
+    groups: dict[object, list[int]] = {}
+    for i in indices:
+        size = data.size(i)
+        groups.setdefault(size if size is not None else ("unreadable", i), []).append(i)
+    return [g[k:k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
+
+
+def ordered_map(pool: Executor | None, fn: Callable[[T], R], items: Iterable[T], ahead: int) -> Iterator[tuple[T, R | Exception]]:
+    """``(item, fn(item))`` in the order of ``items``, computed on ``pool`` up to ``ahead`` items in advance
+    (decoding overlaps whatever the caller does meanwhile). An exception is yielded in place of the result.
+    ``pool`` None: computed in the caller's thread."""
+    def call(item):
+        try:
+            return fn(item)
+        except Exception as e:  # handed to the caller, which reports it
+            return e
+
+    if pool is None:
+        for item in items:
+            yield item, call(item)
+        return
+    queue: deque = deque()
+    for item in items:
+        queue.append((item, pool.submit(call, item)))
+        if len(queue) > ahead:
+            first, fut = queue.popleft()
+            yield first, fut.result()
+    while queue:
+        first, fut = queue.popleft()
+        yield first, fut.result()

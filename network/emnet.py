@@ -143,6 +143,11 @@ class EMNet(nn.Module):
     The output is ``output_conv(features) + input`` (global residual; needs out_channels == inp_channels).
     """
 
+    # Facts callers read (lowlight_model.enhance, lowlight_test.py): inputs are padded to multiples of 8;
+    # attention spans the whole image, so tiles cannot reproduce the whole-image result.
+    size_multiple = 8
+    receptive_radius = None
+
     def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = 32,
                  num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 4,
                  heads: Sequence[int] = (1, 2, 4, 8), ffn_expansion_factor: float = 2.66,

@@ -13,10 +13,12 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import lowlight_test
-from conftest import ROOT
+from conftest import COMPAT, ROOT, SHARED, requires_shared
 from helpers import make_lol_v1, random_dce, write_rgb
 from utils.errors import UserError
 from utils.image_io import read_image_tensor, to_uint8
+
+LIME = SHARED / "data" / "LIME"
 
 
 @pytest.fixture
@@ -148,3 +150,87 @@ def test_output_into_the_input_folder_is_refused(tmp_path, dce_weights):
         lowlight_test.main(["--input_dir", str(tmp_path), "--output_dir", str(tmp_path), "--weights", str(weights),
                             "--device", "cpu"])
     assert np.array_equal(np.asarray(Image.open(tmp_path / "photo.png")), before)
+
+
+def _reference_loop(weights: str, path) -> np.ndarray:
+    """The official test script's arithmetic: plain fp32 NCHW forward, PIL load, torchvision rounding."""
+    from lowlight_model import enhance_net_nopool
+
+    model = enhance_net_nopool()
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    x = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")) / 255.0).float().permute(2, 0, 1)[None]
+    with torch.no_grad():
+        y = model.eval()(x)[1]
+    return y[0].mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
+
+
+@requires_shared
+@pytest.mark.parametrize("precision,max_levels", [("fp32", 1), ("bf16", 3)])
+def test_real_photos_match_the_reference_loop(tmp_path, precision, max_levels):
+    """Default path within one 8-bit level of the official loop (SCL-LLE weights, LIME photos), bf16 within 3."""
+    import shutil
+
+    src = tmp_path / "lime"
+    src.mkdir()
+    for name in ("4.bmp", "6.bmp", "8.bmp"):
+        shutil.copy(LIME / name, src / name)
+    weights = str(COMPAT / "SCL-LLE.pth")
+    assert lowlight_test.main(["--input_dir", str(src), "--output_dir", str(tmp_path / "out"), "--weights", weights,
+                               "--device", "cpu", "--precision", precision]) == 0
+    for name in ("4.bmp", "6.bmp", "8.bmp"):
+        got = np.asarray(Image.open(tmp_path / "out" / name)).astype(int)
+        ref = _reference_loop(weights, src / name).astype(int)
+        assert np.abs(got - ref).max() <= max_levels, name
+
+
+def test_same_size_images_are_batched_with_the_single_image_result(tmp_path, dce_weights, monkeypatch):
+    import inference
+
+    weights, _ = dce_weights
+    src = tmp_path / "in"
+    for i in range(3):
+        write_rgb(src / f"s{i}.png", 24, 32, seed=i, scale=0.3)
+    write_rgb(src / "odd.png", 20, 20, seed=9, scale=0.3)
+    shapes = []
+    real = inference.enhance_batch
+    monkeypatch.setattr(inference, "enhance_batch", lambda m, x, *a: shapes.append(tuple(x.shape)) or real(m, x, *a))
+    for bs, workers in ((1, 0), (2, 2)):
+        assert lowlight_test.main(["--input_dir", str(src), "--output_dir", str(tmp_path / f"b{bs}"), "--weights",
+                                   str(weights), "--device", "cpu", "--batch_size", str(bs),
+                                   "--workers", str(workers)]) == 0
+    assert sorted(shapes[4:]) == [(1, 3, 20, 20), (1, 3, 24, 32), (2, 3, 24, 32)]
+    for name in ("s0.png", "s1.png", "s2.png", "odd.png"):
+        a, b = (np.asarray(Image.open(tmp_path / d / name), int) for d in ("b1", "b2"))
+        assert np.abs(a - b).max() <= 1, name
+
+
+def test_shards_partition_the_folder(tmp_path):
+    from datasets.folder import ImageFolder
+
+    for i in range(7):
+        write_rgb(tmp_path / f"{i}.png", 8, 8, seed=i)
+    data = ImageFolder(str(tmp_path))
+    for world in (1, 2, 3):
+        shares = [data.shard(r, world) for r in range(world)]
+        assert sorted(i for s in shares for i in s) == list(range(7))
+
+
+@pytest.mark.slow
+def test_torchrun_writes_every_image_exactly_once(tmp_path, dce_weights):
+    """Two processes (gloo, CPU): disjoint shares, one summary whose count is the folder's size."""
+    weights, _ = dce_weights
+    src = tmp_path / "in"
+    for i in range(5):
+        write_rgb(src / f"d{i % 2}" / f"{i}.png", 16 + 4 * (i % 3), 20, seed=i, scale=0.3)
+    lowlight_test.main(["--input_dir", str(src), "--output_dir", str(tmp_path / "single"), "--weights", str(weights),
+                        "--device", "cpu"])
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "lowlight_test.py", "--input_dir", str(src), "--output_dir", str(out), "--weights",
+                        str(weights), "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summaries = [line for line in r.stdout.splitlines() if line.startswith("enhanced ")]
+    assert len(summaries) == 1 and summaries[0].startswith("enhanced 5 image(s)")  # counts summed over ranks
+    for p in sorted(src.rglob("*.png")):
+        rel = p.relative_to(src)
+        assert np.array_equal(np.asarray(Image.open(out / rel)), np.asarray(Image.open(tmp_path / "single" / rel)))

@@ -1,7 +1,9 @@
 """Resolve the device once, and the few distributed helpers the loops need (torchrun-compatible)."""
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -23,6 +25,24 @@ def resolve_device(name: str = "auto") -> torch.device:
         if name == "cuda":
             name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return torch.device(name)
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks below 1 GB for reuse instead of returning them to the system.
+
+    Large tensors are otherwise mapped and unmapped on every allocation, and the page faults of fresh
+    pages cost inference about as much as the convolutions (benchmarks/bench_inference.py). Peak memory is
+    unchanged; memory freed after the peak is kept by the process. Linux/glibc only; returns whether it
+    took effect.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:

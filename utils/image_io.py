@@ -92,6 +92,8 @@ def _pil_to_float(im: Image.Image) -> np.ndarray:
         a = np.asarray(im).astype(np.float32) / 65535.0
     elif mode == "F":
         a = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(a).all():
+            raise ValueError(f"{int((~np.isfinite(a)).sum())} pixel value(s) are NaN/Inf")
     elif mode in ("L", "LA", "1"):
         a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     else:

@@ -1,0 +1,236 @@
+"""Folder inference engine of ``lowlight_test.py``: output checks, batched/tiled forward, overlapped I/O.
+
+* :class:`OutputPlan` checks every output location before anything is computed (one line naming the path).
+* :func:`enhance_batch` runs an enhancer on (N,3,H,W) within a memory budget: batches are split and
+  DCE-Net images tiled when the estimate (the model's ``bytes_per_pixel``) exceeds it; out of memory
+  retries with smaller tiles, then fails that image only.
+* :func:`enhance_folder` decodes on worker threads ahead of the network and encodes behind it.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import re
+import resource
+import sys
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import torch
+from tqdm import tqdm
+
+from datasets.folder import ImageFolder, ordered_map, same_size_batches
+from lowlight_model import enhance, enhance_tiled
+from utils.errors import UserError
+from utils.image_io import read_image_tensor, save_image
+
+DTYPES = {"fp32": torch.float32, "channels_last": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TILE_OVERLAP = 8
+_STALE_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # utils.image_io.save_image's temporary files
+_FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+
+
+class ImageFailed(Exception):
+    """One image could not be enhanced (reported, the run continues)."""
+
+
+def _blocker(path: str) -> str | None:
+    """The first existing ancestor-or-self of ``path`` that is not a folder, if any."""
+    parts = os.path.abspath(path).split(os.sep)
+    for k in range(2, len(parts) + 1):
+        p = os.sep.join(parts[:k])
+        if os.path.lexists(p) and not os.path.isdir(p):
+            return p
+    return None
+
+
+def check_writable_dir(path: str, flag: str = "--output_dir") -> None:
+    """Create ``path`` if needed and prove a file can be written in it; one line naming it otherwise."""
+    blocker = _blocker(path)
+    if blocker:
+        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; move it or choose another folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"{flag} {path} is not writable ({e.strerror or e}); choose another folder") from e
+
+
+class OutputPlan:
+    """Where each input of ``indices`` goes under ``out_dir``: same relative path, same format."""
+
+    def __init__(self, data: ImageFolder, indices: list[int], out_dir: str) -> None:
+        self.targets = {i: os.path.join(out_dir, data.relpath(i)) for i in indices}
+        self.inputs = {os.path.realpath(f) for f in data.files}
+
+    def prepare(self) -> None:
+        """Refuse targets that are inputs or folders, create the sub-folders, remove stale temporary files."""
+        for path in self.targets.values():
+            if os.path.realpath(path) in self.inputs:
+                raise UserError(f"{path} is also an input image and would be overwritten; choose another --output_dir")
+            if os.path.isdir(path):
+                raise UserError(f"{path} is a folder where the result must go; move it or choose another --output_dir")
+        names: dict[str, set[str]] = {}
+        for path in self.targets.values():
+            names.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+        for folder, base in names.items():
+            check_writable_dir(folder, "--output_dir")
+            for f in os.listdir(folder):  # only leftovers of this run's own targets (safe under torchrun)
+                if _STALE_TMP.match(f) and f[1:-13] in base:
+                    os.remove(os.path.join(folder, f))
+
+
+def _plan(model: torch.nn.Module, n: int, h: int, w: int, dtype: torch.dtype, budget: float,
+          tile: int) -> tuple[int, int]:
+    """(images per forward pass, tile size or 0) keeping the estimated working memory under ``budget`` bytes."""
+    bpp = getattr(model, "bytes_per_pixel", {}).get(dtype, 8000)
+    tileable = getattr(model, "receptive_radius", None) is not None
+    if tile and tileable and max(h, w) > tile:
+        return max(1, int(budget // ((tile + 2 * TILE_OVERLAP) ** 2 * bpp))), tile
+    if n * h * w * bpp <= budget:
+        return n, 0
+    if h * w * bpp <= budget or not tileable:
+        return max(1, int(budget // (h * w * bpp))), 0
+    return 1, max(64, int(math.sqrt(budget / bpp)) - 2 * TILE_OVERLAP)
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(e, RuntimeError) and ("out of memory" in str(e) or "can't allocate memory" in str(e))
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype, tile: int) -> torch.Tensor:
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype, enabled=dtype != torch.float32):
+        y = enhance_tiled(model, x, tile, TILE_OVERLAP) if tile else enhance(model, x)
+        return y.float().clamp_(0, 1)
+
+
+def enhance_batch(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.float32,
+                  budget: float = 1.5e9, tile: int = 0) -> torch.Tensor:
+    """The enhanced batch (N,3,H,W) float32 in [0,1] of x (N,3,H,W), within ``budget`` bytes (estimated).
+
+    Out of memory splits the batch, then retries an image with tiles of half the size (down to 128);
+    an image that still does not fit raises :class:`ImageFailed`.
+    """
+    n, _, h, w = x.shape
+    per_pass, tile = _plan(model, n, h, w, dtype, budget, tile)
+    try:
+        if per_pass >= n:
+            return _forward(model, x, dtype, tile)
+        return torch.cat([_forward(model, x[k:k + per_pass], dtype, tile) for k in range(0, n, per_pass)])
+    except Exception as e:
+        if not _is_oom(e):
+            raise
+        if x.device.type == "cuda":
+            torch.cuda.empty_cache()
+    if n > 1:
+        return torch.cat([enhance_batch(model, x[k:k + 1], dtype, budget, tile) for k in range(n)])
+    side = (tile or max(h, w)) // 2
+    if getattr(model, "receptive_radius", None) is None or side < 128:
+        gb = h * w * getattr(model, "bytes_per_pixel", {}).get(dtype, 8000) / 1e9
+        raise ImageFailed(f"out of memory ({h}x{w} needs about {gb:.1f} GB); free memory or pass a smaller "
+                          f"--memory_budget/--tile")
+    return enhance_batch(model, x, dtype, budget, side)
+
+
+def _write(y: torch.Tensor, path: str) -> None:
+    try:
+        save_image(y, path)
+    except OSError as e:
+        if e.errno in _FATAL_ERRNOS:
+            raise UserError(f"cannot write {path} ({e.strerror}); free space or choose another --output_dir") from e
+        raise ImageFailed(f"cannot write {path} ({e.strerror or e})") from e
+
+
+def _finish(fut: Future, name: str, failures: list[str]) -> int:
+    """1 if the write of ``name`` succeeded; a failed one is reported (a fatal one re-raised)."""
+    try:
+        fut.result()
+        return 1
+    except ImageFailed as e:
+        tqdm.write(f"error: {e}", file=sys.stderr)
+        failures.append(name)
+        return 0
+
+
+def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
+                   multiple: int | None = None, precision: str = "fp32", tile: int = 0, *, batch_size: int = 1,
+                   workers: int = 2, budget: float = 1.5, data: ImageFolder | None = None,
+                   indices: list[int] | None = None, progress: bool = True) -> tuple[int, list[str]]:
+    """Enhance every image under ``input_dir`` (or its share ``indices``) into the same relative path under
+    ``output_dir``; ``budget`` in GB. An image that cannot be read, enhanced or written is reported and
+    skipped; returns ``(written, failures)``. ``multiple`` is DEPRECATED and ignored (the model knows it).
+    """
+    data = data if data is not None else ImageFolder(input_dir)
+    indices = list(range(len(data))) if indices is None else indices
+    dtype, budget_bytes = DTYPES[precision], budget * 1e9
+    model = model.to(memory_format=torch.channels_last)
+    batches = same_size_batches(data, indices, batch_size)
+    flat = [i for b in batches for i in b]
+    failures: list[str] = []
+    written, pending = 0, []
+    reader = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else None
+    writer = ThreadPoolExecutor(workers, thread_name_prefix="encode") if workers else None
+    decoded = ordered_map(reader, lambda i: read_image_tensor(data.files[i]), flat, max(1, batch_size))
+    bar = tqdm(total=len(flat), desc="enhance", unit="img", dynamic_ncols=True, disable=not progress)
+    try:
+        for batch in batches:
+            items = [next(decoded) for _ in batch]
+            for i, img in items:
+                if isinstance(img, Exception):
+                    tqdm.write(f"error: {img}", file=sys.stderr)
+                    failures.append(data.files[i])
+            good = [(i, img) for i, img in items if not isinstance(img, Exception)]
+            for shape in dict.fromkeys(img.shape for _, img in good):  # EXIF may differ from the header
+                group = [(i, img) for i, img in good if img.shape == shape]
+                x = torch.stack([img for _, img in group]).to(device).contiguous(memory_format=torch.channels_last)
+                try:
+                    y = enhance_batch(model, x, dtype, budget_bytes, tile).cpu()
+                except ImageFailed as e:
+                    tqdm.write(f"error: {data.files[group[0][0]]}: {e}", file=sys.stderr)
+                    failures += [data.files[i] for i, _ in group]
+                    continue
+                for k, (i, _) in enumerate(group):
+                    if not torch.isfinite(y[k]).all():
+                        tqdm.write(f"error: {data.files[i]}: the enhancer produced NaN/Inf pixels; not written",
+                                   file=sys.stderr)
+                        failures.append(data.files[i])
+                    elif writer is None:
+                        written += _finish(_done(_write, y[k], data.relpath(i), output_dir), data.files[i], failures)
+                    else:
+                        pending.append((writer.submit(_write, y[k], os.path.join(output_dir, data.relpath(i))),
+                                        data.files[i]))
+                while len(pending) > max(1, workers):
+                    written += _finish(*pending.pop(0), failures)
+            bar.update(len(batch))
+        for fut, name in pending:
+            written += _finish(fut, name, failures)
+    finally:
+        bar.close()
+        for pool in (reader, writer):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+    return written, failures
+
+
+def _done(fn, y: torch.Tensor, rel: str, output_dir: str) -> Future:
+    """Run the write now (no worker threads) and wrap its outcome in a finished Future."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(y, os.path.join(output_dir, rel)))
+    except ImageFailed as e:
+        fut.set_exception(e)
+    return fut
+
+
+def peak_memory_text(device: torch.device) -> str:
+    """Peak resident memory of this process (and peak CUDA allocation on a GPU), e.g. ``"1.23 GB RSS"``."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    text = f"{rss / 1e9:.2f} GB RSS"
+    if device.type == "cuda":
+        text += f", {torch.cuda.max_memory_allocated(device) / 1e9:.2f} GB CUDA"
+    return text
