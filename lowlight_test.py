@@ -35,7 +35,7 @@ DEFAULT_INPUT = os.path.join(REPO, "datasets", "test_data")
 DEFAULT_OUTPUT = os.path.join(REPO, "datasets", "result")
 PRECISIONS = ("fp32", "bf16", "fp16", "channels_last")
 # Paired-evaluation flags (default None = not given) and the value used when they are not given.
-PAIRED_DEFAULTS = {"mem_weights": None, "mem_size": 9000, "pooling_size": 1, "pooling_mean": False,
+PAIRED_DEFAULTS = {"mem_weights": None, "mem_size": 9000, "pooling_size": None, "pooling_mean": None,
                    "V_feat_dim": None, "testing_top_k": 1, "save_images": False, "grid": 4, "no_lpips": False}
 FOLDER_DEFAULTS = {"tile": 0, "batch_size": 1, "workers": 2}
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("paired evaluation and external memory (EMNet)")
     g.add_argument("--mem_weights", default=None, help="memory checkpoint (mem_key/mem_vale/...); none: enhancer only")
     g.add_argument("--mem_size", type=int, default=None, help="slots the memory checkpoint must hold (checked)")
-    g.add_argument("--pooling_size", type=int, default=None, help="memory pooling size, >= 1 (default 1)")
+    g.add_argument("--pooling_size", type=int, default=None, help="memory pooling size, >= 1 (default: read from the memory checkpoint; given: checked)")
     g.add_argument("--pooling_mean", action="store_true", default=None, help="memory values are channel means")
     g.add_argument("--V_feat_dim", type=int, default=None, help="memory value size (default 3·p², p² with --pooling_mean)")
     g.add_argument("--testing_top_k", type=int, default=None, help="memory slots averaged, 1..slots (default 1)")

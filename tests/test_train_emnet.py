@@ -194,10 +194,16 @@ def test_memory_stage_with_pooling(tmp_path, fake_torch_home, pooling):
     out = tmp_path / "res"
     lowlight_test.main(["--input_dir", str(val_dir), "--result_dir", str(out), "--weights", str(tmp_path / "dce.pth"),
                         "--mem_weights", str(mem_path), "--device", "cpu", *pooling])
-    assert "mem_psnr" in next(csv.DictReader(open(out / "results.csv")))
-    with pytest.raises(UserError, match="pooling"):  # a p=2 memory read with p=1
+    with_flags = list(csv.DictReader(open(out / "results.csv")))
+    assert "mem_psnr" in with_flags[0]
+    out2 = tmp_path / "res2"  # the pooling is read from the checkpoint: same figures without the flags
+    lowlight_test.main(["--input_dir", str(val_dir), "--result_dir", str(out2), "--weights", str(tmp_path / "dce.pth"),
+                        "--mem_weights", str(mem_path), "--device", "cpu"])
+    assert list(csv.DictReader(open(out2 / "results.csv"))) == with_flags
+    with pytest.raises(UserError, match="pooling"):  # a p=2 memory read with p=1 is refused
         lowlight_test.main(["--input_dir", str(val_dir), "--result_dir", str(out), "--weights",
-                            str(tmp_path / "dce.pth"), "--mem_weights", str(mem_path), "--device", "cpu"])
+                            str(tmp_path / "dce.pth"), "--mem_weights", str(mem_path), "--device", "cpu",
+                            "--pooling_size", "1"])
 
 
 def test_memory_batch_larger_than_the_training_set_is_one_line_error(tmp_path):
