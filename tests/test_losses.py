@@ -403,3 +403,19 @@ def test_seg_train_mode_gives_reference_batchnorm_statistics_and_dropout():
                 close(bn.running_var, (1 - momentum) * var0 + momentum * st["var"], rtol=1e-4, atol=1e-6)
             else:
                 assert torch.equal(bn.running_mean, mean0) and torch.equal(bn.running_var, var0)
+
+
+def test_chroma_hand_and_invariance():
+    """L_chroma: 0 for a brightened copy (same chromaticity), hand value for a colour change."""
+    from Myloss import L_chroma
+
+    I = torch.zeros(1, 3, 4, 4)
+    I[:, 0], I[:, 1], I[:, 2] = 0.02, 0.04, 0.02          # chromaticity (0.25, 0.5, 0.25)
+    close(L_chroma(4, eps=0)(I, I * 10), 0.0, atol=1e-7)
+    E = torch.full((1, 3, 4, 4), 0.5)                      # grey: (1/3, 1/3, 1/3)
+    close(L_chroma(4, eps=0)(I, E), (1 / 12 + 1 / 6 + 1 / 12) / 3, rtol=1e-6)
+    E.requires_grad_(True)
+    I.requires_grad_(True)
+    L_chroma(4)(I, E).backward()
+    assert I.grad is None or float(I.grad.abs().sum()) == 0.0  # the input is a fixed target
+    assert float(E.grad.abs().sum()) > 0
