@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.precision != "fp32":
         model = model.to(memory_format=torch.channels_last)
     if mode == "paired":
-        from paired_eval import evaluate_paired
+        from evaluation import evaluate_paired
 
         evaluate_paired(args, model, device)
         return 0
