@@ -3,9 +3,10 @@
 Shapes: N batch, C channels, H x W pixels. Images are float tensors in [0, 1]; no loss here moves
 anything to a fixed device — every constant follows the device and dtype of the input.
 
-VGG16 is loaded once per weights file (:func:`get_vgg_features`) and shared by :class:`perception_loss`
-and :class:`PerceptualLoss`. Both losses accept precomputed feature dicts from :class:`VGGFeatures`
-instead of images, so a training step can run VGG on E once instead of three times::
+VGG16 is loaded by :func:`get_vgg_features` and can be shared by :class:`perception_loss` and
+:class:`PerceptualLoss` (pass it as ``vgg``; it is a submodule of each, moved by ``.to()``). Both
+losses accept precomputed feature dicts from :class:`VGGFeatures` instead of images, so a training
+step can run VGG on E once instead of three times::
 
     vgg = get_vgg_features(E.device)
     fE = vgg(E)                                   # relu1_2, relu2_2, relu4_3 in one pass
@@ -21,13 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from utils.pretrained import load_pretrained, weights_path
+from network.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize  # noqa: F401 (re-exported)
+from utils.pretrained import load_pretrained
 
 Features = Dict[str, Tensor]
 ImageOrFeatures = Union[Tensor, Features]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # ----------------------------------------------------------------------------------------------- Zero-DCE
@@ -210,9 +210,10 @@ class VGGFeatures(nn.Module):
 
     x (N,3,H,W) raw [0,1] images (no ImageNet normalisation, as in the reference) →
     ``{"relu1_2": (N,64,H,W), "relu2_2": (N,128,H/2,W/2), "relu4_3": (N,512,H/8,W/8)}``.
-    ``last`` stops early (e.g. ``"relu2_2"`` for the Gram loss). The module moves itself to the
-    input's device. ``vgg`` is a built torchvision VGG16; by default the ImageNet one is loaded from
-    ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth`` (never downloaded; a missing file is a UserError).
+    ``last`` stops early (e.g. ``"relu2_2"`` for the Gram loss). Put it on the inputs' device yourself
+    (``.to(device)``, or :func:`get_vgg_features`). ``vgg`` is a built torchvision VGG16; by default the
+    ImageNet one is loaded from ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth`` (never downloaded; a
+    missing file is a UserError).
     """
 
     LAYERS = (("relu1_2", 0, 4), ("relu2_2", 4, 9), ("relu3_3", 9, 16), ("relu4_3", 16, 23))
@@ -235,9 +236,6 @@ class VGGFeatures(nn.Module):
     def forward(self, x: Tensor, last: str = "relu4_3") -> Features:
         if last not in self.OUTPUTS:
             raise ValueError(f"last must be one of {self.OUTPUTS}, got {last!r}")
-        p = next(self.parameters())
-        if p.device != x.device:
-            self.to(x.device)
         out: Features = {}
         h = x
         for (name, _, _), block in zip(self.LAYERS, self.slices):
@@ -249,22 +247,11 @@ class VGGFeatures(nn.Module):
         return out
 
 
-_VGG_CACHE: Dict[str, VGGFeatures] = {}
-
-
 def get_vgg_features(device: Optional[Union[str, torch.device]] = None) -> VGGFeatures:
-    """The shared :class:`VGGFeatures`, loaded from disk once per weights file, moved to ``device``."""
-    import torchvision
-    key = weights_path(torchvision.models.VGG16_Weights.IMAGENET1K_V1)
-    if key not in _VGG_CACHE:
-        _VGG_CACHE[key] = VGGFeatures()
-    vgg = _VGG_CACHE[key]
+    """A new frozen :class:`VGGFeatures` with the ImageNet VGG16 (loaded from the torch cache) on ``device``.
+    Load it once per training run and pass it to :class:`perception_loss` and :class:`PerceptualLoss`."""
+    vgg = VGGFeatures()
     return vgg.to(device) if device is not None else vgg
-
-
-def clear_vgg_cache() -> None:
-    """Forget the shared VGG16 (the next :func:`get_vgg_features` loads it again)."""
-    _VGG_CACHE.clear()
 
 
 def gram(f: Tensor) -> Tensor:
@@ -275,12 +262,12 @@ def gram(f: Tensor) -> Tensor:
 
 
 class _VGGLoss(nn.Module):
-    """Holds the shared VGG without registering it as a submodule: the loss has no parameters or state
-    dict of its own, and ``.to()`` is not needed — :class:`VGGFeatures` follows the input's device."""
+    """Holds a :class:`VGGFeatures` as a submodule (so ``.to()`` moves it; its weights are frozen). Pass
+    one ``vgg`` to several losses to share it; without one, the ImageNet VGG16 is loaded."""
 
     def __init__(self, vgg: Optional[VGGFeatures] = None) -> None:
         super().__init__()
-        self.__dict__["vgg"] = vgg if vgg is not None else get_vgg_features()
+        self.vgg = vgg if vgg is not None else get_vgg_features()
 
     def features(self, x: ImageOrFeatures, last: str) -> Features:
         """VGG features of an image batch, or ``x`` itself if it already is a feature dict."""
@@ -368,9 +355,7 @@ class SegmentationLoss(nn.Module):
         return self._ce(E, y)
 
     def _ce(self, E: Tensor, y: Tensor) -> Tensor:
-        mean = torch.tensor(IMAGENET_MEAN, dtype=E.dtype, device=E.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=E.dtype, device=E.device).view(1, 3, 1, 1)
-        out = self.seg_net((E - mean) / std)
+        out = self.seg_net(imagenet_normalize(E))
         if isinstance(out, dict):
             out = out["out"]
         return F.cross_entropy(out, y.long(), ignore_index=self.ignore_index)

@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if mode == "paired":
         _check_memory_flags(args)
         model = _load_model(args, device).to(memory_format=torch.channels_last)
-        from paired_eval import evaluate_paired
+        from evaluation import evaluate_paired
 
         args.output_dir = out_dir
         evaluate_paired(args, model, device)

@@ -1,6 +1,6 @@
 """DeepLabV3 / DeepLabV3+ (MobileNetV2, ResNet-50/101 backbones) in the layout of the public PyTorch port
 VainF/DeepLabV3Plus-Pytorch, plus the streaming mIoU metric."""
-from network.metrics import StreamSegMetrics
+from network.seg_metrics import StreamSegMetrics
 from network.modeling import (
     SEGMENTATION_MODELS,
     build_segmentation_model,

@@ -18,12 +18,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from network.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize  # noqa: F401 (re-exported)
 from utils.checkpoint import read_checkpoint
 from utils.errors import UserError
 from utils.pretrained import load_pretrained
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Guard for ``m_mem / m_out`` in :func:`refine` and :func:`gt_mean_oracle`: the denominator is
 #: ``clamp_min(RATIO_EPS)``, so for every pooled mean >= 1e-8 (any normal image) the result is
@@ -32,13 +30,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RATIO_EPS = 1e-8
 
 CHECKPOINT_KEYS = ("epoch", "mem_key", "mem_vale", "mem_age", "mem_index")  # "mem_vale" (sic) as in the reference
-
-
-def imagenet_normalize(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] → (x − mean) / std with ImageNet statistics, same shape/device/dtype."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 class QueryNet(torchvision.models.ResNet):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance
-from metrics import psnr, psnr_float, quantise, ssim
+from metrics import psnr_float, quantise, scores_8bit
 
 
 def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: int, arch: str = "emnet") -> None:
@@ -57,7 +57,7 @@ def score(outputs: list[torch.Tensor], val_set, float_psnr: bool = False) -> tup
     p = s = 0.0
     for i, y in enumerate(outputs):
         gt = val_set.load(i)[1]
-        a, b = quantise(y[0], "round"), quantise(gt, "round")
-        p += psnr_float(y[0].clamp(0, 1), gt) if float_psnr else psnr(a, b)
-        s += ssim(a, b)
+        eight = scores_8bit(quantise(y[0], "round"), quantise(gt, "round"))
+        p += psnr_float(y[0].clamp(0, 1), gt) if float_psnr else eight["psnr"]
+        s += eight["ssim"]
     return p / len(outputs), s / len(outputs)

@@ -10,7 +10,7 @@ from torch import nn
 
 import Myloss
 from Myloss import (L_TV, L_con, L_color, L_exp, L_segexp, L_spa, PerceptualLoss, SegmentationLoss, VGGFeatures,
-                    clear_vgg_cache, contrastive_loss, feature_contrastive_loss, get_vgg_features, perception_loss)
+                    contrastive_loss, feature_contrastive_loss, get_vgg_features, perception_loss)
 from tests.conftest import COMPAT, requires_shared
 from utils.errors import UserError
 
@@ -225,13 +225,6 @@ def test_golden_exp():
 
 
 # ------------------------------------------------------------------------------------------------- VGG
-@pytest.fixture
-def fresh_vgg_cache():
-    clear_vgg_cache()
-    yield
-    clear_vgg_cache()
-
-
 def _torchvision_vgg(home):
     m = tvm.vgg16()
     m.load_state_dict(torch.load(home / "hub" / "checkpoints" / VGG_FILE))
@@ -248,32 +241,43 @@ def _gram_loop(f):
     return g
 
 
-def test_vgg_missing_weights(fresh_vgg_cache):
+def test_vgg_missing_weights():
     for make in (get_vgg_features, perception_loss, PerceptualLoss):
         with pytest.raises(UserError, match=VGG_FILE) as e:
             make()
         assert os.path.join("hub", "checkpoints") in str(e.value)
 
 
-def test_vgg_loaded_once_and_frozen(fake_torch_home, fresh_vgg_cache, monkeypatch):
+def test_vgg_loaded_once_shared_frozen_and_moved_by_to(fake_torch_home, monkeypatch):
+    """SCLLoss loads VGG16 once and shares it; it is a registered (frozen) submodule, so ``.to()`` moves
+    it — no module-level cache hides it (issue 7.6)."""
+    from stages.sclloss import SCLLoss
+
     calls = []
     real = Myloss.load_pretrained
     monkeypatch.setattr(Myloss, "load_pretrained", lambda *a, **k: calls.append(1) or real(*a, **k))
-    a, b = perception_loss(), PerceptualLoss()
-    feature_contrastive_loss(*torch.rand(3, 1, 3, 8, 8).unbind(0))
+    crit = SCLLoss({"feat": 5.0, "percep": 1.0}, device=torch.device("cpu"))
     assert len(calls) == 1
-    assert a.vgg is b.vgg is get_vgg_features("cpu")
-    assert len(calls) == 1
+    assert crit.gram.vgg is crit.percep.vgg is crit.vgg
     shared = VGGFeatures(_torchvision_vgg(fake_torch_home))
     assert perception_loss(vgg=shared).vgg is shared and PerceptualLoss(shared).vgg is shared
     assert len(calls) == 1
-    vgg = a.vgg
-    a.train(), vgg.train()
-    assert not vgg.training and all(not p.requires_grad for p in vgg.parameters())
-    assert len(list(a.parameters())) == 0  # the shared VGG is not a parameter of the loss
+    crit.train(), crit.vgg.train()
+    assert not crit.vgg.training and all(not p.requires_grad for p in crit.parameters())
+    crit.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in crit.vgg.parameters())
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    assert torch.isfinite(sum(crit(x, x, None, None, x, x).values()))
 
 
-def test_vgg_losses_match_torchvision(fake_torch_home, fresh_vgg_cache):
+def test_vgg_takes_its_device_from_the_caller():
+    """VGGFeatures never moves itself to the input's device (it used to, silently)."""
+    vgg = VGGFeatures(tvm.vgg16())
+    vgg(torch.empty(1, 3, 8, 8, device="meta"))  # shape-only inputs: a self-moving module would end on "meta"
+    assert all(p.device.type == "cpu" for p in vgg.parameters())
+
+
+def test_vgg_losses_match_torchvision(fake_torch_home):
     torch.manual_seed(2)
     I, E, P, Q = torch.rand(4, 2, 3, 32, 32).unbind(0)
     m = _torchvision_vgg(fake_torch_home)
@@ -289,7 +293,7 @@ def test_vgg_losses_match_torchvision(fake_torch_home, fresh_vgg_cache):
         close(feature_contrastive_loss(E, P, Q, margin=-1.0), 0.0)
 
 
-def test_vgg_fast_path_matches_separate_calls(fake_torch_home, fresh_vgg_cache):
+def test_vgg_fast_path_matches_separate_calls(fake_torch_home):
     torch.manual_seed(3)
     I, P, Q = torch.rand(3, 2, 3, 24, 24).unbind(0)
     E1 = torch.rand(2, 3, 24, 24, requires_grad=True)
@@ -297,7 +301,7 @@ def test_vgg_fast_path_matches_separate_calls(fake_torch_home, fresh_vgg_cache):
     vgg = get_vgg_features()
     calls = []
     hook = vgg.register_forward_pre_hook(lambda *_: calls.append(1))
-    per, gram = perception_loss(), PerceptualLoss()
+    per, gram = perception_loss(vgg), PerceptualLoss(vgg)
     slow = per(I, E1) + feature_contrastive_loss(E1, P, Q, gram_loss=gram)
     assert len(calls) == 5  # I, E for perception_loss; E once, P, Q inside feature_contrastive_loss
     calls.clear()

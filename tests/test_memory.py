@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from network.memory import (ExternalMemory, IMAGENET_MEAN, IMAGENET_STD, build_query_net, gt_mean_oracle,
-                            imagenet_normalize, pool_value, pooling_for, query, refine)
+from network.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize
+from network.memory import (ExternalMemory, build_query_net, gt_mean_oracle, pool_value, pooling_for, query,
+                            refine)
 from utils.errors import UserError
 
 

@@ -228,7 +228,7 @@ def test_evaluation_quantises_and_names_outputs_as_the_reference_test_script(tmp
     import argparse
 
     from helpers import write_rgb
-    from paired_eval import evaluate_paired
+    from evaluation import evaluate_paired
     from skimage.metrics import peak_signal_noise_ratio
 
     root = tmp_path / "Test"

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from datasets.lol import PairedDataset
 from lowlight_model import SIZE_MULTIPLE, enhance
-from metrics import MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr, quantise, ssim
+from metrics import MetricAccumulator, build_lpips, lpips_available, lpips_distance, quantise, scores_8bit
 from network.memory import ExternalMemory, build_query_net, gt_mean_oracle, query
 from utils.checkpoint import atomic_write
 from utils.image_io import save_grid_rows, save_image
@@ -29,7 +29,7 @@ QUANTISE = {"ori": "trunc", "mem": "round", "gt_mean_oracle": "round"}
 
 
 def _metrics(y8: np.ndarray, gt8: np.ndarray, gt: torch.Tensor, lp) -> dict[str, float]:
-    out = {"psnr": psnr(y8, gt8), "ssim": ssim(y8, gt8)}
+    out = scores_8bit(y8, gt8)
     if lp is not None:
         # LPIPS on the 8-bit image as written, like PSNR/SSIM
         y_q = torch.from_numpy(y8).permute(2, 0, 1)[None].float().div(255).to(gt.device)
