@@ -7,8 +7,9 @@ import os
 import torch
 from torch import nn
 
-from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance
+from lowlight_model import ENHANCERS, SIZE_MULTIPLE, check_crop, enhance
 from metrics import psnr, ssim
+from utils.errors import UserError
 from utils.image_io import to_uint8
 
 
@@ -28,9 +29,17 @@ def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: in
     g.add_argument("--embed_dim", type=int, default=32, help="EMNet width")
     g.add_argument("--nepoch", type=int, default=nepoch)
     g.add_argument("--random_seed", type=int, default=1234)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from a checkpoint (no value: <save_dir>/<env>/models/<stage>_latest.pth)")
+
+
+def check_paired_arguments(args) -> None:
+    """The shared flags in range (one line naming the flag); the crop fits the architecture."""
+    from stages.common import check_flags
+
+    check_flags(args, at_least={"train_ps": 8, "batch_size": 1, "nepoch": 1, "embed_dim": 2})
+    if args.arch == "emnet" and args.embed_dim % 2:
+        raise UserError(f"--embed_dim {args.embed_dim}: EMNet needs an even width")
+    if args.arch != "auto":
+        check_crop(args.arch, args.train_ps, "--train_ps")
 
 
 def run_dirs(args) -> tuple[str, str]:

@@ -102,8 +102,10 @@ def test_emnet_enhancer_trains_and_resumes(tmp_path, fake_torch_home):
     straight = read_losses(str(tmp_path / "log" / "t_straight" / "losses.jsonl"))
     for a, b in zip(resumed, straight):
         assert a["total"] == pytest.approx(b["total"], rel=1e-5), a["step"]
-    # a new run in the same folder starts a new log
-    train.main(_enh_args(tmp_path, "emnet", "--nepoch", "1", "--val_time", "1", "--lpips_lambda", "0"))
+    # a new run in the same folder is refused; with --overwrite it starts a new log
+    with pytest.raises(UserError, match="--resume.*--overwrite"):
+        train.main(_enh_args(tmp_path, "emnet", "--nepoch", "1", "--val_time", "1", "--lpips_lambda", "0"))
+    train.main(_enh_args(tmp_path, "emnet", "--nepoch", "1", "--val_time", "1", "--lpips_lambda", "0", "--overwrite"))
     assert [r["step"] for r in read_losses(str(tmp_path / "log" / "t_emnet" / "losses.jsonl"))] == [1, 2, 3]
 
 
