@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from stages.common import Interrupted
@@ -39,12 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     pre.add_argument("--stage", choices=sorted(STAGES), default="scl")
     stage = pre.parse_known_args(argv)[0].stage
     args = build_parser(stage).parse_args(argv)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         importlib.import_module(STAGES[stage]).run(args)
     except OSError as e:  # a file-system fault while training (disk full, folder removed): one line, the path
         if e.filename is None:
             raise
         raise UserError(f"{e.filename}: {e.strerror or e}; free space or choose another folder") from None
+    finally:  # a run that failed leaves no handler of its own behind
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _cli() -> None:

@@ -515,8 +515,10 @@ class Session:
         if bad and not (self.scaler and bad == ["gradient"]):  # fp16: the scaler skips inf gradients
             kept = (f"last good checkpoint {self.last_saved[0]} (iteration {self.last_saved[1]}) kept"
                     if self.last_saved else "no checkpoint was written yet")
-            what = "the gradient" if bad == ["gradient"] else f"loss term {', '.join(b for b in bad if b != 'gradient')}"
-            raise NonFiniteError(f"iteration {it + 1}: {what} is NaN/Inf; stopped before the update, {kept}; "
+            names = [b for b in bad if b != "gradient"]
+            what = ("the gradient is" if not names else f"loss term {names[0]} is" if len(names) == 1
+                    else f"loss terms {', '.join(names)} are")
+            raise NonFiniteError(f"iteration {it + 1}: {what} NaN/Inf; stopped before the update, {kept}; "
                                  f"lower the learning rate or check the data")
         if self.scaler:
             self.scaler.step(optimizer)

@@ -173,20 +173,19 @@ def run(args: argparse.Namespace) -> None:
 
     model.train()
     total = args.nepoch * per_epoch
-    bar = tqdm(total=total, initial=start, desc="enhancer", disable=not is_primary(), dynamic_ncols=True)
-    for it, epoch, (low, gt, _, _) in session.batches(train_set, args.batch_size, start, total, on_epoch_end=end_epoch,
-                                                      on_stop=lambda done: save("model_latest.pth", done,
-                                                                                done // per_epoch)):
-        low, gt = low.to(device, non_blocking=True), gt.to(device, non_blocking=True)
-        with session.autocast():
-            terms = criterion(enhance(model, low, SIZE_MULTIPLE[args.arch]), gt)
-        loss = session.step(it, terms, model, optimizer)
-        bar.update(1)
-        if (it + 1) % args.log_every == 0 or it + 1 == total:
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            session.log(it + 1, {"total": loss, **{k: v.detach() for k, v in terms.items()}})
-        if it + 1 - epoch * per_epoch in val_at and is_primary():
-            validate(it + 1, epoch)
-    bar.close()
+    with tqdm(total=total, initial=start, desc="enhancer", disable=not is_primary(), dynamic_ncols=True) as bar:
+        for it, epoch, (low, gt, _, _) in session.batches(train_set, args.batch_size, start, total, on_epoch_end=end_epoch,
+                                                          on_stop=lambda done: save("model_latest.pth", done,
+                                                                                    done // per_epoch)):
+            low, gt = low.to(device, non_blocking=True), gt.to(device, non_blocking=True)
+            with session.autocast():
+                terms = criterion(enhance(model, low, SIZE_MULTIPLE[args.arch]), gt)
+            loss = session.step(it, terms, model, optimizer)
+            bar.update(1)
+            if (it + 1) % args.log_every == 0 or it + 1 == total:
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                session.log(it + 1, {"total": loss, **{k: v.detach() for k, v in terms.items()}})
+            if it + 1 - epoch * per_epoch in val_at and is_primary():
+                validate(it + 1, epoch)
     session.close(plot="loss_curves.png")
     log.info("done: best validation PSNR %.2f; checkpoints in %s", best["psnr"], model_dir)

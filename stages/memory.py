@@ -139,20 +139,19 @@ def run(args: argparse.Namespace) -> None:
         bar.set_postfix(psnr=f"{val_psnr:.2f}", best=f"{best['psnr']:.2f}")
 
     total = args.nepoch * per_epoch
-    bar = tqdm(total=total, initial=start, desc="memory", disable=not is_primary(), dynamic_ncols=True)
-    for it, epoch, (low, gt, _, index) in session.batches(train_set, args.batch_size, start, total,
-                                                          on_epoch_end=end_epoch, on_stop=save_latest):
-        with session.autocast():
-            q = query(query_net, low.to(device)).float()
-        v = pool_value(gt.to(device), args.pooling_size, args.pooling_mean)
-        # every process applies the same update to its own copy: the batches of all, in rank order
-        q, v, index = (all_gather_cat(t, session.world) for t in (q, v, index.to(device)))
-        for k, n in mem.update(q, v, index).items():
-            best["stats"][k] += n
-        bar.update(1)
-        if (it + 1) % args.log_every == 0:
-            log.info("iteration %d: %s", it + 1, ", ".join(f"{k} {n}" for k, n in best["stats"].items()))
-    bar.close()
+    with tqdm(total=total, initial=start, desc="memory", disable=not is_primary(), dynamic_ncols=True) as bar:
+        for it, epoch, (low, gt, _, index) in session.batches(train_set, args.batch_size, start, total,
+                                                              on_epoch_end=end_epoch, on_stop=save_latest):
+            with session.autocast():
+                q = query(query_net, low.to(device)).float()
+            v = pool_value(gt.to(device), args.pooling_size, args.pooling_mean)
+            # every process applies the same update to its own copy: the batches of all, in rank order
+            q, v, index = (all_gather_cat(t, session.world) for t in (q, v, index.to(device)))
+            for k, n in mem.update(q, v, index).items():
+                best["stats"][k] += n
+            bar.update(1)
+            if (it + 1) % args.log_every == 0:
+                log.info("iteration %d: %s", it + 1, ", ".join(f"{k} {n}" for k, n in best["stats"].items()))
     session.close(plot="memory_psnr.png", prefix="val")
     log.info("done: enhancer alone PSNR %.2f, best with memory %.2f; memory in %s", base_psnr, best["psnr"],
              os.path.join(model_dir, "memory_best.pth"))

@@ -27,7 +27,8 @@ MIN_CROP = 32  # the VGG and segmentation terms downsample by up to 16
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data_root", default="datasets/data/cityscapes", help="Cityscapes root (leftImg8bit/, gtFine/)")
-    g.add_argument("--contrast_dir", default="datasets/data/Contrast", help="folder with low/ (negatives) and GT/ (positives)")
+    g.add_argument("--contrast_dir", default="datasets/data/Contrast",
+                   help="folder with low/ (negatives) and GT/ (positives)")
     g.add_argument("--crop_size", type=int, default=384)
     g.add_argument("--batch_size", type=int, default=2)
     g.add_argument("--num_workers", type=int, default=2)
@@ -152,27 +153,26 @@ def run(args: argparse.Namespace) -> None:
                                                   arch=args.arch), it)
 
     model.train()
-    bar = tqdm(total=args.total_itrs, initial=start, disable=rank != 0, desc="scl", dynamic_ncols=True)
-    for it, _, (images, labels) in session.batches(train_set, args.batch_size, start, args.total_itrs, min_batch=2,
-                                                   on_stop=lambda done: snapshot(done, raw=False)):
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        positives = negatives = None
-        if contrast is not None:
-            positives, negatives = (t.to(device) for t in contrast.sample(images.shape[0], generator=gens["contrast"]))
-        with session.autocast():
-            out = model(images)
-            enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
-            terms = criterion(images, enhanced, curves, labels, positives, negatives)
-        loss = session.step(it, terms, model, optimizer, clip=args.grad_clip_norm)
-        it += 1
-        bar.update(1)
-        if it % args.log_every == 0 or it == args.total_itrs:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            session.log(it, {"total": loss, **{k: v.detach() for k, v in terms.items()}})
-            if session.vis is not None:
-                session.vis.images("input | enhanced", torch.cat([images[:1], enhanced[:1].float()]))
-        if it % args.snapshot_iter == 0 or it == args.total_itrs:
-            snapshot(it)
-    bar.close()
+    with tqdm(total=args.total_itrs, initial=start, disable=rank != 0, desc="scl", dynamic_ncols=True) as bar:
+        for it, _, (images, labels) in session.batches(train_set, args.batch_size, start, args.total_itrs, min_batch=2,
+                                                       on_stop=lambda done: snapshot(done, raw=False)):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            positives = negatives = None
+            if contrast is not None:
+                positives, negatives = (t.to(device) for t in contrast.sample(images.shape[0], generator=gens["contrast"]))
+            with session.autocast():
+                out = model(images)
+                enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
+                terms = criterion(images, enhanced, curves, labels, positives, negatives)
+            loss = session.step(it, terms, model, optimizer, clip=args.grad_clip_norm)
+            it += 1
+            bar.update(1)
+            if it % args.log_every == 0 or it == args.total_itrs:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                session.log(it, {"total": loss, **{k: v.detach() for k, v in terms.items()}})
+                if session.vis is not None:
+                    session.vis.images("input | enhanced", torch.cat([images[:1], enhanced[:1].float()]))
+            if it % args.snapshot_iter == 0 or it == args.total_itrs:
+                snapshot(it)
     session.close(plot="loss_curves.png")
     log.info("done at iteration %d; snapshots in %s", args.total_itrs, args.snapshots_folder)
