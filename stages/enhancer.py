@@ -110,6 +110,21 @@ def _data(args):
     return train_set, val_set
 
 
+def _build(args, init: dict | None, device: torch.device):
+    """``(model, optimizer, scheduler)``: the enhancer (``init`` weights if given), AdamW/Adam, warm-up + cosine."""
+    model = build_enhancer(args.arch, args.embed_dim)
+    if init is not None:
+        load_state(model, init, args.init_weights)
+    model.to(device)
+    opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=args.lr_initial, betas=(0.9, 0.999), eps=1e-8,
+                        weight_decay=args.weight_decay)
+    warmup = args.warmup_epochs if args.warmup else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: lr_factor(e, args.nepoch, warmup, args.lr_min / args.lr_initial))
+    return model, optimizer, scheduler
+
+
 def _apply_lr(optimizer, scheduler, args) -> None:
     """Put the current --lr_initial/--weight_decay (and schedule) into a restored optimiser and scheduler."""
     scheduler.base_lrs = [args.lr_initial] * len(optimizer.param_groups)
@@ -129,28 +144,15 @@ def run(args: argparse.Namespace) -> None:
     criterion = SupervisedLoss(args, session.device)
     per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=int(os.environ.get("WORLD_SIZE", 1)))
     start = (ck.get("iteration") or ck["epoch"] * per_epoch) if ck else 0
-    session.open(start)
-    device = session.device
-    log.info("%d training pairs in %s, %d validation pairs in %s", len(train_set), args.train_dir, len(val_set),
-             args.val_dir)
-    log.info("loss: %s", " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
-    model = build_enhancer(args.arch, args.embed_dim)
-    if init is not None:
-        load_state(model, init, args.init_weights)
-    model.to(device)
-    opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=args.lr_initial, betas=(0.9, 0.999), eps=1e-8,
-                        weight_decay=args.weight_decay)
-    warmup = args.warmup_epochs if args.warmup else 0
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: lr_factor(e, args.nepoch, warmup, args.lr_min / args.lr_initial))
-    best = {"psnr": -math.inf}
+    device = session.open(start).device
+    log.info("%d training pairs, %d validation pairs; loss %s", len(train_set), len(val_set),
+             " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
+    model, optimizer, scheduler = _build(args, init, device)
+    best = {"psnr": ck.get("best_psnr", -math.inf) if ck else -math.inf}
     if ck:
         restore(ck, model, optimizer, scheduler)
-        _apply_lr(optimizer, scheduler, args)
-        best["psnr"] = ck.get("best_psnr", -math.inf)
-        log.info("resumed %s at iteration %d, epoch %d (best PSNR %.2f)", session.resume, start, start // per_epoch,
-                 best["psnr"])
+        _apply_lr(optimizer, scheduler, args)  # changed flags apply (and args.json records them)
+        log.info("resumed %s at iteration %d (best PSNR %.2f)", session.resume, start, best["psnr"])
     model = session.wrap(model)
     val_at = {max(1, round(per_epoch * (k + 1) / args.val_time)) for k in range(args.val_time)}
 
@@ -165,7 +167,8 @@ def run(args: argparse.Namespace) -> None:
         if math.isfinite(val_psnr) and val_psnr > best["psnr"]:
             best["psnr"] = val_psnr
             save("model_best.pth", it, epoch + 1)
-        log.info("epoch %d step %d: val PSNR %.2f SSIM %.4f (best %.2f)", epoch + 1, it, val_psnr, val_ssim, best["psnr"])
+        log.info("epoch %d step %d: val PSNR %.2f SSIM %.4f (best %.2f)", epoch + 1, it, val_psnr, val_ssim,
+                 best["psnr"])
 
     def end_epoch(epoch: int) -> None:
         scheduler.step()
@@ -174,9 +177,9 @@ def run(args: argparse.Namespace) -> None:
     model.train()
     total = args.nepoch * per_epoch
     with tqdm(total=total, initial=start, desc="enhancer", disable=not is_primary(), dynamic_ncols=True) as bar:
-        for it, epoch, (low, gt, _, _) in session.batches(train_set, args.batch_size, start, total, on_epoch_end=end_epoch,
-                                                          on_stop=lambda done: save("model_latest.pth", done,
-                                                                                    done // per_epoch)):
+        for it, epoch, (low, gt, _, _) in session.batches(
+                train_set, args.batch_size, start, total, on_epoch_end=end_epoch,
+                on_stop=lambda done: save("model_latest.pth", done, done // per_epoch)):
             low, gt = low.to(device, non_blocking=True), gt.to(device, non_blocking=True)
             with session.autocast():
                 terms = criterion(enhance(model, low, SIZE_MULTIPLE[args.arch]), gt)

@@ -42,8 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--age_noise", type=float, default=4.0, help="uniform noise added to ages when replacing")
     g.add_argument("--top_k", type=int, default=32, help="kept for the reference's flags (training uses top-1)")
     g.add_argument("--testing_top_k", type=int, default=1, help="slots averaged when reading at validation")
-    g.add_argument("--alpha", type=float, default=0.1, help="reference flag; not used by the update rule of SPEC §6")
-    g.add_argument("--cos_thres", type=float, default=0.0, help="reference flag; not used by the update rule of SPEC §6")
+    g.add_argument("--alpha", type=float, default=0.1,
+                   help="accepted for the reference scripts; not used by the update rule")
+    g.add_argument("--cos_thres", type=float, default=0.0,
+                   help="accepted for the reference scripts; not used by the update rule")
     add_run_arguments(p.add_argument_group("run control"), log_every=10)
 
 
@@ -57,8 +59,9 @@ def check_arguments(args: argparse.Namespace) -> int:
         raise UserError(f"--K_feat_dim {args.K_feat_dim}: the ResNet-18 query has {QUERY_DIM} features; pass 512")
     world = int(os.environ.get("WORLD_SIZE", 1))
     if args.batch_size * world > args.mem_size:
-        raise UserError(f"--mem_size {args.mem_size}: smaller than one batch ({args.batch_size} x {world} process(es)); "
-                        f"every new entry of a batch needs its own slot: raise --mem_size or lower --batch_size")
+        raise UserError(f"--mem_size {args.mem_size}: smaller than one batch ({args.batch_size} x {world} "
+                        f"process(es)); every new entry of a batch needs its own slot: raise --mem_size or lower "
+                        f"--batch_size")
     value_dim = value_dim_for(args.pooling_size, args.pooling_mean)
     if args.V_feat_dim is not None and args.V_feat_dim != value_dim:
         raise UserError(f"--V_feat_dim {args.V_feat_dim} does not match --pooling_size {args.pooling_size}"
@@ -81,6 +84,32 @@ def _data(args):
     return train_set, val_set
 
 
+def _frozen_validation(session: Session, enhancer, query_net, val_set) -> tuple[list, torch.Tensor, float]:
+    """The frozen enhancer's validation outputs (1,3,H,W) and the validation queries (N,512), computed once."""
+    t0 = time.time()
+    device = session.device
+    with session.autocast():
+        val_out = [y.float() for y in enhance_validation(enhancer, val_set, device, enhancer.arch)]
+        val_q = torch.cat([query(query_net, val_set.load(i)[0][None].to(device)) for i in range(len(val_set))]).float()
+    base_psnr, base_ssim = score(val_out, val_set)
+    log.info("frozen enhancer on validation: PSNR %.2f SSIM %.4f (%.1fs)", base_psnr, base_ssim, time.time() - t0)
+    return val_out, val_q, base_psnr
+
+
+def _memory(args, ck: dict | None, value_dim: int, gens: dict, name: str | None) -> tuple[ExternalMemory, dict]:
+    """A new memory (initialised from ``gens["memory"]``) or the resumed one; ``best``: PSNR and epoch counts."""
+    best = {"psnr": -math.inf, "stats": {"matched": 0, "written": 0}}
+    if not ck:
+        return ExternalMemory(args.mem_size, args.K_feat_dim, value_dim, args.thres, args.age_noise, args.top_k,
+                              gens["memory"]), best
+    mem = ExternalMemory.from_checkpoint(ck, name=name, thres=args.thres, age_noise=args.age_noise, top_k=args.top_k,
+                                         generator=gens["memory"])
+    restore(ck, generators=gens)
+    best.update(psnr=float(ck.get("best_psnr", -math.inf)), stats=ck.get("epoch_stats", best["stats"]))
+    log.info("resumed %s at iteration %d, epoch %d", name, ck.get("iteration", 0), ck["epoch"])
+    return mem, best
+
+
 def run(args: argparse.Namespace) -> None:
     value_dim = check_arguments(args)
     run_dir, model_dir = run_dirs(args)
@@ -96,24 +125,9 @@ def run(args: argparse.Namespace) -> None:
     session.open(start // per_epoch)  # the log holds one validation record per epoch
     log.info("%d training pairs, %d validation pairs", len(train_set), len(val_set))
 
-    # The enhancer is frozen: its validation outputs and the validation queries are computed once.
-    t0 = time.time()
-    with session.autocast():
-        val_out = [y.float() for y in enhance_validation(enhancer, val_set, device, enhancer.arch)]
-        val_q = torch.cat([query(query_net, val_set.load(i)[0][None].to(device)) for i in range(len(val_set))]).float()
-    base_psnr, base_ssim = score(val_out, val_set)
-    log.info("frozen enhancer on validation: PSNR %.2f SSIM %.4f (%.1fs)", base_psnr, base_ssim, time.time() - t0)
-
+    val_out, val_q, base_psnr = _frozen_validation(session, enhancer, query_net, val_set)
     gens = {"memory": torch.Generator().manual_seed(args.random_seed)}  # the same on every process
-    mem = ExternalMemory(args.mem_size, args.K_feat_dim, value_dim, args.thres, args.age_noise, args.top_k,
-                         gens["memory"])
-    best = {"psnr": -math.inf, "stats": {"matched": 0, "written": 0}}
-    if ck:
-        mem = ExternalMemory.from_checkpoint(ck, name=session.resume, thres=args.thres, age_noise=args.age_noise,
-                                             top_k=args.top_k, generator=gens["memory"])
-        restore(ck, generators=gens)
-        best.update(psnr=float(ck.get("best_psnr", -math.inf)), stats=ck.get("epoch_stats", best["stats"]))
-        log.info("resumed %s at iteration %d, epoch %d", session.resume, start, start // per_epoch)
+    mem, best = _memory(args, ck, value_dim, gens, session.resume)
     mem.to(device)
 
     def save_latest(it: int) -> None:

@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> None:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             positives = negatives = None
             if contrast is not None:
-                positives, negatives = (t.to(device) for t in contrast.sample(images.shape[0], generator=gens["contrast"]))
+                positives, negatives = (t.to(device) for t in
+                                        contrast.sample(images.shape[0], generator=gens["contrast"]))
             with session.autocast():
                 out = model(images)
                 enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)

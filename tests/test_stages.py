@@ -270,3 +270,20 @@ def test_losses_log_survives_partial_and_garbled_lines(tmp_path):
     RunLogger(str(tmp_path), start_step=1, tensorboard=False).log(2, {"total": 0.25})
     assert [(r["step"], r["total"]) for r in read_losses(str(path))] == [(1, 1.0), (2, 0.25)]
     assert math.isfinite(read_losses(str(path))[-1]["total"])
+
+
+def test_amp_bf16_autocasts_the_forward_and_keeps_fp32_weights(tmp_path):
+    model, opt, _ = _toy()
+    x = torch.randn(3, 4)
+    session = _opened(tmp_path, "--amp", "bf16")
+    with session.autocast():
+        y = model(x)
+    assert y.dtype == torch.bfloat16
+    before = model[0].weight.detach().clone()
+    session.step(0, {"a": y.float().pow(2).mean()}, model, opt)
+    assert model[0].weight.dtype == torch.float32 and not torch.equal(before, model[0].weight)
+    session.close()
+    session = _opened(tmp_path / "off")
+    with session.autocast():
+        assert model(x).dtype == torch.float32
+    session.close()
