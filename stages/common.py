@@ -67,6 +67,8 @@ def add_run_arguments(g: argparse._ArgumentGroup, log_every: int = 10) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--amp", default="off", choices=sorted(AMP_DTYPES),
                    help="mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with gradient scaling)")
+    g.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"],
+                   help="channels_last tensors (faster convolutions); auto: on for DCE-Net, off for EMNet")
     g.add_argument("--log_every", type=int, default=log_every, help="log losses every N iterations")
     g.add_argument("--enable_vis", action="store_true", help="plot losses to a visdom server")
     g.add_argument("--vis_port", type=int, default=28333)
@@ -367,6 +369,11 @@ class Session:
         """``torch.autocast`` for ``--amp bf16|fp16`` (a no-op for ``off``)."""
         dtype = AMP_DTYPES[self.args.amp]
         return torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def memory_format(self, arch: str) -> torch.memory_format:
+        """``channels_last`` when asked, or (``auto``) for DCE-Net, whose layers are all convolutions."""
+        on = self.args.channels_last == "on" or (self.args.channels_last == "auto" and arch == "dce")
+        return torch.channels_last if on else torch.contiguous_format
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """``model`` on the device, in DistributedDataParallel when there are several processes."""

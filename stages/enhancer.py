@@ -110,12 +110,12 @@ def _data(args):
     return train_set, val_set
 
 
-def _build(args, init: dict | None, device: torch.device):
+def _build(args, init: dict | None, device: torch.device, fmt: torch.memory_format):
     """``(model, optimizer, scheduler)``: the enhancer (``init`` weights if given), AdamW/Adam, warm-up + cosine."""
     model = build_enhancer(args.arch, args.embed_dim)
     if init is not None:
         load_state(model, init, args.init_weights)
-    model.to(device)
+    model.to(device, memory_format=fmt)
     opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=args.lr_initial, betas=(0.9, 0.999), eps=1e-8,
                         weight_decay=args.weight_decay)
@@ -147,13 +147,13 @@ def run(args: argparse.Namespace) -> None:
     device = session.open(start).device
     log.info("%d training pairs, %d validation pairs; loss %s", len(train_set), len(val_set),
              " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
-    model, optimizer, scheduler = _build(args, init, device)
+    model, optimizer, scheduler = _build(args, init, device, session.memory_format(args.arch))
     best = {"psnr": ck.get("best_psnr", -math.inf) if ck else -math.inf}
     if ck:
         restore(ck, model, optimizer, scheduler)
         _apply_lr(optimizer, scheduler, args)  # changed flags apply (and args.json records them)
         log.info("resumed %s at iteration %d (best PSNR %.2f)", session.resume, start, best["psnr"])
-    model = session.wrap(model)
+    model, fmt = session.wrap(model), session.memory_format(args.arch)
     val_at = {max(1, round(per_epoch * (k + 1) / args.val_time)) for k in range(args.val_time)}
 
     def save(name: str, it: int, epoch: int) -> None:
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> None:
         for it, epoch, (low, gt, _, _) in session.batches(
                 train_set, args.batch_size, start, total, on_epoch_end=end_epoch,
                 on_stop=lambda done: save("model_latest.pth", done, done // per_epoch)):
-            low, gt = low.to(device, non_blocking=True), gt.to(device, non_blocking=True)
+            low, gt = (t.to(device, memory_format=fmt) for t in (low, gt))
             with session.autocast():
                 terms = criterion(enhance(model, low, SIZE_MULTIPLE[args.arch]), gt)
             loss = session.step(it, terms, model, optimizer)

@@ -133,7 +133,10 @@ def run(args: argparse.Namespace) -> None:
     device, rank = session.device, session.rank
     model = build_enhancer(args.arch, args.embed_dim)  # first, so its init depends on the seed alone
     model.apply(weights_init)
-    model.to(device)
+    fmt = session.memory_format(args.arch)
+    model.to(device, memory_format=fmt)
+    if criterion.vgg is not None:
+        criterion.vgg.to(memory_format=fmt)
     log.info("loss terms on: %s", ", ".join(f"{k}={w:g}" for k, w in weights.items() if w))
     if off := [k for k, w in weights.items() if w == 0]:
         log.info("loss terms off: %s", ", ".join(off))
@@ -156,10 +159,10 @@ def run(args: argparse.Namespace) -> None:
     with tqdm(total=args.total_itrs, initial=start, disable=rank != 0, desc="scl", dynamic_ncols=True) as bar:
         for it, _, (images, labels) in session.batches(train_set, args.batch_size, start, args.total_itrs, min_batch=2,
                                                        on_stop=lambda done: snapshot(done, raw=False)):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            images, labels = images.to(device, memory_format=fmt), labels.to(device)
             positives = negatives = None
             if contrast is not None:
-                positives, negatives = (t.to(device) for t in
+                positives, negatives = (t.to(device, memory_format=fmt) for t in
                                         contrast.sample(images.shape[0], generator=gens["contrast"]))
             with session.autocast():
                 out = model(images)
