@@ -141,6 +141,7 @@ def test_resume_with_another_stages_checkpoint_or_a_text_file_is_one_line(tmp_pa
     text = tmp_path / "notes.pth"
     text.write_text("hello, this is not a checkpoint\n" * 3)
     for argv in (_scl(tmp_path, tmp_path / "s2", "--resume", str(text)),
+                 _enh(tmp_path, "e2", "--resume", str(text)), _mem(tmp_path, "--resume", str(text)),
                  _enh(tmp_path, "e2", "--init_weights", str(text)),
                  _mem(tmp_path, "--pretrain_weights", str(text))):
         with pytest.raises(UserError, match="notes.pth"):
@@ -240,3 +241,53 @@ def test_write_faults_are_one_line_naming_the_path(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"cannot write .*Epoch1.pth \(No space left on device\)"):
         train.main(_scl(tmp_path, tmp_path / "s", "--total_itrs", "1"))
     assert not np.any([p.name.startswith(".tmp-") for p in (tmp_path / "s").iterdir()])
+
+
+def test_every_stage_has_the_same_run_flags():
+    shared = ("--resume", "--overwrite", "--device", "--amp", "--channels_last", "--log_every", "--enable_vis",
+              "--vis_port", "--vis_env")
+
+    def run_flags(stage):
+        actions = {s: a for a in train.build_parser(stage)._actions for s in a.option_strings}
+        return {s: (actions[s].nargs, actions[s].const, actions[s].choices, actions[s].help) for s in shared}
+
+    assert run_flags("scl") == run_flags("enhancer") == run_flags("memory")
+    for stage in ("scl", "enhancer", "memory"):
+        assert train.build_parser(stage).parse_args(["--stage", stage, "--resume"]).resume == "auto"
+
+
+def _wait_for(path, proc, timeout=300):
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["scl", "enhancer", "memory"])
+def test_each_stage_starts_fresh_with_resume_and_resumes_after_a_kill(tmp_path, fake_torch_home, stage):
+    from lowlight_model import enhance_net_nopool
+
+    torch.save(enhance_net_nopool().state_dict(), tmp_path / "dce.pth")
+    if stage == "scl":
+        out = tmp_path / "s"
+        argv, latest = _scl(tmp_path, out, "--snapshot_iter", "2"), out / "latest.pth"
+        long, short = ["--total_itrs", "100000"], ["--total_itrs"]
+    else:
+        argv = _enh(tmp_path, "e") if stage == "enhancer" else _mem(tmp_path, "--pretrain_weights",
+                                                                        str(tmp_path / "dce.pth"))
+        out = tmp_path / "log" / ("e" if stage == "enhancer" else "m")
+        latest = out / "models" / ("model_latest.pth" if stage == "enhancer" else "memory_latest.pth")
+        long, short = ["--nepoch", "100000"], ["--nepoch"]
+    proc = subprocess.Popen([sys.executable, "train.py", *argv, *long, "--resume"], cwd=ROOT,  # fresh: no checkpoint
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(latest, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ck = torch.load(latest, weights_only=True)
+    done = ck["iteration"] if stage == "scl" else ck["epoch"]
+    train.main(argv + short + [str(done + 1), "--resume"])
+    ck = torch.load(latest, weights_only=True)
+    assert (ck["iteration"] if stage == "scl" else ck["epoch"]) == done + 1
+    prefix = "val" if stage == "memory" else "loss"
+    steps = [r["step"] for r in read_losses(str(out / "losses.jsonl"), prefix)]
+    assert steps == sorted(set(steps)) and steps[-1] == (done + 1 if stage != "enhancer" else 3 * (done + 1))
