@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lowlight_model import SIZE_MULTIPLE, build_enhancer, check_crop, enhance
+from lowlight_model import SIZE_MULTIPLE, build_enhancer, enhance
 from metrics import build_lpips, lpips_distance, ssim_loss
-from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, cache_dataset, check_flags, log,
+from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log,
                            read_file, restore, training_state)
-from stages.paired import add_common_arguments, check_paired_arguments, enhance_validation, run_dirs, score
+from stages.paired import (add_common_arguments, check_paired_arguments, enhance_validation, load_pairs, run_dirs,
+                           score, smallest_side)
 from utils.checkpoint import extract_state_dict, load_state
 from utils.device import is_primary, unwrap
 from utils.errors import UserError
@@ -96,14 +97,9 @@ class SupervisedLoss(nn.Module):
 
 
 def _data(args):
-    """Training and validation pairs, every file decoded (and cached) before training starts."""
-    from datasets.lol import PairedDataset
-
-    train_set = PairedDataset(args.train_dir, patch_size=args.train_ps, augment=True, cache=True)
-    val_set = PairedDataset(args.val_dir, cache=True)
-    cache_dataset(train_set, args.train_dir)
-    cache_dataset(val_set, args.val_dir)
-    smallest = min(min(train_set.load(i)[0].shape[-2:]) for i in range(len(train_set)))
+    """Training and validation pairs, checked and cached up front; the patch must fit every image."""
+    train_set, val_set = load_pairs(args)
+    smallest = smallest_side(train_set)
     if args.train_ps > smallest:
         raise UserError(f"--train_ps {args.train_ps}: larger than the smallest training image side ({smallest} "
                         f"pixels in {args.train_dir}); use at most {smallest - smallest % SIZE_MULTIPLE[args.arch]}")

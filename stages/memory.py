@@ -17,9 +17,10 @@ from tqdm import tqdm
 
 from lowlight_model import load_enhancer
 from memory import ExternalMemory, build_query_net, pool_value, query, refine, value_dim_for
-from stages.common import (RunFolder, Session, add_run_arguments, all_gather_cat, batches_per_epoch, cache_dataset,
-                           check_flags, log, read_file, replica_digest, restore, training_state)
-from stages.paired import add_common_arguments, check_paired_arguments, enhance_validation, run_dirs, score
+from stages.common import (RunFolder, Session, add_run_arguments, all_gather_cat, batches_per_epoch, check_flags, log,
+                           read_file, replica_digest, restore, training_state)
+from stages.paired import (add_common_arguments, check_paired_arguments, enhance_validation, load_pairs, run_dirs,
+                           score, smallest_side)
 from utils.device import is_primary
 from utils.errors import UserError
 
@@ -70,14 +71,9 @@ def check_arguments(args: argparse.Namespace) -> int:
 
 
 def _data(args):
-    """Training and validation pairs, every file decoded (and cached) before training starts."""
-    from datasets.lol import PairedDataset
-
-    train_set = PairedDataset(args.train_dir, patch_size=args.train_ps, augment=True, cache=True)
-    val_set = PairedDataset(args.val_dir, cache=True)
-    cache_dataset(train_set, args.train_dir)
-    cache_dataset(val_set, args.val_dir)
-    smallest = min(min(val_set.load(i)[0].shape[-2:]) for i in range(len(val_set)))
+    """Training and validation pairs, checked and cached up front; the pooling must fit every image."""
+    train_set, val_set = load_pairs(args)
+    smallest = smallest_side(val_set)
     if args.pooling_size > smallest:
         raise UserError(f"--pooling_size {args.pooling_size}: larger than the smallest validation image side "
                         f"({smallest} pixels in {args.val_dir})")

@@ -42,6 +42,24 @@ def check_paired_arguments(args) -> None:
         check_crop(args.arch, args.train_ps, "--train_ps")
 
 
+def load_pairs(args) -> tuple:
+    """``(train_set, val_set)``: every pair decoded (and cached) before training starts, so a corrupt file
+    stops the run at once, naming it."""
+    from datasets.lol import PairedDataset
+    from stages.common import cache_dataset
+
+    train_set = PairedDataset(args.train_dir, patch_size=args.train_ps, augment=True, cache=True)
+    val_set = PairedDataset(args.val_dir, cache=True)
+    cache_dataset(train_set, args.train_dir)
+    cache_dataset(val_set, args.val_dir)
+    return train_set, val_set
+
+
+def smallest_side(dataset) -> int:
+    """The shortest side (pixels) of the low-light images of a cached paired data set."""
+    return min(min(dataset.load(i)[0].shape[-2:]) for i in range(len(dataset)))
+
+
 def run_dirs(args) -> tuple[str, str]:
     """``(<save_dir>/<env>, <save_dir>/<env>/models)``."""
     run_dir = os.path.join(args.save_dir, args.env)

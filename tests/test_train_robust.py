@@ -3,7 +3,6 @@ SIGINT/SIGTERM, check every flag and every data file before anything is created.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
