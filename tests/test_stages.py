@@ -287,3 +287,28 @@ def test_amp_bf16_autocasts_the_forward_and_keeps_fp32_weights(tmp_path):
     with session.autocast():
         assert model(x).dtype == torch.float32
     session.close()
+
+
+def test_channels_last_scl_step_matches_the_contiguous_reference_within_1e5(fake_torch_home):
+    from lowlight_model import enhance_net_nopool, weights_init
+    from stages.sclloss import SCLLoss
+
+    weights = {"tv": 200, "color": 8, "con": 10, "feat": 5, "percep": 1}
+    g = torch.Generator().manual_seed(0)
+    I, P, Q = (torch.rand(2, 3, 48, 48, generator=g) * s for s in (0.3, 1.0, 1.0))
+    torch.manual_seed(0)
+    model = enhance_net_nopool()
+    model.apply(weights_init)
+    crit = SCLLoss(weights)
+    totals = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        model.to(memory_format=fmt)
+        crit.vgg.to(memory_format=fmt)
+        _, E, A = model(I.to(memory_format=fmt))
+        terms = crit(I.to(memory_format=fmt), E, A, None, P.to(memory_format=fmt), Q.to(memory_format=fmt))
+        totals[fmt] = {k: v.item() for k, v in terms.items()}
+    crit.vgg.to(memory_format=torch.contiguous_format)
+    ref, cl = totals[torch.contiguous_format], totals[torch.channels_last]
+    assert set(ref) == set(weights)
+    for k in ref:
+        assert cl[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9), k

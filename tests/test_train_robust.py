@@ -157,6 +157,7 @@ def test_scl_lr_change_on_resume_is_applied(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- NaN / Inf
+@pytest.mark.slow
 def test_diverging_run_stops_naming_iteration_and_term_keeping_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "s"
     argv = _scl(tmp_path, out, "--total_itrs", "20", "--snapshot_iter", "1", "--lowlight_lr", "1e6")
