@@ -39,7 +39,7 @@ from utils.errors import UserError
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Files a run writes in its folder besides its checkpoints (removed by --overwrite, and only these).
-RUN_FILES = ("args.json", "train.log", "losses.jsonl", "tb", "*.png")
+RUN_FILES = ("args.json", "train.log", "losses.jsonl", "tb", "loss_curves.png", "memory_psnr.png")
 TMP_PATTERN = ".tmp-*.pth"  # what utils.checkpoint.atomic_save leaves behind when killed mid-write
 
 

@@ -87,14 +87,14 @@ def test_overwrite_deletes_only_what_the_stage_writes_and_stale_temporaries_go(t
     folder = _folder(tmp_path)
     os.makedirs(folder.ckpt_dir)
     mine = ["losses.jsonl", "args.json", "models/latest.pth", "models/Epoch3.pth", "loss_curves.png"]
-    for name in mine + ["notes.txt", "models/other.pth", "models/.tmp-abc123.pth"]:
+    for name in mine + ["notes.txt", "photo.png", "models/other.pth", "models/.tmp-abc123.pth"]:
         with open(os.path.join(folder.run_dir, name), "w") as f:
             f.write("x")
     os.makedirs(os.path.join(folder.run_dir, "tb"))
     _opened(tmp_path, "--overwrite").close()
     left = sorted(os.path.relpath(os.path.join(d, f), folder.run_dir)
                   for d, _, fs in os.walk(folder.run_dir) for f in fs)
-    assert "notes.txt" in left and "models/other.pth" in left               # not written by the stage: kept
+    assert {"notes.txt", "photo.png", "models/other.pth"} <= set(left)      # not written by the stage: kept
     assert not {"models/latest.pth", "models/Epoch3.pth", "loss_curves.png"} & set(left)
     assert "models/.tmp-abc123.pth" not in left                             # stale temporary removed
     assert json.load(open(os.path.join(folder.run_dir, "args.json")))["overwrite"] is True
