@@ -164,15 +164,18 @@ def main() -> None:
     fake_vgg_home()
     device = torch.device(args.device)
     variants = ["reference graph", "ours fp32", "ours fp32 channels_last", "ours bf16", "ours bf16 channels_last"]
-    results = {v: time_steps(make_step(v, args.batch, args.crop, device), args.steps, device) for v in variants}
-    base, ref_loss = results["reference graph"]
     print(f"SCL-LLE training step (forward, all VGG terms, backward, Adam), batch {args.batch}, "
           f"{args.crop}x{args.crop}, {device}, {args.threads} threads, median of {args.steps}")
-    print(f"| variant | ms/step | vs reference graph | loss rel. diff. to reference |\n|---|---|---|---|")
-    for name, (t, loss) in results.items():
-        print(f"| {name} | {t * 1000:.0f} | {base / t:.2f}x | {abs(loss - ref_loss) / abs(ref_loss):.1e} |")
+    print("| variant | ms/step | vs reference graph | loss rel. diff. to reference |\n|---|---|---|---|", flush=True)
+    base = ref_loss = None
+    for name in variants:
+        t, loss = time_steps(make_step(name, args.batch, args.crop, device), args.steps, device)
+        base, ref_loss = (t, loss) if base is None else (base, ref_loss)
+        print(f"| {name} | {t * 1000:.0f} | {base / t:.2f}x | {abs(loss - ref_loss) / abs(ref_loss):.1e} |",
+              flush=True)
     if not args.no_ddp:
-        one, two = ddp_images_per_second(1, args), ddp_images_per_second(2, args)
+        one = ddp_images_per_second(1, args)
+        two = ddp_images_per_second(2, args)
         print(f"\nDDP, ours fp32, {args.batch} images per process, {args.ddp_crop}x{args.ddp_crop}, "
               f"{args.threads} threads shared:")
         print(f"| processes | images/s | speed-up |\n|---|---|---|\n| 1 | {one:.2f} | 1.00x |\n"
