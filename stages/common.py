@@ -109,11 +109,13 @@ class RunFolder:
     def latest_path(self) -> str:
         return os.path.join(self.ckpt_dir, self.latest)
 
+    def checkpoint_files(self) -> list[str]:
+        return [p for pat in self.checkpoints for p in glob.glob(os.path.join(glob.escape(self.ckpt_dir), pat))]
+
     def holds_run(self) -> bool:
         """True when there is work to lose: a checkpoint, or logged losses (a start that failed is not a run)."""
-        ckpts = [p for pat in self.checkpoints for p in glob.glob(os.path.join(glob.escape(self.ckpt_dir), pat))]
         losses = os.path.join(self.run_dir, "losses.jsonl")
-        return bool(ckpts) or (os.path.isfile(losses) and os.path.getsize(losses) > 0)
+        return bool(self.checkpoint_files()) or (os.path.isfile(losses) and os.path.getsize(losses) > 0)
 
     def outputs(self) -> list[str]:
         """The files and folders of an earlier run of this stage that exist now."""
@@ -129,7 +131,12 @@ def resolve_resume(args: argparse.Namespace, folder: RunFolder) -> str | None:
     if os.path.exists(folder.run_dir) and not os.path.isdir(folder.run_dir):
         raise UserError(f"{folder.run_dir} is a file, not a folder: choose another output folder")
     if args.resume in ("auto", ""):
-        return folder.latest_path if os.path.isfile(folder.latest_path) else None
+        if os.path.isfile(folder.latest_path):
+            return folder.latest_path
+        if others := folder.checkpoint_files():  # a fresh start would overwrite them
+            raise UserError(f"--resume: {folder.latest_path} not found but {folder.ckpt_dir} holds "
+                            f"{os.path.basename(others[0])}: pass --resume PATH, or --overwrite to start afresh")
+        return None
     if args.resume:
         if not os.path.isfile(args.resume):
             raise UserError(f"--resume {args.resume}: file not found (pass --resume alone to continue "

@@ -73,6 +73,8 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(tmp_path):
     torch.save({}, os.path.join(folder.ckpt_dir, "Epoch5.pth"))
     with pytest.raises(UserError, match=r"already holds a run \(models/Epoch5.pth.*--resume.*--overwrite"):
         Session(_args(tmp_path), folder)
+    with pytest.raises(UserError, match="latest.pth not found but .*Epoch5.pth: pass --resume PATH, or --overwrite"):
+        Session(_args(tmp_path, "--resume"), folder)
     torch.save({}, folder.latest_path)
     assert Session(_args(tmp_path, "--resume"), folder).resume == folder.latest_path
     assert Session(_args(tmp_path, "--resume", "auto"), folder).resume == folder.latest_path
