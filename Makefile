@@ -33,7 +33,7 @@ demo-data: venv
 ## Performance figures quoted in the README
 bench: venv
 	$(PY) benchmarks/bench_enhancer.py
-	$(PY) benchmarks/bench_scl_step.py
+	$(PY) benchmarks/bench_training.py
 
 clean:
 	rm -rf datasets/result .pytest_cache

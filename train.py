@@ -4,16 +4,21 @@
     python train.py --stage enhancer  ...   # EMNet stage 1: supervised enhancer on paired LOL data
     python train.py --stage memory    ...   # EMNet stage 2: external memory on a frozen enhancer
 
-``python train.py --stage X --help`` lists that stage's flags (the reference flag names). Launch with
-``torchrun --nproc_per_node N train.py ...`` for multi-GPU data-parallel training.
+``python train.py --stage X --help`` lists that stage's flags (the reference flag names). Every stage
+refuses to start over an earlier run unless given --resume (continue) or --overwrite (start afresh),
+stops on a NaN/Inf loss keeping its last good checkpoint, and on SIGINT/SIGTERM writes a resumable
+checkpoint and exits with status 130/143. Launch with ``torchrun --nproc_per_node N train.py ...`` for
+data-parallel training (every stage, the memory stage included).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
-from utils.errors import run_cli
+from stages.common import Interrupted
+from utils.errors import UserError, run_cli
 
 # stage name -> module with add_arguments(parser) and run(args); imported only when chosen.
 STAGES = {"scl": "stages.scl", "enhancer": "stages.enhancer", "memory": "stages.memory"}
@@ -35,8 +40,25 @@ def main(argv: list[str] | None = None) -> None:
     pre.add_argument("--stage", choices=sorted(STAGES), default="scl")
     stage = pre.parse_known_args(argv)[0].stage
     args = build_parser(stage).parse_args(argv)
-    importlib.import_module(STAGES[stage]).run(args)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        importlib.import_module(STAGES[stage]).run(args)
+    except OSError as e:  # a file-system fault while training (disk full, folder removed): one line, the path
+        if e.filename is None:
+            raise
+        raise UserError(f"{e.filename}: {e.strerror or e}; free space or choose another folder") from None
+    finally:  # a run that failed leaves no handler of its own behind
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _cli() -> None:
+    try:
+        main(sys.argv[1:])
+    except Interrupted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        sys.exit(e.code)
 
 
 if __name__ == "__main__":
-    run_cli(lambda: main(sys.argv[1:]))
+    run_cli(_cli)

@@ -26,16 +26,16 @@ case "$STAGE" in
       --model deeplabv3plus_mobilenet --output_stride 16 \
       --total_itrs 50000 --batch_size 2 --crop_size 384 \
       --lowlight_lr 1e-4 --lowlight_weight_decay 1e-4 --grad_clip_norm 0.1 \
-      --snapshots_folder "$SNAPSHOTS" --random_seed 1 --resume auto ;;
+      --snapshots_folder "$SNAPSHOTS" --random_seed 1 --resume ;;
   lol_v1)
     "${RUN[@]}" --stage enhancer --device "$DEVICE" --env LOL_v1 --arch emnet --embed_dim 32 \
       --train_dir "$LOL_V1/our485" --val_dir "$LOL_V1/eval15" \
       --nepoch 800 --lr_initial 2e-4 --batch_size 4 --train_ps 128 --warmup --warmup_epochs 3 \
-      --optimizer adamw --weight_decay 0 --ssim_lambda 1 --lpips_lambda 1 --l1_lambda 0 --l2_lambda 0 --val_time 2 ;;
+      --optimizer adamw --weight_decay 0 --ssim_lambda 1 --lpips_lambda 1 --l1_lambda 0 --l2_lambda 0 --val_time 2 --resume ;;
   lol_v2)
     "${RUN[@]}" --stage enhancer --device "$DEVICE" --env LOL_v2 --arch emnet --embed_dim 32 \
       --train_dir "$LOL_V2/Train" --val_dir "$LOL_V2/Test" \
       --nepoch 800 --lr_initial 2e-4 --batch_size 4 --train_ps 128 --warmup --warmup_epochs 3 \
-      --optimizer adamw --weight_decay 0 --ssim_lambda 1 --lpips_lambda 1 --l1_lambda 0 --l2_lambda 0 --val_time 2 ;;
+      --optimizer adamw --weight_decay 0 --ssim_lambda 1 --lpips_lambda 1 --l1_lambda 0 --l2_lambda 0 --val_time 2 --resume ;;
   *) echo "usage: $0 [scl|lol_v1|lol_v2]" >&2; exit 2 ;;
 esac

@@ -16,9 +16,9 @@ MEM_FLAGS=(--arch emnet --embed_dim 32 --mem_size 9000 --K_feat_dim 512 --V_feat
 case "${1:-lol_v1}" in
   lol_v1)
     "$PYTHON" train.py --stage memory --device "$DEVICE" --env LOL_v1_mem --pretrain_weights "$ENHANCER_V1" \
-      --train_dir "$LOL_V1/our485" --val_dir "$LOL_V1/eval15" "${MEM_FLAGS[@]}" ;;
+      --train_dir "$LOL_V1/our485" --val_dir "$LOL_V1/eval15" "${MEM_FLAGS[@]}" --resume ;;
   lol_v2)
     "$PYTHON" train.py --stage memory --device "$DEVICE" --env LOL_v2_mem --pretrain_weights "$ENHANCER_V2" \
-      --train_dir "$LOL_V2/Train" --val_dir "$LOL_V2/Test" "${MEM_FLAGS[@]}" ;;
+      --train_dir "$LOL_V2/Train" --val_dir "$LOL_V2/Test" "${MEM_FLAGS[@]}" --resume ;;
   *) echo "usage: $0 [lol_v1|lol_v2]" >&2; exit 2 ;;
 esac

@@ -7,7 +7,9 @@ Layout (SPEC §3)::
 
 Label ids are mapped with the standard Cityscapes table (:data:`ID_TO_TRAINID`); every other id → 255.
 Training: pad (image 0, label 255) to at least ``crop_size``, random crop, random horizontal flip, all
-applied jointly to image and label with torch's RNG. Evaluation: the full image.
+applied jointly to image and label with torch's RNG. Evaluation: the full image. :meth:`Cityscapes.load`
+keeps decoded images in memory (8-bit images as uint8, labels as uint8) up to ``cache_mb``; a training
+stage calls it for every item up front, so a corrupt file stops the run before training starts.
 """
 from __future__ import annotations
 
@@ -45,10 +47,13 @@ def encode_labels(label_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_label(path: str) -> np.ndarray:
+NO_LABELS_HINT = "pass require_labels=False"
+
+
+def read_label(path: str, hint: str = NO_LABELS_HINT) -> np.ndarray:
     """Read a ``*_gtFine_labelIds.png`` file and map it to train ids: int64 (H, W)."""
     if not os.path.isfile(path):
-        raise UserError(f"{path}: label file not found; add it or pass require_labels=False")
+        raise UserError(f"{path}: label file not found; add it or {hint}")
     try:
         with Image.open(path) as im:
             im.load()
@@ -65,14 +70,17 @@ class Cityscapes(Dataset):
     """Items ``(image float32 (3,H,W) in [0,1], label int64 (H,W) with values 0..18 or 255)``.
 
     ``crop_size`` (int or None) applies only when ``train``. With ``require_labels=False`` a missing
-    label file (or a missing ``gtFine`` folder) gives an all-255 label instead of an error.
+    label file (or a missing ``gtFine`` folder) gives an all-255 label instead of an error; ``hint`` ends
+    the message about missing labels (a command-line caller names its flags). ``cache_mb``: memory for
+    decoded images (0 = none).
     """
 
     def __init__(self, root: str, split: str = "train", crop_size: int | None = 384, train: bool = True,
-                 require_labels: bool = True) -> None:
+                 require_labels: bool = True, hint: str = NO_LABELS_HINT, cache_mb: float = 0) -> None:
         self.root, self.split, self.train = root, split, train
         self.crop_size = crop_size
         self.require_labels = require_labels
+        self.cache_bytes, self._cache, self._cached_bytes = cache_mb * 2**20, {}, 0
         img_dir = os.path.join(root, "leftImg8bit", split)
         lbl_dir = os.path.join(root, "gtFine", split)
         if not os.path.isdir(img_dir):
@@ -81,7 +89,7 @@ class Cityscapes(Dataset):
         if not images:
             raise UserError(f"{img_dir}: no images found; expected <city>/*{IMAGE_SUFFIX}.png files")
         if require_labels and not os.path.isdir(lbl_dir):
-            raise UserError(f"{lbl_dir}: label folder not found; add gtFine or pass require_labels=False")
+            raise UserError(f"{lbl_dir}: label folder not found; add gtFine or {hint}")
         self.files: list[tuple[str, str | None]] = []
         for path in images:
             rel_dir = os.path.relpath(os.path.dirname(path), img_dir)
@@ -90,15 +98,28 @@ class Cityscapes(Dataset):
             label = os.path.normpath(os.path.join(lbl_dir, rel_dir, base + LABEL_SUFFIX))
             if not os.path.isfile(label):
                 if require_labels:
-                    raise UserError(f"{label}: label file not found for {path}; add it or pass "
-                                    f"require_labels=False")
+                    raise UserError(f"{label}: label file not found for {path}; add it or {hint}")
                 label = None
             self.files.append((path, label))
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full image float32 (3,H,W) in [0,1] and label int64 (H,W) of item ``index``, cached."""
+        if index in self._cache:
+            image, label = self._cache[index]
+            return (image.float().div_(255.0) if image.dtype == torch.uint8 else image), label.long()
+        image, label = self._read(index)
+        as_u8 = image.mul(255.0).round_().to(torch.uint8)
+        stored = as_u8 if torch.equal(as_u8.float().div_(255.0), image) else image  # 8-bit files exactly
+        size = stored.numel() * stored.element_size() + label.numel()
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[index] = (stored, label.to(torch.uint8))
+            self._cached_bytes += size
+        return image, label
+
+    def _read(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         img_path, lbl_path = self.files[index]
         image = read_image_tensor(img_path)
         h, w = image.shape[-2:]
@@ -109,6 +130,10 @@ class Cityscapes(Dataset):
             if tuple(label.shape) != (h, w):
                 raise UserError(f"{lbl_path}: label is {label.shape[1]}x{label.shape[0]} but image {img_path} "
                                 f"is {w}x{h}; they must match")
+        return image, label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.load(index)
         if self.train:
             image, label = random_crop_flip(image, label, self.crop_size)
         return image, label

@@ -3,7 +3,8 @@
 Each training step draws ``n`` random files from each folder and resizes every one to
 ``crop_size x crop_size`` (aspect ratio not kept) with Pillow's LANCZOS filter on the 8-bit image —
 the filter the reference selects with ``Image.ANTIALIAS``. Resized images are cached in memory as
-uint8 (``3*crop²`` bytes each: 0.44 MB at 384), so every file is decoded once.
+uint8 (``3*crop²`` bytes each: 0.44 MB at 384), so every file is decoded once; :meth:`ContrastSet.preload`
+decodes them all up front, so a corrupt file stops a training run before it starts, naming the file.
 """
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ class ImagePool:
             self._cache[i] = t
         return t
 
+    def preload(self) -> None:
+        """Decode and cache every image now (a corrupt file raises :class:`UserError` naming it)."""
+        for i in range(len(self.files)):
+            self.get(i)
+
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` random images (distinct if ``n <= len``), float32 (n, 3, size, size) in [0, 1]."""
         if n <= len(self.files):
@@ -75,6 +81,11 @@ class ContrastSet:
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(P, Q)``, each float32 (n, 3, crop, crop) in [0, 1]; driven by ``generator`` (or torch's global RNG)."""
         return self.positives.draw(n, generator), self.negatives.draw(n, generator)
+
+    def preload(self) -> None:
+        """Decode every positive and negative now (see :meth:`ImagePool.preload`)."""
+        self.positives.preload()
+        self.negatives.preload()
 
     def __repr__(self) -> str:
         return (f"ContrastSet({self.root!r}, crop_size={self.crop_size}, positives={len(self.positives)}, "

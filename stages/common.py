@@ -1,45 +1,156 @@
-"""What every training stage shares: run set-up, RNG state, resumable batch order, logging and plots."""
+"""The stage toolkit: what every training stage (``scl``, ``enhancer``, ``memory``) does the same way.
+
+A stage's ``run(args)`` is a recipe over these pieces, in this order:
+
+1. :func:`check_flags` and the stage's own checks — before anything is created or loaded;
+2. ``Session(args, RunFolder(...))`` — resolves ``--resume [PATH]`` and refuses a folder that already
+   holds a run unless ``--resume`` or ``--overwrite`` is given; the data sets are then built and checked;
+3. :meth:`Session.read_state` — the checkpoint to resume (refused when another stage wrote it, or when
+   a setting that defines the saved model changed); :meth:`Session.open` — device, process group,
+   seeds, folders, logs, stale temporary files removed, SIGINT/SIGTERM handlers;
+4. :meth:`Session.batches` (resumable batch order, per-epoch hook), :meth:`Session.autocast`,
+   :meth:`Session.step` (AMP, gradient clipping, NaN/Inf guard), :meth:`Session.save` (atomic, never a
+   non-finite model).
+"""
 from __future__ import annotations
 
+import argparse
+import contextlib
+import glob
 import json
-import logging
+import math
 import os
 import random
-from typing import Any, Iterator
+import signal
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
 
-from utils.device import init_distributed, is_primary, resolve_device
+from stages.batches import (SeededItems, batches_per_epoch, cache_dataset, epoch_batches,  # noqa: F401 (re-exported)
+                            iterate_batches)
+from stages.runlog import RunLogger, log, plot_losses, read_losses  # noqa: F401 (re-exported)
+from utils.checkpoint import atomic_save, read_checkpoint
+from utils.device import init_distributed, is_primary, resolve_device, unwrap
 from utils.errors import UserError
 
-log = logging.getLogger("train")
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Files a run writes in its folder besides its checkpoints (removed by --overwrite, and only these).
+RUN_FILES = ("args.json", "train.log", "losses.jsonl", "tb", "loss_curves.png", "memory_psnr.png")
+TMP_PATTERN = ".tmp-*.pth"  # what utils.checkpoint.atomic_save leaves behind when killed mid-write
 
 
-def setup_run(args, run_dir: str) -> tuple[torch.device, int, int]:
-    """Resolve the device, join the process group under torchrun, seed ``base + rank``, set up logging.
+class Interrupted(Exception):
+    """SIGINT/SIGTERM stopped the run after a resumable checkpoint was written; ``code`` = 128 + signal."""
 
-    Returns ``(device, rank, world_size)``. Only rank 0 logs to the console and to ``run_dir/train.log``
-    and writes the resolved arguments to ``run_dir/args.json``.
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NonFiniteError(UserError):
+    """A loss term, the gradient or the weights became NaN/Inf; the last good checkpoint is kept."""
+
+
+# ---------------------------------------------------------------------------------------------- flags
+def add_run_arguments(g: argparse._ArgumentGroup, log_every: int = 10) -> None:
+    """The flags every stage shares: resume/overwrite, device, AMP, logging, visdom."""
+    g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
+                   help="continue a run: no value = this run's latest checkpoint (a fresh start when there is "
+                        "none yet), or the training checkpoint PATH")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a folder that holds a run: deletes the files this stage writes there "
+                        "(checkpoints, logs), nothing else")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--amp", default="off", choices=sorted(AMP_DTYPES),
+                   help="mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with gradient scaling)")
+    g.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"],
+                   help="channels_last tensors (faster convolutions); auto: on for DCE-Net, off for EMNet")
+    g.add_argument("--log_every", type=int, default=log_every, help="log losses every N iterations")
+    g.add_argument("--enable_vis", action="store_true", help="plot losses to a visdom server")
+    g.add_argument("--vis_port", type=int, default=28333)
+    g.add_argument("--vis_env", default="main")
+
+
+def check_flags(args: argparse.Namespace, at_least: dict[str, float] | None = None,
+                positive: tuple[str, ...] = (), at_most: dict[str, float] | None = None) -> None:
+    """One-line :class:`UserError` for the first flag out of range (``--name value: must be ...``)."""
+    rules = [(k, lambda v, lo=lo: v >= lo, f"an integer >= {lo:g}" if isinstance(lo, int) else f">= {lo:g}")
+             for k, lo in {"log_every": 1, "num_workers": 0, **(at_least or {})}.items()]
+    rules += [(k, lambda v: v > 0, "> 0") for k in positive]
+    rules += [(k, lambda v, hi=hi: v <= hi, f"<= {hi:g}") for k, hi in (at_most or {}).items()]
+    for name, ok, what in rules:
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and ok(value)):
+            raise UserError(f"--{name} {value:g}: must be {what}")
+    if not 0 < getattr(args, "vis_port", 1) < 65536:
+        raise UserError(f"--vis_port {args.vis_port}: must be a port number 1..65535")
+
+
+# --------------------------------------------------------------------------------------- run folder
+@dataclass
+class RunFolder:
+    """Where a stage writes: ``run_dir`` (logs), ``ckpt_dir`` and its checkpoint file patterns.
+
+    ``latest`` names the resumable checkpoint inside ``ckpt_dir``; ``checkpoints`` the glob patterns of
+    every checkpoint the stage writes there (``--overwrite`` deletes those and :data:`RUN_FILES`).
     """
-    device = resolve_device(args.device)
-    rank, world = init_distributed(device)
-    seed_everything(args.random_seed + rank)
-    log.handlers.clear()
-    log.propagate = False
-    log.setLevel(logging.INFO if is_primary() else logging.WARNING)
-    if is_primary():
-        os.makedirs(run_dir, exist_ok=True)
-        fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-        for handler in (logging.StreamHandler(), logging.FileHandler(os.path.join(run_dir, "train.log"))):
-            handler.setFormatter(fmt)
-            log.addHandler(handler)
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump(vars(args), f, indent=2, sort_keys=True, default=str)
-    log.info("device %s, world size %d", device, world)
-    return device, rank, world
+
+    stage: str
+    run_dir: str
+    ckpt_dir: str
+    latest: str
+    checkpoints: tuple[str, ...]
+
+    @property
+    def latest_path(self) -> str:
+        return os.path.join(self.ckpt_dir, self.latest)
+
+    def checkpoint_files(self) -> list[str]:
+        return [p for pat in self.checkpoints for p in glob.glob(os.path.join(glob.escape(self.ckpt_dir), pat))]
+
+    def holds_run(self) -> bool:
+        """True when there is work to lose: a checkpoint, or logged losses (a start that failed is not a run)."""
+        losses = os.path.join(self.run_dir, "losses.jsonl")
+        return bool(self.checkpoint_files()) or (os.path.isfile(losses) and os.path.getsize(losses) > 0)
+
+    def outputs(self) -> list[str]:
+        """The files and folders of an earlier run of this stage that exist now."""
+        found = [p for pat in RUN_FILES for p in glob.glob(os.path.join(glob.escape(self.run_dir), pat))]
+        found += [p for pat in self.checkpoints for p in glob.glob(os.path.join(glob.escape(self.ckpt_dir), pat))]
+        return sorted(set(found))
 
 
+def resolve_resume(args: argparse.Namespace, folder: RunFolder) -> str | None:
+    """The checkpoint to resume from, or None; refuses to start over an earlier run (nothing is created)."""
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other: pass one of them")
+    if os.path.exists(folder.run_dir) and not os.path.isdir(folder.run_dir):
+        raise UserError(f"{folder.run_dir} is a file, not a folder: choose another output folder")
+    if args.resume in ("auto", ""):
+        if os.path.isfile(folder.latest_path):
+            return folder.latest_path
+        if others := folder.checkpoint_files():  # a fresh start would overwrite them
+            raise UserError(f"--resume: {folder.latest_path} not found but {folder.ckpt_dir} holds "
+                            f"{os.path.basename(others[0])}: pass --resume PATH, or --overwrite to start afresh")
+        return None
+    if args.resume:
+        if not os.path.isfile(args.resume):
+            raise UserError(f"--resume {args.resume}: file not found (pass --resume alone to continue "
+                            f"{folder.latest_path} when it exists)")
+        return args.resume
+    earlier = folder.outputs()
+    if folder.holds_run() and not args.overwrite:
+        shown = ", ".join(os.path.relpath(p, folder.run_dir) for p in earlier[:3])
+        raise UserError(f"{folder.run_dir} already holds a run ({shown}{', ...' if len(earlier) > 3 else ''}): "
+                        f"pass --resume to continue it, --overwrite to start afresh, or choose another folder")
+    return None
+
+
+# ----------------------------------------------------------------------------------- training state
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -69,136 +180,338 @@ def set_rng_state(state: dict[str, Any], **generators: torch.Generator) -> None:
             g.set_state(state["generators"][k].cpu())
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
-                  min_batch: int = 1) -> list[list[int]]:
-    """The batches of one epoch: a permutation drawn from ``seed + epoch``, sharded by rank.
+def training_state(stage: str, iteration: int, epoch: int, model: nn.Module | None = None,
+                   optimizer=None, scheduler=None, generators: dict[str, torch.Generator] | None = None,
+                   args: argparse.Namespace | None = None, **extra: Any) -> dict[str, Any]:
+    """A resumable checkpoint: weights under ``state_dict`` (the reference layout), optimiser, optional
+    scheduler, ``iteration`` (steps done), ``epoch`` (epochs done), every RNG and ``extra`` fields."""
+    state: dict[str, Any] = {"stage": stage, "iteration": iteration, "epoch": epoch,
+                             "rng": rng_state(**(generators or {}))}
+    if model is not None:
+        state["state_dict"] = unwrap(model).state_dict()
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    if args is not None:
+        state["args"] = vars(args)
+    return {**state, **extra}
 
-    The order depends only on (seed, epoch), so a resumed run can skip to any batch without
-    replaying the data. Batches smaller than ``min_batch`` are dropped.
+
+def read_file(path: str, flag: str, reader: Callable[..., Any] = read_checkpoint, *a: Any) -> Any:
+    """``reader(path, *a)`` (default :func:`read_checkpoint`); whatever a file that is not a checkpoint
+    makes the unpickler raise becomes one line naming ``flag`` and ``path``."""
+    import pickle
+
+    try:
+        return reader(path, *a)
+    except UserError:
+        raise
+    except (KeyError, IndexError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
+        raise UserError(f"{flag} {path}: not a PyTorch checkpoint ({type(e).__name__}); pass a .pth file saved by "
+                        f"this project or the reference code") from None
+
+
+def checkpoint_stage(ck: Any) -> str | None:
+    """Which stage wrote a training checkpoint (older ones recognised by their keys), or None."""
+    if not isinstance(ck, dict):
+        return None
+    if "stage" in ck:
+        return str(ck["stage"])
+    if "mem_key" in ck:
+        return "memory"
+    if "optimizer" in ck:
+        return "enhancer" if "scheduler" in ck else "scl" if "iteration" in ck else None
+    return None
+
+
+def restore(ck: dict[str, Any], model: nn.Module | None = None, optimizer=None, scheduler=None,
+            generators: dict[str, torch.Generator] | None = None) -> None:
+    """Load what :func:`training_state` saved into the given objects (weights strictly)."""
+    from utils.checkpoint import extract_state_dict, load_state
+
+    if model is not None:
+        load_state(unwrap(model), extract_state_dict(ck, "--resume"), "--resume")
+    if optimizer is not None:
+        optimizer.load_state_dict(ck["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(ck["scheduler"])
+    if "rng" in ck:
+        set_rng_state(ck["rng"], **(generators or {}))
+
+
+def nonfinite_tensor(obj: Any, prefix: str = "") -> str | None:
+    """The name of the first floating tensor holding NaN/Inf in nested dicts/lists, or None."""
+    if torch.is_tensor(obj):
+        return prefix or "tensor" if obj.is_floating_point() and not torch.isfinite(obj).all() else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        if k != "rng" and (bad := nonfinite_tensor(v, f"{prefix}.{k}" if prefix else str(k))):
+            return bad
+    return None
+
+
+# ------------------------------------------------------------------------------------------ session
+class Session:
+    """One training run of one stage: folder, resume, device and ranks, AMP, logging, guards, signals.
+
+    Building it checks the folder and ``--resume`` and creates nothing; :meth:`open` creates the folder.
     """
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()[rank::world]
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return [b for b in batches if len(b) >= min_batch]
 
+    def __init__(self, args: argparse.Namespace, folder: RunFolder) -> None:
+        self.args, self.folder = args, folder
+        self.resume = resolve_resume(args, folder)
+        self.device = resolve_device(args.device)
+        if args.amp == "fp16" and self.device.type != "cuda":
+            raise UserError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
+        self.rank, self.world = 0, 1
+        self.scaler = torch.amp.GradScaler(self.device.type) if args.amp == "fp16" else None
+        self.stop_signal: int | None = None
+        self.last_saved: tuple[str, int] | None = None
+        self.logger: RunLogger | None = None
+        self.vis = None
+        self._old_handlers: dict[int, Any] = {}
+        self.changed: dict[str, tuple[Any, Any]] = {}
 
-class SeededItems(torch.utils.data.Dataset):
-    """Wrap a dataset so the random crop/flip of item ``i`` in epoch ``e`` depends only on (seed, e, i).
+    # --- resume
+    def read_state(self, frozen: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The checkpoint to resume (CPU tensors), or None for a fresh start.
 
-    Items are requested as ``(epoch, index)`` pairs; the global torch RNG is forked, so the caller's
-    RNG stream is untouched, and results do not depend on the number of DataLoader workers.
-    """
+        Refused with one line: a file another stage wrote, weights without training state, or changed
+        values of the ``frozen`` flags (they define the saved model). Other changed flags are applied:
+        :meth:`open` logs them and ``args.json`` records the values in use.
+        """
+        if self.resume is None:
+            return None
+        ck = read_file(self.resume, "--resume")
+        stage = checkpoint_stage(ck)
+        if stage is None:
+            raise UserError(f"--resume {self.resume} holds no training state (optimiser, iteration): it cannot "
+                            f"resume training; start a new run" + (" with --init_weights" if self.folder.stage
+                                                                    == "enhancer" else ""))
+        if stage != self.folder.stage:
+            raise UserError(f"--resume {self.resume} was written by the {stage} stage; the {self.folder.stage} "
+                            f"stage resumes only its own checkpoints ({self.folder.latest})")
+        saved = ck.get("args") or {}
+        differ = [f"--{k} {saved[k]} -> {getattr(self.args, k)}" for k in frozen
+                  if k in saved and saved[k] != getattr(self.args, k)]
+        if differ:
+            raise UserError(f"cannot resume {self.resume} with changed {'; '.join(differ)}: these define the saved "
+                            f"model; use the saved values, or start a new run")
+        self.changed = {k: (saved[k], v) for k, v in vars(self.args).items()
+                        if k in saved and saved[k] != v and k not in ("resume", "overwrite", "stage")}
+        return ck
 
-    def __init__(self, dataset: torch.utils.data.Dataset, seed: int) -> None:
-        self.dataset, self.seed = dataset, seed
+    # --- set-up
+    def open(self, start_step: int = 0) -> "Session":
+        """Join the process group, seed ``base + rank``, create the folders (rank 0), remove stale
+        temporary files, delete an earlier run with ``--overwrite``, start logging, catch SIGINT/SIGTERM."""
+        import logging
 
-    def __len__(self) -> int:
-        return len(self.dataset)
+        args, folder = self.args, self.folder
+        self.rank, self.world = init_distributed(self.device)
+        seed_everything(args.random_seed + self.rank)
+        log.handlers.clear()
+        log.propagate = False
+        log.setLevel(logging.INFO if is_primary() else logging.WARNING)
+        if is_primary():
+            self._prepare_folders()
+            fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+            for handler in (logging.StreamHandler(), logging.FileHandler(os.path.join(folder.run_dir, "train.log"))):
+                handler.setFormatter(fmt)
+                log.addHandler(handler)
+            _write_json(os.path.join(folder.run_dir, "args.json"), vars(args))
+        log.info("%s stage: device %s, world size %d, amp %s", folder.stage, self.device, self.world, args.amp)
+        for k, (old, new) in self.changed.items():
+            log.info("resumed with --%s %s (was %s)", k, new, old)
+        if args.enable_vis and is_primary():
+            from stages.vis import Visualizer
 
-    def __getitem__(self, key: tuple[int, int]):
-        epoch, index = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + epoch * 100_003 + index) % 2**63)
-            return self.dataset[index]
+            self.vis = Visualizer(args.vis_port, args.vis_env)
+        self.logger = RunLogger(folder.run_dir, start_step, vis=self.vis)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        return self
 
-
-def iterate_batches(loader_factory, n: int, batch_size: int, seed: int, start_iter: int, total_iters: int,
-                    rank: int = 0, world: int = 1, min_batch: int = 1) -> Iterator[tuple[int, int, Any]]:
-    """Yield ``(iteration, epoch, batch)`` from ``start_iter`` to ``total_iters`` over repeated epochs.
-
-    ``loader_factory(batches)`` builds a DataLoader over a list of ``[(epoch, index), ...]`` batches.
-    """
-    per_epoch = len(epoch_batches(n, batch_size, seed, 0, rank, world, min_batch))
-    if per_epoch == 0:
-        raise UserError(f"the training set has {n} image(s): not enough for one batch of {min_batch} or more "
-                        f"per process; add images or lower --batch_size")
-    it = start_iter
-    epoch, skip = divmod(start_iter, per_epoch)
-    while it < total_iters:
-        plan = epoch_batches(n, batch_size, seed, epoch, rank, world, min_batch)[skip:]
-        plan = plan[:total_iters - it]
-        for batch in loader_factory([[(epoch, i) for i in b] for b in plan]):
-            yield it, epoch, batch
-            it += 1
-        epoch, skip = epoch + 1, 0
-
-
-class RunLogger:
-    """Per-term losses to a JSON-lines file, TensorBoard (lazy import) and optionally visdom; rank 0 only.
-
-    ``start_step``: the step the run starts from (0, or where it resumes). Records after it, written by an
-    earlier run in the same folder (or by a killed run after its last checkpoint), are dropped.
-    """
-
-    def __init__(self, run_dir: str, start_step: int = 0, tensorboard: bool = True, vis=None) -> None:
-        self.enabled = is_primary()
-        self.path = os.path.join(run_dir, "losses.jsonl")
-        self.vis = vis
-        self.writer = None
-        self._truncate_after(start_step)
-        if self.enabled and tensorboard:
+    def _prepare_folders(self) -> None:
+        folder = self.folder
+        for d in (folder.run_dir, folder.ckpt_dir):
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                os.makedirs(d, exist_ok=True)
+                probe = os.path.join(d, ".write-test")
+                open(probe, "w").close()
+                os.remove(probe)
+            except OSError as e:
+                raise UserError(f"cannot write in {d} ({e.strerror}); choose another folder") from None
+        if self.args.overwrite and not self.resume:
+            for p in folder.outputs():
+                if os.path.isdir(p):
+                    import shutil
 
-                self.writer = SummaryWriter(os.path.join(run_dir, "tb"))
-            except ImportError:  # pragma: no cover - tensorboard is in requirements.txt
-                log.warning("tensorboard is not installed: no TensorBoard logs")
+                    shutil.rmtree(p)
+                else:
+                    os.remove(p)
+        for d in {folder.run_dir, folder.ckpt_dir}:
+            for tmp in glob.glob(os.path.join(glob.escape(d), TMP_PATTERN)):
+                os.remove(tmp)  # left by a save that was killed mid-write
 
-    def log(self, step: int, values: dict[str, float], prefix: str = "loss") -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, "prefix": prefix, **values}) + "\n")
-        for k, v in values.items():
-            if self.writer is not None:
-                self.writer.add_scalar(f"{prefix}/{k}", v, step)
-            if self.vis is not None:
-                self.vis.line(f"{prefix}/{k}", step, v)
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.stop_signal is not None:  # a second Ctrl-C: stop now, without saving
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        log.warning("%s: finishing this step, then saving a resumable checkpoint (again to quit at once)",
+                    signal.Signals(signum).name)
 
-    def _truncate_after(self, step: int) -> None:
-        if not (self.enabled and os.path.exists(self.path)):
-            return
-        with open(self.path) as f:
-            keep = [line for line in f if json.loads(line)["step"] <= step]
-        with open(self.path, "w") as f:
-            f.writelines(keep)
+    def close(self, plot: str | None = None, prefix: str = "loss") -> None:
+        """Restore the signal handlers, close the logs, draw the loss curves to ``run_dir/plot``."""
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+        if self.logger is not None:
+            self.logger.close(os.path.join(self.folder.run_dir, plot) if plot else None, prefix)
 
-    def close(self, plot_path: str | None = None, prefix: str = "loss") -> None:
-        if not self.enabled:
-            return
-        if self.writer is not None:
-            self.writer.close()
-        if plot_path:
-            plot_losses(self.path, plot_path, prefix)
+    # --- training
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """``torch.autocast`` for ``--amp bf16|fp16`` (a no-op for ``off``)."""
+        dtype = AMP_DTYPES[self.args.amp]
+        return torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def memory_format(self, arch: str) -> torch.memory_format:
+        """``channels_last`` when asked, or (``auto``) for DCE-Net, whose layers are all convolutions."""
+        on = self.args.channels_last == "on" or (self.args.channels_last == "auto" and arch == "dce")
+        return torch.channels_last if on else torch.contiguous_format
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """``model`` on the device, in DistributedDataParallel when there are several processes."""
+        model.to(self.device)
+        if self.world > 1:
+            ids = [self.device] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    def batches(self, dataset, batch_size: int, start: int, total: int, min_batch: int = 1,
+                on_epoch_end: Callable[[int], None] | None = None,
+                on_stop: Callable[[int], None] | None = None) -> Iterator[tuple[int, int, Any]]:
+        """``(iteration, epoch, batch)`` from ``start`` to ``total`` (see :func:`iterate_batches`).
+
+        After the caller's step: ``on_epoch_end(epoch)`` when an epoch is complete, then, when SIGINT or
+        SIGTERM arrived on any process, ``on_stop(iterations_done)`` (save) and :class:`Interrupted`.
+        """
+        seeded = SeededItems(dataset, self.args.random_seed)
+        per_epoch = batches_per_epoch(len(dataset), batch_size, self.args.random_seed, self.rank, self.world,
+                                      min_batch)
+
+        def loader(plan):
+            return torch.utils.data.DataLoader(seeded, batch_sampler=plan, num_workers=self.args.num_workers,
+                                               pin_memory=self.device.type == "cuda")
+
+        for it, epoch, batch in iterate_batches(loader, len(dataset), batch_size, self.args.random_seed, start,
+                                                total, self.rank, self.world, min_batch):
+            yield it, epoch, batch
+            if on_epoch_end is not None and (it + 1) % per_epoch == 0:
+                on_epoch_end(epoch)
+            if self.stop_requested():
+                if on_stop is not None:
+                    on_stop(it + 1)
+                name = signal.Signals(self.stop_signal or signal.SIGTERM).name
+                where = f"; resumable checkpoint {self.last_saved[0]}" if self.last_saved else ""
+                raise Interrupted(f"{name}: stopped after iteration {it + 1}{where}; continue with --resume",
+                                  128 + int(self.stop_signal or signal.SIGTERM))
+
+    def stop_requested(self) -> bool:
+        """True when SIGINT/SIGTERM arrived here or (under torchrun) on any other process."""
+        flag = torch.tensor([float(self.stop_signal or 0)])
+        if self.world > 1:
+            flag = flag.to(self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if self.stop_signal is None and flag.item():
+                self.stop_signal = int(flag.item())
+        return bool(flag.item())
+
+    def step(self, it: int, terms: dict[str, torch.Tensor], model: nn.Module, optimizer,
+             clip: float | None = None) -> torch.Tensor:
+        """Backward of ``sum(terms)``, optional gradient clipping, optimiser step; returns the detached total.
+
+        Stops with :class:`NonFiniteError` (naming the iteration, 1-based, and the term) before the
+        optimiser step when a term or the gradient is NaN/Inf, so the weights stay finite.
+        """
+        loss = sum(terms.values())
+        optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+        params = [p for p in model.parameters() if p.grad is not None]
+        norm = nn.utils.clip_grad_norm_(params, clip) if clip else nn.utils.get_total_norm([p.grad for p in params])
+        flags = torch.stack([torch.isfinite(t.detach()).all() for t in terms.values()] + [torch.isfinite(norm)])
+        if self.world > 1:  # every process stops together, with the same verdict
+            flags = flags.float()
+            dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+        bad = [k for k, ok in zip(list(terms) + ["gradient"], flags.bool().tolist()) if not ok]
+        if bad and not (self.scaler and bad == ["gradient"]):  # fp16: the scaler skips inf gradients
+            kept = (f"last good checkpoint {self.last_saved[0]} (iteration {self.last_saved[1]}) kept"
+                    if self.last_saved else "no checkpoint was written yet")
+            names = [b for b in bad if b != "gradient"]
+            what = ("the gradient is" if not names else f"loss term {names[0]} is" if len(names) == 1
+                    else f"loss terms {', '.join(names)} are")
+            raise NonFiniteError(f"iteration {it + 1}: {what} NaN/Inf; stopped before the update, {kept}; "
+                                 f"lower the learning rate or check the data")
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        return loss.detach()
+
+    def log(self, step: int, values: dict[str, Any], prefix: str = "loss") -> None:
+        """Record floats or 0-d tensors (rank 0)."""
+        self.logger.log(step, {k: float(v) for k, v in values.items()}, prefix)
+
+    def save(self, name: str, state: dict[str, Any], iteration: int, resumable: bool = True) -> str:
+        """Write ``state`` atomically to ``ckpt_dir/name`` on rank 0; returns the path.
+
+        Refuses (:class:`NonFiniteError`, nothing written) a state holding NaN/Inf weights; a file-system
+        fault is one line naming the path.
+        """
+        path = os.path.join(self.folder.ckpt_dir, name)
+        if not is_primary():
+            return path
+        bad = nonfinite_tensor({k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
+        if bad:
+            kept = f"last good checkpoint {self.last_saved[0]} kept" if self.last_saved else "nothing saved"
+            raise NonFiniteError(f"iteration {iteration}: {bad} holds NaN/Inf; {path} not written, {kept}")
+        try:
+            atomic_save(state, path)
+        except OSError as e:
+            raise UserError(f"cannot write {path} ({e.strerror or e}); free space or choose another folder") from None
+        if resumable:
+            self.last_saved = (path, iteration)
+        return path
 
 
-def read_losses(path: str, prefix: str = "loss") -> list[dict[str, float]]:
-    with open(path) as f:
-        return [r for r in map(json.loads, f) if r.get("prefix") == prefix]
+def _write_json(path: str, obj: dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
 
 
-def plot_losses(jsonl_path: str, png_path: str, prefix: str = "loss") -> None:
-    """One panel per loss term against the step, written to ``png_path``."""
-    if not os.path.exists(jsonl_path):
-        return
-    rows = read_losses(jsonl_path, prefix)
-    if not rows:
-        return
-    import matplotlib
+def all_gather_cat(t: torch.Tensor, world: int) -> torch.Tensor:
+    """Concatenate ``t`` (same shape on every process) of all processes in rank order along dim 0."""
+    if world <= 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    keys = [k for k in rows[0] if k not in ("step", "prefix")]
-    cols = min(4, len(keys))
-    nrows = (len(keys) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False)
-    steps = [r["step"] for r in rows]
-    for ax, k in zip(axes.flat, keys):
-        ax.plot(steps, [r.get(k, float("nan")) for r in rows], lw=0.8)
-        ax.set_title(k, fontsize=9)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+def replica_digest(tensors: list[torch.Tensor], world: int, device: torch.device) -> tuple[str, bool]:
+    """A short digest of ``tensors`` and whether every process holds identical ones (bitwise)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    digest = torch.tensor([int.from_bytes(h.digest()[:7], "big")], dtype=torch.int64)
+    everyone = all_gather_cat(digest.to(device), world).cpu()
+    return h.hexdigest()[:12], bool((everyone == everyone[0]).all())

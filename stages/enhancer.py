@@ -17,13 +17,18 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lowlight_model import SIZE_MULTIPLE, build_enhancer, check_crop, enhance
+from lowlight_model import SIZE_MULTIPLE, build_enhancer, enhance
 from metrics import build_lpips, lpips_distance, ssim_loss
-from stages.common import RunLogger, SeededItems, epoch_batches, log, rng_state, set_rng_state, setup_run
-from stages.paired import add_common_arguments, enhance_validation, run_dirs, score
-from utils.checkpoint import atomic_save, load_weights, read_checkpoint, require_keys
+from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log,
+                           read_file, restore, training_state)
+from stages.paired import (add_common_arguments, check_paired_arguments, enhance_validation, load_pairs, run_dirs,
+                           score, smallest_side)
+from utils.checkpoint import extract_state_dict, load_state
 from utils.device import is_primary, unwrap
 from utils.errors import UserError
+
+CHECKPOINTS = ("model_latest.pth", "model_best.pth")
+LAMBDAS = ("ssim", "lpips", "l1", "l2")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +50,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "feeds the [0,1] images unscaled)")
     g.add_argument("--val_time", type=int, default=2, help="validations per epoch")
     g.add_argument("--init_weights", default=None, help="start from these enhancer weights (fine-tuning)")
+    add_run_arguments(p.add_argument_group("run control"), log_every=1)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every flag in range (one line naming the flag) before anything is created or loaded."""
+    check_paired_arguments(args)
+    check_flags(args, at_least={"val_time": 1, "warmup_epochs": 0, "weight_decay": 0.0, "lr_min": 0.0,
+                                **{f"{k}_lambda": 0.0 for k in LAMBDAS}},
+                positive=("lr_initial",), at_most={"lr_min": args.lr_initial})
+    if not any(getattr(args, f"{k}_lambda") for k in LAMBDAS):
+        raise UserError("all loss weights are 0: set --ssim_lambda, --lpips_lambda, --l1_lambda or --l2_lambda")
 
 
 def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) -> float:
@@ -89,85 +105,99 @@ class SupervisedLoss(nn.Module):
         return t
 
 
-def run(args: argparse.Namespace) -> None:
-    from datasets.lol import PairedDataset
+def _data(args):
+    """Training and validation pairs, checked and cached up front; the patch must fit every image."""
+    train_set, val_set = load_pairs(args)
+    smallest = smallest_side(train_set)
+    if args.train_ps > smallest:
+        raise UserError(f"--train_ps {args.train_ps}: larger than the smallest training image side ({smallest} "
+                        f"pixels in {args.train_dir}); use at most {smallest - smallest % SIZE_MULTIPLE[args.arch]}")
+    return train_set, val_set
 
-    run_dir, model_dir = run_dirs(args)
-    check_crop(args.arch, args.train_ps, "--train_ps")
-    device, rank, world = setup_run(args, run_dir)
-    train_set = PairedDataset(args.train_dir, patch_size=args.train_ps, augment=True, cache=True)
-    val_set = PairedDataset(args.val_dir, cache=True)
-    log.info("%d training pairs in %s, %d validation pairs in %s", len(train_set), args.train_dir, len(val_set),
-             args.val_dir)
-    criterion = SupervisedLoss(args, device)
-    log.info("loss: %s", " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
 
+def _build(args, init: dict | None, device: torch.device, fmt: torch.memory_format):
+    """``(model, optimizer, scheduler)``: the enhancer (``init`` weights if given), AdamW/Adam, warm-up + cosine."""
     model = build_enhancer(args.arch, args.embed_dim)
-    if args.init_weights:
-        load_weights(model, args.init_weights)
-    model.to(device)
+    if init is not None:
+        load_state(model, init, args.init_weights)
+    model.to(device, memory_format=fmt)
     opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=args.lr_initial, betas=(0.9, 0.999), eps=1e-8,
                         weight_decay=args.weight_decay)
     warmup = args.warmup_epochs if args.warmup else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: lr_factor(e, args.nepoch, warmup, args.lr_min / args.lr_initial))
-    start_epoch, best_psnr = 0, -math.inf
-    resume = os.path.join(model_dir, "model_latest.pth") if args.resume == "auto" else args.resume
-    if resume:
-        ck = require_keys(read_checkpoint(resume, map_location="cpu"),
-                          ("state_dict", "optimizer", "scheduler", "rng", "epoch"), resume,
-                          "a training checkpoint of the enhancer stage (for weights only, use --init_weights)")
-        load_weights(model, resume, map_location=device)
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        set_rng_state(ck["rng"])
-        start_epoch, best_psnr = ck["epoch"], ck.get("best_psnr", -math.inf)
-        log.info("resumed %s after epoch %d (best PSNR %.2f)", resume, start_epoch, best_psnr)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    return model, optimizer, scheduler
 
-    seeded = SeededItems(train_set, args.random_seed)
-    step = start_epoch * len(epoch_batches(len(train_set), args.batch_size, args.random_seed, 0, rank, world))
-    logger = RunLogger(run_dir, step)
-    for epoch in range(start_epoch, args.nepoch):
-        batches = epoch_batches(len(train_set), args.batch_size, args.random_seed, epoch, rank, world)
-        loader = torch.utils.data.DataLoader(seeded, batch_sampler=[[(epoch, i) for i in b] for b in batches],
-                                             num_workers=args.num_workers, pin_memory=device.type == "cuda")
-        val_at = {max(1, round(len(batches) * (k + 1) / args.val_time)) for k in range(max(1, args.val_time))}
+
+def _apply_lr(optimizer, scheduler, args) -> None:
+    """Put the current --lr_initial/--weight_decay (and schedule) into a restored optimiser and scheduler."""
+    scheduler.base_lrs = [args.lr_initial] * len(optimizer.param_groups)
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    for group in optimizer.param_groups:
+        group.update(initial_lr=args.lr_initial, lr=args.lr_initial * factor, weight_decay=args.weight_decay)
+
+
+def run(args: argparse.Namespace) -> None:
+    check_arguments(args)
+    run_dir, model_dir = run_dirs(args)
+    session = Session(args, RunFolder("enhancer", run_dir, model_dir, "model_latest.pth", CHECKPOINTS))
+    train_set, val_set = _data(args)
+    ck = session.read_state(frozen=("arch", "embed_dim"))
+    init = None if ck or not args.init_weights else \
+        extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
+    criterion = SupervisedLoss(args, session.device)
+    per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=int(os.environ.get("WORLD_SIZE", 1)))
+    start = (ck.get("iteration") or ck["epoch"] * per_epoch) if ck else 0
+    device = session.open(start).device
+    log.info("%d training pairs, %d validation pairs; loss %s", len(train_set), len(val_set),
+             " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
+    model, optimizer, scheduler = _build(args, init, device, session.memory_format(args.arch))
+    best = {"psnr": ck.get("best_psnr", -math.inf) if ck else -math.inf}
+    if ck:
+        restore(ck, model, optimizer, scheduler)
+        _apply_lr(optimizer, scheduler, args)  # changed flags apply (and args.json records them)
+        log.info("resumed %s at iteration %d (best PSNR %.2f)", session.resume, start, best["psnr"])
+    model, fmt = session.wrap(model), session.memory_format(args.arch)
+    val_at = {max(1, round(per_epoch * (k + 1) / args.val_time)) for k in range(args.val_time)}
+
+    def save(name: str, it: int, epoch: int) -> None:
+        state = training_state("enhancer", it, epoch, model, optimizer, scheduler, args=args,
+                               best_psnr=best["psnr"], arch=args.arch, embed_dim=args.embed_dim)
+        # DataParallel's ``module.`` prefix, as the reference saves it (its test script expects it)
+        state["state_dict"] = {f"module.{k}": v for k, v in state["state_dict"].items()}
+        session.save(name, state, it)
+
+    def validate(it: int, epoch: int) -> None:
+        val_psnr, val_ssim = score(enhance_validation(unwrap(model), val_set, device, args.arch), val_set,
+                                   float_psnr=True)  # the reference picks the best checkpoint by float PSNR
         model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.nepoch}", disable=not is_primary(), dynamic_ncols=True)
-        for i, (low, gt, _, _) in enumerate(bar, 1):
-            low, gt = low.to(device, non_blocking=True), gt.to(device, non_blocking=True)
-            terms = criterion(enhance(model, low, SIZE_MULTIPLE[args.arch]), gt)
-            loss = sum(terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            logger.log(step, {"total": loss.item(), **{k: v.item() for k, v in terms.items()}})
-            if i in val_at and is_primary():
-                val_psnr, val_ssim = score(enhance_validation(unwrap(model), val_set, device, args.arch), val_set,
-                                           float_psnr=True)
-                model.train()
-                logger.log(step, {"psnr": val_psnr, "ssim": val_ssim}, prefix="val")
-                if val_psnr > best_psnr:
-                    best_psnr = val_psnr
-                    save(os.path.join(model_dir, "model_best.pth"), model, optimizer, scheduler, epoch + 1, best_psnr, args)
-                log.info("epoch %d step %d: val PSNR %.2f SSIM %.4f (best %.2f)", epoch + 1, step, val_psnr,
-                         val_ssim, best_psnr)
+        session.log(it, {"psnr": val_psnr, "ssim": val_ssim}, prefix="val")
+        if math.isfinite(val_psnr) and val_psnr > best["psnr"]:
+            best["psnr"] = val_psnr
+            save("model_best.pth", it, epoch + 1)
+        log.info("epoch %d step %d: val PSNR %.2f SSIM %.4f (best %.2f)", epoch + 1, it, val_psnr, val_ssim,
+                 best["psnr"])
+
+    def end_epoch(epoch: int) -> None:
         scheduler.step()
-        if is_primary():
-            save(os.path.join(model_dir, "model_latest.pth"), model, optimizer, scheduler, epoch + 1, best_psnr, args)
-    logger.close(plot_path=os.path.join(run_dir, "loss_curves.png"))
-    log.info("done: best validation PSNR %.2f; checkpoints in %s", best_psnr, model_dir)
+        save("model_latest.pth", (epoch + 1) * per_epoch, epoch + 1)
 
-
-def save(path: str, model: nn.Module, optimizer, scheduler, epoch: int, best_psnr: float, args) -> None:
-    """The reference layout (``epoch``, ``state_dict`` with DataParallel's ``module.`` prefix, so the
-    reference's test script loads it) plus what resuming needs."""
-    state = {f"module.{k}": v for k, v in unwrap(model).state_dict().items()}
-    atomic_save({"epoch": epoch, "state_dict": state, "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "best_psnr": best_psnr, "arch": args.arch,
-                 "embed_dim": args.embed_dim, "rng": rng_state(), "args": vars(args)}, path)
+    model.train()
+    total = args.nepoch * per_epoch
+    with tqdm(total=total, initial=start, desc="enhancer", disable=not is_primary(), dynamic_ncols=True) as bar:
+        for it, epoch, (low, gt, _, _) in session.batches(
+                train_set, args.batch_size, start, total, on_epoch_end=end_epoch,
+                on_stop=lambda done: save("model_latest.pth", done, done // per_epoch)):
+            low, gt = (t.to(device, memory_format=fmt) for t in (low, gt))
+            with session.autocast():
+                terms = criterion(enhance(model, low, SIZE_MULTIPLE[args.arch]), gt)
+            loss = session.step(it, terms, model, optimizer)
+            bar.update(1)
+            if (it + 1) % args.log_every == 0 or it + 1 == total:
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                session.log(it + 1, {"total": loss, **{k: v.detach() for k, v in terms.items()}})
+            if it + 1 - epoch * per_epoch in val_at and is_primary():
+                validate(it + 1, epoch)
+    session.close(plot="loss_curves.png")
+    log.info("done: best validation PSNR %.2f; checkpoints in %s", best["psnr"], model_dir)

@@ -7,8 +7,9 @@ import os
 import torch
 from torch import nn
 
-from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance
+from lowlight_model import ENHANCERS, SIZE_MULTIPLE, check_crop, enhance
 from metrics import psnr_float, quantise, scores_8bit
+from utils.errors import UserError
 
 
 def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: int, arch: str = "emnet") -> None:
@@ -27,9 +28,35 @@ def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: in
     g.add_argument("--embed_dim", type=int, default=32, help="EMNet width")
     g.add_argument("--nepoch", type=int, default=nepoch)
     g.add_argument("--random_seed", type=int, default=1234)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from a checkpoint (no value: <save_dir>/<env>/models/<stage>_latest.pth)")
+
+
+def check_paired_arguments(args) -> None:
+    """The shared flags in range (one line naming the flag); the crop fits the architecture."""
+    from stages.common import check_flags
+
+    check_flags(args, at_least={"train_ps": 8, "batch_size": 1, "nepoch": 1, "embed_dim": 2})
+    if args.arch == "emnet" and args.embed_dim % 2:
+        raise UserError(f"--embed_dim {args.embed_dim}: EMNet needs an even width")
+    if args.arch != "auto":
+        check_crop(args.arch, args.train_ps, "--train_ps")
+
+
+def load_pairs(args) -> tuple:
+    """``(train_set, val_set)``: every pair decoded (and cached) before training starts, so a corrupt file
+    stops the run at once, naming it."""
+    from datasets.lol import PairedDataset
+    from stages.common import cache_dataset
+
+    train_set = PairedDataset(args.train_dir, patch_size=args.train_ps, augment=True, cache=True)
+    val_set = PairedDataset(args.val_dir, cache=True)
+    cache_dataset(train_set, args.train_dir)
+    cache_dataset(val_set, args.val_dir)
+    return train_set, val_set
+
+
+def smallest_side(dataset) -> int:
+    """The shortest side (pixels) of the low-light images of a cached paired data set."""
+    return min(min(dataset.load(i)[0].shape[-2:]) for i in range(len(dataset)))
 
 
 def run_dirs(args) -> tuple[str, str]:

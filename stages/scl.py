@@ -14,19 +14,26 @@ from tqdm import tqdm
 
 from lowlight_model import ENHANCERS, build_enhancer, check_crop, weights_init
 from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
-from stages.common import RunLogger, SeededItems, iterate_batches, log, rng_state, set_rng_state, setup_run
+from stages.common import RunFolder, Session, add_run_arguments, check_flags, log, restore, training_state
 from stages.sclloss import LOSS_WEIGHTS, SCLLoss
-from utils.checkpoint import atomic_save, load_weights, read_checkpoint, require_keys
-from utils.device import is_primary, unwrap
+from utils.checkpoint import load_weights
+from utils.device import unwrap
 from utils.errors import UserError
+
+CHECKPOINTS = ("latest.pth", "Epoch*.pth")
+MIN_CROP = 32  # the VGG and segmentation terms downsample by up to 16
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data_root", default="datasets/data/cityscapes", help="Cityscapes root (leftImg8bit/, gtFine/)")
-    g.add_argument("--contrast_dir", default="datasets/data/Contrast", help="folder with low/ (negatives) and GT/ (positives)")
+    g.add_argument("--contrast_dir", default="datasets/data/Contrast",
+                   help="folder with low/ (negatives) and GT/ (positives)")
     g.add_argument("--crop_size", type=int, default=384)
     g.add_argument("--batch_size", type=int, default=2)
     g.add_argument("--num_workers", type=int, default=2)
+    g.add_argument("--cache_mb", type=float, default=2048,
+                   help="memory for decoded training images (decoded once, checked before training starts)")
     g = p.add_argument_group("segmentation network (frozen)")
     g.add_argument("--ckpt", default="checkpoints/best_deeplabv3plus_mobilenet_cityscapes_os16.pth",
                    help="DeepLab checkpoint of the public port")
@@ -58,12 +65,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--snapshots_folder", default="snapshots/")
     g.add_argument("--snapshot_iter", type=int, default=1300, help="write a snapshot every N iterations")
-    g.add_argument("--log_every", type=int, default=10, help="log losses every N iterations")
-    g.add_argument("--resume", default=None, help="training checkpoint to resume (e.g. snapshots/latest.pth), or 'auto'")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--enable_vis", action="store_true", help="plot losses to a visdom server")
-    g.add_argument("--vis_port", type=int, default=28333)
-    g.add_argument("--vis_env", default="main")
+    add_run_arguments(g, log_every=10)
+
+
+def check_arguments(args: argparse.Namespace) -> dict[str, float]:
+    """Every flag in range (one line naming the flag) before anything is created; returns the loss weights."""
+    weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
+    check_flags(args, at_least={"batch_size": 2, "crop_size": MIN_CROP, "total_itrs": 1, "snapshot_iter": 1,
+                                "embed_dim": 1, "num_classes": 1, "exp_patch": 1, "lowlight_weight_decay": 0.0,
+                                "cache_mb": 0.0, **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
+                positive=("lowlight_lr", "grad_clip_norm"), at_most={"exp_patch": args.crop_size})
+    check_crop(args.arch, args.crop_size, "--crop_size")
+    if args.arch != "dce" and weights["tv"]:
+        raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
+                        f"pass --w_tv 0")
+    if not any(weights.values()):
+        raise UserError("every loss weight is 0: set at least one --w_<term>")
+    return weights
 
 
 def _build_segmentation(args, device: torch.device) -> nn.Module:
@@ -80,102 +98,86 @@ def _build_segmentation(args, device: torch.device) -> nn.Module:
 
 
 def _data(args, needs_labels: bool):
+    """The training images and the contrast set, every file decoded (and cached) before training starts."""
     from datasets.cityscapes import Cityscapes
     from datasets.contrast import ContrastSet
+    from stages.common import cache_dataset
 
     train = Cityscapes(args.data_root, split="train", crop_size=args.crop_size, train=True,
-                       require_labels=needs_labels)
+                       require_labels=needs_labels, hint="train without labels with --w_seg 0 --w_segexp 0",
+                       cache_mb=args.cache_mb)
     contrast = ContrastSet(args.contrast_dir, crop_size=args.crop_size) if args.w_con or args.w_feat else None
+    cache_dataset(train, args.data_root)
+    if contrast is not None:
+        contrast.preload()
     return train, contrast
 
 
-def run(args: argparse.Namespace) -> None:
-    run_dir = args.snapshots_folder
-    device, rank, world = setup_run(args, run_dir)
-    model = build_enhancer(args.arch, args.embed_dim)  # first, so its init depends on the seed alone
-    model.apply(weights_init)
-    model.to(device)
-    weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
-    check_crop(args.arch, args.crop_size, "--crop_size")
-    if args.arch != "dce" and weights["tv"]:
-        raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
-                        f"pass --w_tv 0")
-    off = [k for k, w in weights.items() if w == 0]
-    log.info("loss terms on: %s", ", ".join(f"{k}={w:g}" for k, w in weights.items() if w) or "none")
-    if off:
-        log.info("loss terms off: %s", ", ".join(off))
-    needs_labels = bool(weights["seg"] or weights["segexp"])
-    train_set, contrast = _data(args, needs_labels)
+def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss:
     seg_net = _build_segmentation(args, device) if weights["seg"] else None
     try:
-        criterion = SCLLoss(weights, seg_net=seg_net, seg_detach=args.seg_detach, seg_train_mode=args.seg_train_mode,
-                            segexp_per_image=args.segexp_per_image, device=device,
-                            exp_patch=args.exp_patch, exp_level=args.exp_level, exp_variant=args.exp_variant)
+        return SCLLoss(weights, seg_net=seg_net, seg_detach=args.seg_detach, seg_train_mode=args.seg_train_mode,
+                       segexp_per_image=args.segexp_per_image, device=device,
+                       exp_patch=args.exp_patch, exp_level=args.exp_level, exp_variant=args.exp_variant)
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 
+
+def run(args: argparse.Namespace) -> None:
+    weights = check_arguments(args)
+    session = Session(args, RunFolder("scl", args.snapshots_folder, args.snapshots_folder, "latest.pth", CHECKPOINTS))
+    train_set, contrast = _data(args, needs_labels=bool(weights["seg"] or weights["segexp"]))
+    ck = session.read_state(frozen=("arch", "embed_dim"))
+    criterion = _criterion(args, weights, session.device)  # loads VGG/DeepLab: fails before any folder exists
+    start = ck["iteration"] if ck else 0
+    session.open(start)
+    device, rank = session.device, session.rank
+    model = build_enhancer(args.arch, args.embed_dim)  # first, so its init depends on the seed alone
+    model.apply(weights_init)
+    fmt = session.memory_format(args.arch)
+    model.to(device, memory_format=fmt)
+    if criterion.vgg is not None:
+        criterion.vgg.to(memory_format=fmt)
+    log.info("loss terms on: %s", ", ".join(f"{k}={w:g}" for k, w in weights.items() if w))
+    if off := [k for k, w in weights.items() if w == 0]:
+        log.info("loss terms off: %s", ", ".join(off))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lowlight_lr, weight_decay=args.lowlight_weight_decay)
-    contrast_gen = torch.Generator().manual_seed(args.random_seed + rank)
-    start = 0
-    resume = os.path.join(run_dir, "latest.pth") if args.resume == "auto" else args.resume
-    if resume and (args.resume != "auto" or os.path.exists(resume)):
-        ck = require_keys(read_checkpoint(resume, map_location="cpu"), ("state_dict", "optimizer", "iteration", "rng"),
-                          resume, "a training checkpoint of the SCL stage")
-        load_weights(model, resume, map_location=device)
-        optimizer.load_state_dict(ck["optimizer"])
-        set_rng_state(ck["rng"], contrast=contrast_gen)
-        start = ck["iteration"]
-        log.info("resumed %s at iteration %d", resume, start)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    gens = {"contrast": torch.Generator().manual_seed(args.random_seed + rank)}
+    if ck:
+        restore(ck, model, optimizer, generators=gens)
+        for group in optimizer.param_groups:  # changed flags apply (and args.json records them)
+            group.update(lr=args.lowlight_lr, weight_decay=args.lowlight_weight_decay)
+        log.info("resumed %s at iteration %d", session.resume, start)
+    model = session.wrap(model)
 
-    vis = None
-    if args.enable_vis and is_primary():
-        from stages.vis import Visualizer
-
-        vis = Visualizer(args.vis_port, args.vis_env)
-    logger = RunLogger(run_dir, start, vis=vis)
-    seeded = SeededItems(train_set, args.random_seed)
-
-    def loader(batches):
-        return torch.utils.data.DataLoader(seeded, batch_sampler=batches, num_workers=args.num_workers,
-                                           pin_memory=device.type == "cuda", persistent_workers=False)
+    def snapshot(it: int, raw: bool = True) -> None:
+        if raw:  # the reference's raw state dict, loadable by its test script
+            session.save(f"Epoch{it}.pth", unwrap(model).state_dict(), it, resumable=False)
+        session.save("latest.pth", training_state("scl", it, 0, model, optimizer, generators=gens, args=args,
+                                                  arch=args.arch), it)
 
     model.train()
-    bar = tqdm(total=args.total_itrs, initial=start, disable=not is_primary(), desc="scl", dynamic_ncols=True)
-    it = start
-    for it, _, (images, labels) in iterate_batches(loader, len(train_set), args.batch_size, args.random_seed, start,
-                                                    args.total_itrs, rank, world, min_batch=2):
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        positives = negatives = None
-        if contrast is not None:
-            positives, negatives = (t.to(device) for t in contrast.sample(images.shape[0], generator=contrast_gen))
-        out = model(images)
-        enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
-        terms = criterion(images, enhanced, curves, labels, positives, negatives)
-        loss = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip_norm)
-        optimizer.step()
-        it += 1
-        bar.update(1)
-        if it % args.log_every == 0 or it == args.total_itrs:
-            values = {"total": loss.item(), **{k: v.item() for k, v in terms.items()}}
-            bar.set_postfix(loss=f"{values['total']:.4f}")
-            logger.log(it, values)
-            if vis is not None:
-                vis.images("input | enhanced", torch.cat([images[:1], enhanced[:1]]))
-        if is_primary() and (it % args.snapshot_iter == 0 or it == args.total_itrs):
-            save_snapshot(run_dir, unwrap(model), optimizer, it, args, contrast_gen)
-    bar.close()
-    logger.close(plot_path=os.path.join(run_dir, "loss_curves.png"))
-    log.info("done at iteration %d; snapshots in %s", it, run_dir)
-
-
-def save_snapshot(run_dir: str, model: nn.Module, optimizer, it: int, args, contrast_gen) -> None:
-    """``latest.pth`` (resumable training state) and ``Epoch<it>.pth`` (raw state dict, as the reference)."""
-    state = model.state_dict()
-    atomic_save(state, os.path.join(run_dir, f"Epoch{it}.pth"))
-    atomic_save({"state_dict": state, "optimizer": optimizer.state_dict(), "iteration": it, "arch": args.arch,
-                 "rng": rng_state(contrast=contrast_gen), "args": vars(args)}, os.path.join(run_dir, "latest.pth"))
+    with tqdm(total=args.total_itrs, initial=start, disable=rank != 0, desc="scl", dynamic_ncols=True) as bar:
+        for it, _, (images, labels) in session.batches(train_set, args.batch_size, start, args.total_itrs, min_batch=2,
+                                                       on_stop=lambda done: snapshot(done, raw=False)):
+            images, labels = images.to(device, memory_format=fmt), labels.to(device)
+            positives = negatives = None
+            if contrast is not None:
+                positives, negatives = (t.to(device, memory_format=fmt) for t in
+                                        contrast.sample(images.shape[0], generator=gens["contrast"]))
+            with session.autocast():
+                out = model(images)
+                enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
+                terms = criterion(images, enhanced, curves, labels, positives, negatives)
+            loss = session.step(it, terms, model, optimizer, clip=args.grad_clip_norm)
+            it += 1
+            bar.update(1)
+            if it % args.log_every == 0 or it == args.total_itrs:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                session.log(it, {"total": loss, **{k: v.detach() for k, v in terms.items()}})
+                if session.vis is not None:
+                    session.vis.images("input | enhanced", torch.cat([images[:1], enhanced[:1].float()]))
+            if it % args.snapshot_iter == 0 or it == args.total_itrs:
+                snapshot(it)
+    session.close(plot="loss_curves.png")
+    log.info("done at iteration %d; snapshots in %s", args.total_itrs, args.snapshots_folder)

@@ -2,22 +2,15 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-COMPAT = SHARED / "compat"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+COMPAT = SHARED / "compat"  # the repository root and tests/ are on sys.path through pytest.ini's pythonpath
 
 requires_shared = pytest.mark.skipif(not COMPAT.is_dir(), reason="../shared/compat is not present")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a long test (minutes); deselect with -m 'not slow'")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -141,26 +141,28 @@ def test_emnet_enhancer_trains_and_resumes(tmp_path, fake_torch_home):
     straight = read_losses(str(tmp_path / "log" / "t_straight" / "losses.jsonl"))
     for a, b in zip(resumed, straight):
         assert a["total"] == pytest.approx(b["total"], rel=1e-5), a["step"]
-    # a new run in the same folder starts a new log
-    train.main(_enh_args(tmp_path, "emnet", "--nepoch", "1", "--val_time", "1", "--lpips_lambda", "0"))
+    # a new run in the same folder is refused; with --overwrite it starts a new log
+    with pytest.raises(UserError, match="--resume.*--overwrite"):
+        train.main(_enh_args(tmp_path, "emnet", "--nepoch", "1", "--val_time", "1", "--lpips_lambda", "0"))
+    train.main(_enh_args(tmp_path, "emnet", "--nepoch", "1", "--val_time", "1", "--lpips_lambda", "0", "--overwrite"))
     assert [r["step"] for r in read_losses(str(tmp_path / "log" / "t_emnet" / "losses.jsonl"))] == [1, 2, 3]
 
 
 def test_resume_from_another_stages_checkpoint_is_one_line_error(tmp_path):
     """issue 8: an SCL-stage latest.pth given to the enhancer stage's --resume (was KeyError: 'scheduler')."""
-    import argparse
-
-    from stages.scl import save_snapshot
+    from stages.common import training_state
+    from utils.checkpoint import atomic_save
 
     _lol(tmp_path)
     model = build_enhancer("dce")
     opt = torch.optim.Adam(model.parameters())
-    save_snapshot(str(tmp_path / "scl"), model, opt, 10, argparse.Namespace(arch="dce"), torch.Generator())
+    atomic_save(training_state("scl", 10, 0, model, opt, generators={"contrast": torch.Generator()}),
+                str(tmp_path / "scl" / "latest.pth"))
     with pytest.raises(UserError) as e:
         train.main(_enh_args(tmp_path, "dce", "--nepoch", "1", "--lpips_lambda", "0", "--resume",
                              str(tmp_path / "scl" / "latest.pth")))
     msg = str(e.value)
-    assert "latest.pth is not a training checkpoint of the enhancer stage" in msg and "scheduler" in msg
+    assert "latest.pth was written by the scl stage" in msg and "enhancer stage resumes only its own" in msg
     assert "\n" not in msg
 
 

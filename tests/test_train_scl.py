@@ -169,7 +169,7 @@ def test_scl_stage_trains_emnet_without_tv(tmp_path):
     with pytest.raises(UserError, match="--w_tv 0"):
         train.main(base)
     with pytest.raises(UserError, match="multiple of 8"):
-        train.main(base + ["--w_tv", "0", "--crop_size", "30"])
+        train.main(base + ["--w_tv", "0", "--crop_size", "36"])
     train.main(base + ["--w_tv", "0"])
     rows = read_losses(str(tmp_path / "snap" / "losses.jsonl"))
     assert set(rows[0]) == {"step", "prefix", "total", "color", "con"}

@@ -1,0 +1,112 @@
+"""Per-term losses of a run: a JSON-lines file, TensorBoard, optional visdom, and a loss-curve PNG."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from utils.device import is_primary
+
+log = logging.getLogger("train")
+
+
+def _parse(line: str) -> dict | None:
+    """One record of ``losses.jsonl``, or None for a partial or garbled line (a killed write)."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("step"), int) else None
+
+
+class RunLogger:
+    """Per-term losses to a JSON-lines file, TensorBoard (lazy import) and optionally visdom; rank 0 only.
+
+    ``start_step``: the step the run starts from (0, or where it resumes). Records after it, written by an
+    earlier run in the same folder (or by a killed run after its last checkpoint), are dropped, and so are
+    lines that do not parse (a write cut by a kill or a full disk).
+    """
+
+    def __init__(self, run_dir: str, start_step: int = 0, tensorboard: bool = True, vis=None) -> None:
+        self.enabled = is_primary()
+        self.path = os.path.join(run_dir, "losses.jsonl")
+        self.vis = vis
+        self.writer = None
+        self._truncate_after(start_step)
+        if self.enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(os.path.join(run_dir, "tb"))
+            except ImportError:  # pragma: no cover - tensorboard is in requirements.txt
+                log.warning("tensorboard is not installed: no TensorBoard logs")
+
+    def log(self, step: int, values: dict[str, float], prefix: str = "loss") -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, "prefix": prefix, **values}) + "\n")
+        for k, v in values.items():
+            if self.writer is not None:
+                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+            if self.vis is not None:
+                self.vis.line(f"{prefix}/{k}", step, v)
+
+    def _truncate_after(self, step: int) -> None:
+        if not (self.enabled and os.path.exists(self.path)):
+            return
+        with open(self.path, errors="replace") as f:
+            lines = f.read().splitlines()
+        records = [(line, _parse(line)) for line in lines]
+        keep = [line + "\n" for line, rec in records if rec is not None and rec["step"] <= step]
+        bad = sum(rec is None for _, rec in records)
+        if bad:
+            log.warning("%s: dropped %d unreadable line(s)", self.path, bad)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+        os.replace(tmp, self.path)
+
+    def close(self, plot_path: str | None = None, prefix: str = "loss") -> None:
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            self.writer.close()
+        if plot_path:
+            plot_losses(self.path, plot_path, prefix)
+
+
+def read_losses(path: str, prefix: str = "loss") -> list[dict[str, float]]:
+    """The records of ``prefix`` in a ``losses.jsonl`` file, unreadable lines skipped."""
+    with open(path, errors="replace") as f:
+        return [r for r in map(_parse, f) if r is not None and r.get("prefix") == prefix]
+
+
+def plot_losses(jsonl_path: str, png_path: str, prefix: str = "loss") -> None:
+    """One panel per loss term against the step, written to ``png_path``."""
+    if not os.path.exists(jsonl_path):
+        return
+    rows = read_losses(jsonl_path, prefix)
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in rows[0] if k not in ("step", "prefix")]
+    cols = min(4, len(keys))
+    nrows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False)
+    steps = [r["step"] for r in rows]
+    for ax, k in zip(axes.flat, keys):
+        ax.plot(steps, [r.get(k, float("nan")) for r in rows], lw=0.8)
+        ax.set_title(k, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = png_path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)

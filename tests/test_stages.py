@@ -1,0 +1,316 @@
+"""The stage toolkit (stages/common.py) unit by unit: flags, run folder, resume, state, batches, guards, signals."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+from stages.common import (Interrupted, NonFiniteError, RunFolder, Session, add_run_arguments, check_flags,
+                           checkpoint_stage, epoch_batches, nonfinite_tensor, restore, training_state)
+from stages.runlog import RunLogger, read_losses
+from utils.errors import UserError
+
+
+def _args(tmp_path, *argv, **extra) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_run_arguments(p.add_argument_group("run"))
+    args = p.parse_args(list(argv))
+    for k, v in {"device": "cpu", "random_seed": 0, "num_workers": 0, "lr": 0.1, "arch": "dce", **extra}.items():
+        setattr(args, k, v)
+    return args
+
+
+def _folder(tmp_path) -> RunFolder:
+    return RunFolder("scl", str(tmp_path / "run"), str(tmp_path / "run" / "models"), "latest.pth",
+                     ("latest.pth", "Epoch*.pth"))
+
+
+def _opened(tmp_path, *argv, **extra) -> Session:
+    return Session(_args(tmp_path, *argv, **extra), _folder(tmp_path)).open()
+
+
+@pytest.fixture(autouse=True)
+def _close_sessions():
+    """Restore the default signal handlers after each test."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in handlers.items():
+        signal.signal(s, h)
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("batch_size", 0, "--batch_size 0: must be an integer >= 1"),
+    ("crop_size", -64, "--crop_size -64: must be an integer >= 32"),
+    ("lr", 0.0, "--lr 0: must be > 0"),
+    ("lr", float("nan"), "--lr nan: must be > 0"),
+    ("top_k", 50, "--top_k 50: must be <= 16"),
+    ("log_every", 0, "--log_every 0: must be an integer >= 1"),
+    ("num_workers", -1, "--num_workers -1: must be an integer >= 0"),
+])
+def test_check_flags_names_the_flag_and_the_range(tmp_path, flag, value, message):
+    args = _args(tmp_path, batch_size=4, crop_size=64, top_k=4)
+    setattr(args, flag, value)
+    with pytest.raises(UserError) as e:
+        check_flags(args, at_least={"batch_size": 1, "crop_size": 32}, positive=("lr",), at_most={"top_k": 16})
+    assert str(e.value) == message
+    setattr(args, flag, {"batch_size": 1, "crop_size": 32, "lr": 1e-9, "top_k": 16}.get(flag, 1))
+    check_flags(args, at_least={"batch_size": 1, "crop_size": 32}, positive=("lr",), at_most={"top_k": 16})
+
+
+def test_a_folder_holding_a_run_needs_resume_or_overwrite(tmp_path):
+    folder = _folder(tmp_path)
+    assert Session(_args(tmp_path), folder).resume is None          # nothing there: a fresh start
+    assert Session(_args(tmp_path, "--resume"), folder).resume is None  # --resume with nothing yet: fresh too
+    os.makedirs(folder.ckpt_dir)
+    open(os.path.join(folder.run_dir, "train.log"), "w").close()     # a start that failed is not a run
+    Session(_args(tmp_path), folder)
+    torch.save({}, os.path.join(folder.ckpt_dir, "Epoch5.pth"))
+    with pytest.raises(UserError, match=r"already holds a run \(models/Epoch5.pth.*--resume.*--overwrite"):
+        Session(_args(tmp_path), folder)
+    with pytest.raises(UserError, match="latest.pth not found but .*Epoch5.pth: pass --resume PATH, or --overwrite"):
+        Session(_args(tmp_path, "--resume"), folder)
+    torch.save({}, folder.latest_path)
+    assert Session(_args(tmp_path, "--resume"), folder).resume == folder.latest_path
+    assert Session(_args(tmp_path, "--resume", "auto"), folder).resume == folder.latest_path
+    assert Session(_args(tmp_path, "--overwrite"), folder).resume is None
+    with pytest.raises(UserError, match="--resume .*missing.pth: file not found"):
+        Session(_args(tmp_path, "--resume", str(tmp_path / "missing.pth")), folder)
+    with pytest.raises(UserError, match="contradict"):
+        Session(_args(tmp_path, "--resume", "--overwrite"), folder)
+
+
+def test_overwrite_deletes_only_what_the_stage_writes_and_stale_temporaries_go(tmp_path):
+    folder = _folder(tmp_path)
+    os.makedirs(folder.ckpt_dir)
+    mine = ["losses.jsonl", "args.json", "models/latest.pth", "models/Epoch3.pth", "loss_curves.png"]
+    for name in mine + ["notes.txt", "photo.png", "models/other.pth", "models/.tmp-abc123.pth"]:
+        with open(os.path.join(folder.run_dir, name), "w") as f:
+            f.write("x")
+    os.makedirs(os.path.join(folder.run_dir, "tb"))
+    _opened(tmp_path, "--overwrite").close()
+    left = sorted(os.path.relpath(os.path.join(d, f), folder.run_dir)
+                  for d, _, fs in os.walk(folder.run_dir) for f in fs)
+    assert {"notes.txt", "photo.png", "models/other.pth"} <= set(left)      # not written by the stage: kept
+    assert not {"models/latest.pth", "models/Epoch3.pth", "loss_curves.png"} & set(left)
+    assert "models/.tmp-abc123.pth" not in left                             # stale temporary removed
+    assert json.load(open(os.path.join(folder.run_dir, "args.json")))["overwrite"] is True
+
+
+def test_unwritable_or_file_in_the_way_is_one_line(tmp_path):
+    (tmp_path / "run").write_text("a file")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        Session(_args(tmp_path), _folder(tmp_path))
+    (tmp_path / "run").unlink()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "models").write_text("a file")
+    with pytest.raises(UserError, match="cannot write in .*models"):
+        _opened(tmp_path)
+
+
+def _toy(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+    return model, opt, sched
+
+
+def _train(model, opt, sched, gen, steps):
+    out = []
+    for _ in range(steps):
+        x = torch.randn(5, 4, generator=gen) + torch.randn(5, 4)  # a named generator and the global RNG
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        out.append(loss.item())
+    return out
+
+
+def test_training_state_round_trip_continues_exactly(tmp_path):
+    model, opt, sched = _toy()
+    gen = torch.Generator().manual_seed(7)
+    torch.manual_seed(1)
+    ref = _train(model, opt, sched, gen, 6)
+
+    model, opt, sched = _toy()
+    gen = torch.Generator().manual_seed(7)
+    torch.manual_seed(1)
+    _train(model, opt, sched, gen, 3)
+    torch.save(training_state("scl", 3, 1, model, opt, sched, {"g": gen}, note="x"), tmp_path / "s.pth")
+    model, opt, sched = _toy(seed=99)  # different weights, fresh optimiser and RNG
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(12345)
+    ck = torch.load(tmp_path / "s.pth", weights_only=True)
+    restore(ck, model, opt, sched, {"g": gen})
+    assert (ck["stage"], ck["iteration"], ck["epoch"], ck["note"]) == ("scl", 3, 1, "x")
+    assert _train(model, opt, sched, gen, 3) == ref[3:]
+
+
+def test_checkpoint_stage_recognises_old_layouts():
+    assert checkpoint_stage({"stage": "memory"}) == "memory"
+    assert checkpoint_stage({"state_dict": {}, "optimizer": {}, "iteration": 3}) == "scl"
+    assert checkpoint_stage({"state_dict": {}, "optimizer": {}, "scheduler": {}, "epoch": 2}) == "enhancer"
+    assert checkpoint_stage({"mem_key": torch.zeros(1), "epoch": 1}) == "memory"
+    assert checkpoint_stage({"e_conv1.weight": torch.zeros(1)}) is None
+    assert checkpoint_stage("text") is None
+
+
+def test_read_state_refuses_other_stages_weights_only_and_changed_frozen_flags(tmp_path):
+    folder = _folder(tmp_path)
+    os.makedirs(folder.ckpt_dir)
+    path = folder.latest_path
+
+    def state(**kw):
+        model, opt, _ = _toy()
+        torch.save(training_state(kw.pop("stage", "scl"), 2, 0, model, opt, args=_args(tmp_path, **kw)), path)
+        return Session(_args(tmp_path, "--resume", lr=0.5), folder)
+
+    with pytest.raises(UserError, match="written by the enhancer stage; the scl stage resumes only its own"):
+        state(stage="enhancer").read_state()
+    with pytest.raises(UserError, match=r"changed --arch emnet -> dce"):
+        state(arch="emnet").read_state(frozen=("arch",))
+    s = state(lr=0.1)
+    assert s.read_state(frozen=("arch",))["iteration"] == 2
+    assert s.changed == {"lr": (0.1, 0.5)}  # applied by the stage, logged, and args.json records 0.5
+    torch.save(_toy()[0].state_dict(), path)
+    with pytest.raises(UserError, match="holds no training state"):
+        Session(_args(tmp_path, "--resume"), folder).read_state()
+    (tmp_path / "text.pth").write_text("hello world, not a checkpoint")
+    with pytest.raises(UserError, match="--resume .*text.pth"):
+        Session(_args(tmp_path, "--resume", str(tmp_path / "text.pth")), folder).read_state()
+
+
+def test_epoch_batches_shares_concatenate_to_the_single_process_batch():
+    for n, bs, world in ((10, 2, 2), (11, 2, 2), (13, 3, 3), (7, 4, 2)):
+        single = epoch_batches(n - n % world, bs * world, seed=3, epoch=1)
+        shares = [epoch_batches(n, bs, seed=3, epoch=1, rank=r, world=world) for r in range(world)]
+        assert len({len(s) for s in shares}) == 1                       # the same number of batches everywhere
+        joined = [sum((s[j] for s in shares), []) for j in range(len(shares[0]))]
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(4)).tolist()[:n - n % world]
+        assert sum(joined, []) == order and [len(b) for b in joined] == [len(b) for b in single]
+
+
+def _step(session, it, terms_fn, model, opt, clip=None):
+    return session.step(it, terms_fn(model), model, opt, clip)
+
+
+def test_step_stops_on_a_nonfinite_term_or_gradient_before_the_update(tmp_path):
+    session = _opened(tmp_path)
+    model, opt, _ = _toy()
+    before = [p.detach().clone() for p in model.parameters()]
+    x = torch.randn(3, 4)
+    with pytest.raises(NonFiniteError, match=r"iteration 8: loss term con is NaN/Inf.*no checkpoint was written"):
+        session.step(7, {"tv": model(x).mean(), "con": model(x).mean() * float("nan")}, model, opt)
+    session.last_saved = ("run/models/latest.pth", 5)
+    with pytest.raises(NonFiniteError, match=r"iteration 3: the gradient is NaN/Inf.*latest.pth \(iteration 5\) kept"):
+        session.step(2, {"tv": (model(x) * 0).abs().sqrt().mean()}, model, opt)  # d sqrt(0) = inf
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no update happened
+    total = session.step(0, {"a": model(x).pow(2).mean(), "b": model(x).abs().mean()}, model, opt, clip=0.1)
+    assert total.ndim == 0 and not any(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    session.close()
+
+
+def test_save_refuses_nonfinite_weights_and_reports_write_faults(tmp_path, monkeypatch):
+    session = _opened(tmp_path)
+    model, opt, _ = _toy()
+    session.save("latest.pth", training_state("scl", 4, 0, model, opt), 4)
+    assert session.last_saved == (os.path.join(session.folder.ckpt_dir, "latest.pth"), 4)
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("inf")
+    assert nonfinite_tensor(training_state("scl", 5, 0, model, opt)) == "state_dict.0.weight"
+    with pytest.raises(NonFiniteError, match="state_dict.0.weight holds NaN/Inf; .*best.pth not written"):
+        session.save("best.pth", training_state("scl", 5, 0, model, opt), 5)
+    assert not os.path.exists(os.path.join(session.folder.ckpt_dir, "best.pth"))
+    assert torch.load(session.last_saved[0], weights_only=True)["iteration"] == 4
+
+    def full(obj, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("stages.common.atomic_save", full)
+    with pytest.raises(UserError, match=r"cannot write .*ok.pth \(No space left on device\)"):
+        session.save("ok.pth", {"x": torch.zeros(1)}, 6)
+    session.close()
+
+
+class _Items(torch.utils.data.Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return torch.tensor([i])
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_after_the_step_and_exits_with_the_conventional_status(tmp_path, sig, code):
+    session = _opened(tmp_path)
+    done, saved, epochs = [], [], []
+    with pytest.raises(Interrupted) as e:
+        for it, epoch, batch in session.batches(_Items(), 2, 1, 100, on_epoch_end=epochs.append,
+                                                on_stop=saved.append):
+            done.append(it)
+            if it == 4:
+                os.kill(os.getpid(), sig)  # arrives mid-step: the step completes first
+    assert done == [1, 2, 3, 4] and saved == [5] and epochs == [0]  # 3 batches per epoch: 0 ended after 2
+    assert e.value.code == code and "stopped after iteration 5" in str(e.value)
+    session.close()
+    assert signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler)
+
+
+def test_losses_log_survives_partial_and_garbled_lines(tmp_path):
+    path = tmp_path / "losses.jsonl"
+    path.write_text('{"step": 1, "prefix": "loss", "total": 1.0}\n{"step": 2, "prefix": "loss", "total": 0.5}\n'
+                    'garbage\x00\x01\n{"step": 3, "prefix": "loss", "to')
+    assert [r["step"] for r in read_losses(str(path))] == [1, 2]
+    RunLogger(str(tmp_path), start_step=1, tensorboard=False).log(2, {"total": 0.25})
+    assert [(r["step"], r["total"]) for r in read_losses(str(path))] == [(1, 1.0), (2, 0.25)]
+    assert math.isfinite(read_losses(str(path))[-1]["total"])
+
+
+def test_amp_bf16_autocasts_the_forward_and_keeps_fp32_weights(tmp_path):
+    model, opt, _ = _toy()
+    x = torch.randn(3, 4)
+    session = _opened(tmp_path, "--amp", "bf16")
+    with session.autocast():
+        y = model(x)
+    assert y.dtype == torch.bfloat16
+    before = model[0].weight.detach().clone()
+    session.step(0, {"a": y.float().pow(2).mean()}, model, opt)
+    assert model[0].weight.dtype == torch.float32 and not torch.equal(before, model[0].weight)
+    session.close()
+    session = _opened(tmp_path / "off")
+    with session.autocast():
+        assert model(x).dtype == torch.float32
+    session.close()
+
+
+def test_channels_last_scl_step_matches_the_contiguous_reference_within_1e5(fake_torch_home):
+    from lowlight_model import enhance_net_nopool, weights_init
+    from stages.sclloss import SCLLoss
+
+    weights = {"tv": 200, "color": 8, "con": 10, "feat": 5, "percep": 1}
+    g = torch.Generator().manual_seed(0)
+    I, P, Q = (torch.rand(2, 3, 48, 48, generator=g) * s for s in (0.3, 1.0, 1.0))
+    torch.manual_seed(0)
+    model = enhance_net_nopool()
+    model.apply(weights_init)
+    crit = SCLLoss(weights)
+    totals = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        model.to(memory_format=fmt)
+        crit.vgg.to(memory_format=fmt)
+        _, E, A = model(I.to(memory_format=fmt))
+        terms = crit(I.to(memory_format=fmt), E, A, None, P.to(memory_format=fmt), Q.to(memory_format=fmt))
+        totals[fmt] = {k: v.item() for k, v in terms.items()}
+    crit.vgg.to(memory_format=torch.contiguous_format)
+    ref, cl = totals[torch.contiguous_format], totals[torch.channels_last]
+    assert set(ref) == set(weights)
+    for k in ref:
+        assert cl[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9), k
