@@ -5,7 +5,7 @@ against this project's, with and without AMP; and the data-parallel speed-up of 
 
 A step is forward, loss, backward and the optimiser update. "reference graph": the reference's loss calls
 (VGG16 features of the enhanced image computed three times, of P/Q/I with gradients tracked), fp32,
-contiguous tensors. "ours": stages/sclloss.SCLLoss (features of the output computed once, P/Q/I without
+contiguous tensors. "ours": losses.SCLLoss (features of the output computed once, P/Q/I without
 gradient), optionally channels_last and ``--amp bf16`` (autocast, as ``train.py --amp bf16``). VGG16 weights
 are random (timing does not depend on them), written to a temporary TORCH_HOME under the real file name.
 Prints median ms/step, the ratio to the reference measured in this run, and the loss difference to the
@@ -47,7 +47,7 @@ def make_step(variant: str, n: int, c: int, device: torch.device):
     """A closure running one training step of ``variant``; returns the loss (float)."""
     import Myloss
     from lowlight_model import enhance_net_nopool, weights_init
-    from stages.sclloss import SCLLoss
+    from losses import SCLLoss
 
     torch.manual_seed(0)
     model = enhance_net_nopool()
@@ -111,7 +111,7 @@ def _ddp_worker(rank: int, world: int, port: int, args, queue) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
     from lowlight_model import enhance_net_nopool, weights_init
-    from stages.sclloss import SCLLoss
+    from losses import SCLLoss
 
     torch.manual_seed(0)
     model = enhance_net_nopool()

@@ -14,11 +14,10 @@ import math
 import os
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from lowlight_model import SIZE_MULTIPLE, build_enhancer, enhance
-from metrics import build_lpips, lpips_distance, ssim_loss
+from losses import SupervisedLoss
 from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log,
                            read_file, restore, training_state)
 from stages.paired import (add_common_arguments, check_paired_arguments, enhance_validation, load_pairs, run_dirs,
@@ -72,39 +71,6 @@ def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) 
     return lr_min_ratio + (1 - lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-class SupervisedLoss(nn.Module):
-    """Weighted SSIM/LPIPS/L1/L2 terms; returns ``{name: weighted term}``.
-
-    ``forward(y, gt)``: y the raw enhancer output (N,3,H,W), clamped to [0, 1] here as in the reference
-    (pixels outside get no gradient); gt in [0, 1]. LPIPS gets [0, 1] images unless ``args.lpips_normalize``.
-    """
-
-    def __init__(self, args, device: torch.device) -> None:
-        super().__init__()
-        weights = {k: getattr(args, f"{k}_lambda") for k in ("ssim", "lpips", "l1", "l2")}
-        self.w = {k: v for k, v in weights.items() if v}
-        if not self.w:
-            raise UserError("all loss weights are 0: set --ssim_lambda, --lpips_lambda, --l1_lambda or --l2_lambda")
-        self.lpips, self.lpips_normalize = None, bool(getattr(args, "lpips_normalize", False))
-        if "lpips" in self.w:
-            try:
-                self.lpips = build_lpips(device)
-            except UserError as e:
-                raise UserError(f"{e} (or pass --lpips_lambda 0 to train without LPIPS)") from None
-
-    def forward(self, y: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
-        t, y = {}, y.clamp(0, 1)
-        if "ssim" in self.w:
-            t["ssim"] = self.w["ssim"] * ssim_loss(y, gt)
-        if "lpips" in self.w:
-            t["lpips"] = self.w["lpips"] * lpips_distance(self.lpips, y, gt, self.lpips_normalize).mean()
-        if "l1" in self.w:
-            t["l1"] = self.w["l1"] * nn.functional.l1_loss(y, gt)
-        if "l2" in self.w:
-            t["l2"] = self.w["l2"] * nn.functional.mse_loss(y, gt)
-        return t
-
-
 def _data(args):
     """Training and validation pairs, checked and cached up front; the patch must fit every image."""
     train_set, val_set = load_pairs(args)
@@ -146,7 +112,11 @@ def run(args: argparse.Namespace) -> None:
     ck = session.read_state(frozen=("arch", "embed_dim"))
     init = None if ck or not args.init_weights else \
         extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
-    criterion = SupervisedLoss(args, session.device)
+    try:
+        criterion = SupervisedLoss(**{k: getattr(args, f"{k}_lambda") for k in SupervisedLoss.TERMS},
+                                   lpips_normalize=args.lpips_normalize, device=session.device)
+    except UserError as e:
+        raise UserError(f"{e} (or pass --lpips_lambda 0 to train without LPIPS)") from None
     per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=int(os.environ.get("WORLD_SIZE", 1)))
     start = (ck.get("iteration") or ck["epoch"] * per_epoch) if ck else 0
     device = session.open(start).device

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from lowlight_model import ENHANCERS, build_enhancer, check_crop, weights_init
 from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
 from stages.common import RunFolder, Session, add_run_arguments, check_flags, log, restore, training_state
-from stages.sclloss import LOSS_WEIGHTS, SCLLoss
+from losses import LOSS_WEIGHTS, SCLLoss
 from utils.checkpoint import load_weights
 from utils.device import unwrap
 from utils.errors import UserError

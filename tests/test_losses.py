@@ -251,7 +251,7 @@ def test_vgg_missing_weights():
 def test_vgg_loaded_once_shared_frozen_and_moved_by_to(fake_torch_home, monkeypatch):
     """SCLLoss loads VGG16 once and shares it; it is a registered (frozen) submodule, so ``.to()`` moves
     it — no module-level cache hides it (issue 7.6)."""
-    from stages.sclloss import SCLLoss
+    from losses import SCLLoss
 
     calls = []
     real = Myloss.load_pretrained
@@ -380,7 +380,7 @@ def test_seg_train_mode_gives_reference_batchnorm_statistics_and_dropout():
     """--seg_train_mode (issue 6.6 / 7.3): BN momentum 0.01 backbone / 0.1 head, stats drift, dropout on;
     a container's .eval()/.train() does not undo it; the default keeps running stats unchanged."""
     from network.modeling import deeplabv3plus_mobilenet
-    from stages.sclloss import SCLLoss
+    from losses import SCLLoss
 
     torch.manual_seed(0)
     E, y = torch.rand(2, 3, 64, 64), torch.randint(0, 19, (2, 64, 64))

@@ -293,7 +293,7 @@ def test_amp_bf16_autocasts_the_forward_and_keeps_fp32_weights(tmp_path):
 
 def test_channels_last_scl_step_matches_the_contiguous_reference_within_1e5(fake_torch_home):
     from lowlight_model import enhance_net_nopool, weights_init
-    from stages.sclloss import SCLLoss
+    from losses import SCLLoss
 
     weights = {"tv": 200, "color": 8, "con": 10, "feat": 5, "percep": 1}
     g = torch.Generator().manual_seed(0)

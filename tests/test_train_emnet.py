@@ -18,7 +18,8 @@ from lowlight_model import build_enhancer, enhance, load_enhancer
 from metrics import psnr_float
 from network.memory import ExternalMemory
 from stages.common import read_losses
-from stages.enhancer import SupervisedLoss, lr_factor
+from losses import SupervisedLoss
+from stages.enhancer import lr_factor
 from utils.errors import UserError
 
 
@@ -36,8 +37,7 @@ def _enh_args(tmp_path, arch, *extra):
 
 @pytest.mark.parametrize("arch", ["dce", "emnet"])
 def test_supervised_loss_decreases_on_a_fixed_batch(fake_torch_home, arch):
-    args = type("A", (), {"ssim_lambda": 1.0, "lpips_lambda": 1.0, "l1_lambda": 0.0, "l2_lambda": 0.0})
-    crit = SupervisedLoss(args, torch.device("cpu"))
+    crit = SupervisedLoss(ssim=1.0, lpips=1.0)
     torch.manual_seed(0)
     gt = torch.rand(2, 3, 32, 32) * 0.6 + 0.2
     low = gt * 0.2
@@ -48,12 +48,11 @@ def test_supervised_loss_decreases_on_a_fixed_batch(fake_torch_home, arch):
 def test_supervised_loss_clamps_the_output_and_feeds_lpips_unscaled_images(fake_torch_home):
     """As the reference (issue 6.2): clamp to [0,1] before the loss (no gradient outside); LPIPS on the
     [0,1] images (lpips normalize=False) unless --lpips_normalize."""
-    args = type("A", (), {"ssim_lambda": 0.0, "lpips_lambda": 0.0, "l1_lambda": 1.0, "l2_lambda": 0.0})
     y = torch.full((1, 3, 4, 4), 0.5)
     y[..., 0, 0], y[..., 0, 1] = 1.5, -0.3
     y.requires_grad_(True)
     gt = torch.full((1, 3, 4, 4), 0.6)
-    l1 = SupervisedLoss(args, torch.device("cpu"))(y, gt)["l1"]
+    l1 = SupervisedLoss(ssim=0, lpips=0, l1=1.0)(y, gt)["l1"]
     assert l1.item() == pytest.approx((14 * 0.1 + 0.4 + 0.6) / 16)  # |1 − 0.6|, |0 − 0.6| after the clamp
     l1.backward()
     expected = torch.full((1, 3, 4, 4), -1 / 48)
@@ -63,9 +62,7 @@ def test_supervised_loss_clamps_the_output_and_feeds_lpips_unscaled_images(fake_
     torch.manual_seed(0)
     y, gt = torch.rand(2, 3, 32, 32) * 1.4 - 0.2, torch.rand(2, 3, 32, 32)
     for normalize in (False, True):
-        args = type("A", (), {"ssim_lambda": 0.0, "lpips_lambda": 1.0, "l1_lambda": 0.0, "l2_lambda": 0.0,
-                              "lpips_normalize": normalize})
-        crit = SupervisedLoss(args, torch.device("cpu"))
+        crit = SupervisedLoss(ssim=0, lpips=1.0, lpips_normalize=normalize)
         with torch.no_grad():
             got = crit(y, gt)["lpips"]
             scale = (lambda t: 2 * t - 1) if normalize else (lambda t: t)

@@ -16,7 +16,7 @@ from conftest import ROOT
 from helpers import fit_fixed_batch, make_cityscapes, make_contrast, make_deeplab_checkpoint
 from lowlight_model import enhance_net_nopool, weights_init
 from stages.common import read_losses
-from stages.sclloss import LOSS_WEIGHTS, SCLLoss
+from losses import LOSS_WEIGHTS, SCLLoss
 from utils.errors import UserError
 
 

@@ -1,10 +1,15 @@
-"""SCL-LLE's total loss (SPEC §2), built from the reference classes in ``Myloss.py``."""
+"""The training objectives, built from explicit keyword weights (no argparse below the stages).
+
+* :class:`SCLLoss` — SCL-LLE's total loss (the reference terms of ``Myloss.py``), ``LOSS_WEIGHTS`` its terms;
+* :class:`SupervisedLoss` — EMNet's supervised stage: SSIM (piq) + LPIPS (AlexNet) + L1 + L2.
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 import Myloss
+from metrics import build_lpips, lpips_distance, ssim_loss
 
 # name -> (default weight, what it is); the flag is --w_<name>, 0 turns the term off.
 LOSS_WEIGHTS = {
@@ -78,4 +83,37 @@ class SCLLoss(nn.Module):
             t["spa"] = w["spa"] * self.spa(I, E).mean()
         if "exp" in w:
             t["exp"] = w["exp"] * self.exp(E)
+        return t
+
+
+class SupervisedLoss(nn.Module):
+    """Weighted SSIM/LPIPS/L1/L2 terms (0 turns a term off); returns ``{name: weighted term}``.
+
+    ``forward(y, gt)``: y the raw enhancer output (N,3,H,W), clamped to [0, 1] here as in the reference
+    (pixels outside get no gradient); gt in [0, 1]. LPIPS gets the [0, 1] images as the reference does
+    (the ``lpips`` package's ``normalize=False``) unless ``lpips_normalize`` rescales them to [-1, 1].
+    Building LPIPS needs the AlexNet file in the torch cache (:class:`utils.errors.UserError` otherwise).
+    """
+
+    TERMS = ("ssim", "lpips", "l1", "l2")
+
+    def __init__(self, ssim: float = 1.0, lpips: float = 1.0, l1: float = 0.0, l2: float = 0.0,
+                 lpips_normalize: bool = False, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.w = {k: float(v) for k, v in zip(self.TERMS, (ssim, lpips, l1, l2)) if v}
+        if not self.w:
+            raise ValueError("SupervisedLoss: every weight is 0")
+        self.lpips = build_lpips(device or "cpu") if "lpips" in self.w else None
+        self.lpips_normalize = bool(lpips_normalize)
+
+    def forward(self, y: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+        t, y = {}, y.clamp(0, 1)
+        if "ssim" in self.w:
+            t["ssim"] = self.w["ssim"] * ssim_loss(y, gt)
+        if "lpips" in self.w:
+            t["lpips"] = self.w["lpips"] * lpips_distance(self.lpips, y, gt, self.lpips_normalize).mean()
+        if "l1" in self.w:
+            t["l1"] = self.w["l1"] * nn.functional.l1_loss(y, gt)
+        if "l2" in self.w:
+            t["l2"] = self.w["l2"] * nn.functional.mse_loss(y, gt)
         return t
