@@ -53,6 +53,7 @@ def _tiny_emnet() -> torch.nn.Module:
 @pytest.mark.parametrize("fmt", ex.FORMATS)
 @pytest.mark.parametrize("shape", [(1, 37, 53), (3, 120, 80)])
 def test_dce_parity_dynamic_shapes(dce_exports, dce_ckpt, fmt, shape):
+    assert torch.is_grad_enabled()  # the command left the process as it found it
     model = load_enhancer("auto", str(dce_ckpt), torch.device("cpu"))
     x = _dark(*shape)
     with torch.inference_mode():

@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
     p.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
     args = p.parse_args(argv)
-    torch.set_grad_enabled(False)
-    arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol)
+    with torch.no_grad():
+        arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol)
     n, h, w = CHECK_SHAPE
     print(f"wrote {args.out} ({args.format}, {arch}, input '{INPUT_NAME}' (N,3,H,W) -> output '{OUTPUT_NAME}'); "
           f"max |diff| from PyTorch on {n}x3x{h}x{w}: {diff:.2e}")
