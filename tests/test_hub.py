@@ -57,6 +57,8 @@ def test_dce_net_path_and_random(tmp_path):
         assert torch.equal(model(x)[1], ref_model(x)[1])
     rand = hub("dce_net", weights=None)
     assert not rand.training
+    w = rand.e_conv2.weight
+    assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.002  # the reference init
     assert not torch.equal(rand.e_conv1.weight, model.e_conv1.weight)
 
 
