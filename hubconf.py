@@ -94,8 +94,8 @@ def emnet(weights: str | None = None, embed_dim: int = 32, map_location=None) ->
         embed_dim: channels of the first level; must match the checkpoint's.
         map_location: device for the model and the checkpoint's tensors (default CPU).
 
-    The model maps (N,3,H,W) in [0,1] with H, W multiples of 8 to the enhanced image (N,3,H,W);
-    for other sizes use ``lowlight_model.enhance(model, x, multiple=8)`` (reflect-pads and crops).
+    The model maps (N,3,H,W) in [0,1] with H, W multiples of 8 to the enhanced image (N,3,H,W); for
+    other sizes pad with ``F.pad(x, (0, -w % 8, 0, -h % 8), mode="reflect")`` and crop the output back.
     """
     from lowlight_model import build_enhancer, load_enhancer
     from utils.errors import UserError
