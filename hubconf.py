@@ -62,18 +62,20 @@ def dce_net(weights: str | None = "shipped", map_location=None) -> _torch.nn.Mod
 
     Args:
         weights: ``"shipped"`` (``checkpoints/LLE_model.pth`` of this repository), a checkpoint path
-            (e.g. the official SCL-LLE or Zero-DCE release file), or None (random initialisation).
+            (e.g. the official SCL-LLE or Zero-DCE release file), or None (the reference's random
+            initialisation: conv weights ~ N(0, 0.02)).
         map_location: device for the model and the checkpoint's tensors (default CPU).
 
     The model maps an (N,3,H,W) image in [0,1] (any H, W) to ``(image after 4 curve steps,
     enhanced image, curve maps (N,24,H,W))``; the enhanced image is element ``[1]``.
     """
-    from lowlight_model import build_enhancer, load_enhancer
+    from lowlight_model import build_enhancer, load_enhancer, weights_init
     from utils.errors import UserError
 
     device, path = _device(map_location), _weights_path("dce_net", weights)
     if path is None:
         model = build_enhancer("dce")
+        model.apply(weights_init)
         model.arch = "dce"
         return model.to(device).eval()
     model = load_enhancer("auto", path, device)
@@ -92,8 +94,8 @@ def emnet(weights: str | None = None, embed_dim: int = 32, map_location=None) ->
         embed_dim: channels of the first level; must match the checkpoint's.
         map_location: device for the model and the checkpoint's tensors (default CPU).
 
-    The model maps (N,3,H,W) in [0,1] with H, W multiples of 8 to the enhanced image (N,3,H,W);
-    for other sizes use ``lowlight_model.enhance(model, x, multiple=8)`` (reflect-pads and crops).
+    The model maps (N,3,H,W) in [0,1] with H, W multiples of 8 to the enhanced image (N,3,H,W); for
+    other sizes pad with ``F.pad(x, (0, -w % 8, 0, -h % 8), mode="reflect")`` and crop the output back.
     """
     from lowlight_model import build_enhancer, load_enhancer
     from utils.errors import UserError

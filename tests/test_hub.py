@@ -57,6 +57,8 @@ def test_dce_net_path_and_random(tmp_path):
         assert torch.equal(model(x)[1], ref_model(x)[1])
     rand = hub("dce_net", weights=None)
     assert not rand.training
+    w = rand.e_conv2.weight
+    assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.002  # the reference init
     assert not torch.equal(rand.e_conv1.weight, model.e_conv1.weight)
 
 
@@ -80,6 +82,10 @@ def test_emnet_checkpoint_and_width(tmp_path):
     x = _x(16, 24, seed=2)
     with torch.inference_mode():
         assert torch.equal(model(x), direct(x))
+        y = _x(20, 29, seed=4)  # the docstring's recipe for other sizes = the project's padded enhance()
+        h, w = y.shape[-2:]
+        padded = model(torch.nn.functional.pad(y, (0, -w % 8, 0, -h % 8), mode="reflect"))[..., :h, :w]
+        assert torch.equal(padded, enhance(direct, y, multiple=8))
     with pytest.raises(UserError, match="embed dim 8; pass embed_dim=8"):
         hub("emnet", weights=str(path))  # default 32
     assert hub("emnet", embed_dim=8).patch_embed.proj.out_channels == 8

@@ -141,14 +141,20 @@ def _writable_target(out: str) -> str:
     return folder
 
 
+def _check_options(fmt: str, opset: int | None) -> None:
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if opset is not None and opset < MIN_OPSET:
+        raise UserError(f"--opset {opset} is too old; use {MIN_OPSET} or more (PyTorch's exporter) or omit it")
+
+
 def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None, tol: float = 1e-4) -> float:
     """Export ``model`` (an enhancer with an ``arch`` attribute, on the CPU) to ``out`` atomically.
 
     Returns the largest absolute difference from PyTorch on a ``CHECK_SHAPE`` input; raises
     :class:`UserError` (and writes nothing) when it exceeds ``tol``.
     """
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    _check_options(fmt, opset)
     folder = _writable_target(out)
     wrapper = wrap(model)
     try:
@@ -182,10 +188,7 @@ def export(weights: str, fmt: str, out: str, arch: str = "auto", embed_dim: int 
            opset: int | None = None, tol: float = 1e-4) -> tuple[str, float]:
     """Load ``weights`` on the CPU (``arch`` ``auto``: recognised from the checkpoint) and export it;
     returns ``(arch, max difference from PyTorch)``."""
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if opset is not None and opset < MIN_OPSET:
-        raise UserError(f"--opset {opset} is too old; use {MIN_OPSET} or more (PyTorch's exporter) or omit it")
+    _check_options(fmt, opset)
     _writable_target(out)  # fail before loading anything
     model = load_enhancer(arch, weights, torch.device("cpu"), embed_dim=embed_dim)
     return model.arch, export_model(model, fmt, out, opset=opset, tol=tol)
@@ -203,8 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
     p.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
     args = p.parse_args(argv)
-    torch.set_grad_enabled(False)
-    arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol)
+    with torch.no_grad():
+        arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol)
     n, h, w = CHECK_SHAPE
     print(f"wrote {args.out} ({args.format}, {arch}, input '{INPUT_NAME}' (N,3,H,W) -> output '{OUTPUT_NAME}'); "
           f"max |diff| from PyTorch on {n}x3x{h}x{w}: {diff:.2e}")
