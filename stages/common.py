@@ -205,8 +205,9 @@ def read_file(path: str, flag: str, reader: Callable[..., Any] = read_checkpoint
 
     try:
         return reader(path, *a)
-    except UserError:
-        raise
+    except UserError as e:
+        message = str(e)
+        raise UserError(message if message.startswith(flag) else f"{flag}: {message}") from None
     except (KeyError, IndexError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
         raise UserError(f"{flag} {path}: not a PyTorch checkpoint ({type(e).__name__}); pass a .pth file saved by "
                         f"this project or the reference code") from None

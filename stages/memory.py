@@ -78,6 +78,11 @@ def _data(args):
     if args.pooling_size > smallest:
         raise UserError(f"--pooling_size {args.pooling_size}: larger than the smallest validation image side "
                         f"({smallest} pixels in {args.val_dir})")
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if len(train_set) < args.batch_size * world:
+        raise UserError(f"--batch_size {args.batch_size} exceeds the {len(train_set)} training pairs in "
+                        f"{args.train_dir}{f' shared by {world} processes' if world > 1 else ''}: the incomplete "
+                        f"last batch is dropped (as the reference), so nothing would be stored; lower --batch_size")
     return train_set, val_set
 
 

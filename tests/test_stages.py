@@ -184,7 +184,7 @@ def test_read_state_refuses_other_stages_weights_only_and_changed_frozen_flags(t
     with pytest.raises(UserError, match="holds no training state"):
         Session(_args(tmp_path, "--resume"), folder).read_state()
     (tmp_path / "text.pth").write_text("hello world, not a checkpoint")
-    with pytest.raises(UserError, match="--resume .*text.pth"):
+    with pytest.raises(UserError, match="--resume.*text.pth"):
         Session(_args(tmp_path, "--resume", str(tmp_path / "text.pth")), folder).read_state()
 
 
