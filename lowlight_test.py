@@ -134,6 +134,27 @@ def _detect_mode(args: argparse.Namespace) -> str:
     return "folder"
 
 
+def _sniff_checkpoint(path: str, flag: str) -> None:
+    """A file that cannot be a PyTorch checkpoint (zip archive or pickle) is named with what it looks like."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    if head.startswith(b"version https://git-lfs"):
+        what = "a Git LFS pointer, not the file itself: run `git lfs pull`"
+    elif not head:
+        what = "empty"
+    elif head.startswith(b"\x89PNG") or head[:3] == b"\xff\xd8\xff":
+        what = "an image"
+    elif head.lstrip()[:1] == b"<":
+        what = "an HTML/XML page (a download that failed?)"
+    elif all(32 <= c < 127 or c in b"\t\r\n" for c in head):
+        what = "a text file"
+    else:
+        what = "not a zip or pickle file"
+    raise UserError(f"{flag} {path} is not a PyTorch checkpoint ({what}); pass the .pth file")
+
+
 def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     if not os.path.exists(args.weights):
         hint = (" (the shipped checkpoint is missing: `git checkout checkpoints/LLE_model.pth`)"
@@ -141,6 +162,7 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         raise UserError(f"--weights {args.weights} not found; pass --weights{hint}")
     if not os.path.isfile(args.weights):
         raise UserError(f"--weights {args.weights} is a folder; pass the checkpoint file")
+    _sniff_checkpoint(args.weights, "--weights")
     try:
         return load_enhancer(args.arch, args.weights, device, args.embed_dim or 32)
     except UnknownEnhancer as e:
@@ -163,6 +185,8 @@ def _check_memory_flags(args: argparse.Namespace) -> None:
         return
     from utils.checkpoint import read_checkpoint
 
+    if os.path.isfile(args.mem_weights):
+        _sniff_checkpoint(args.mem_weights, "--mem_weights")
     try:
         obj = read_checkpoint(args.mem_weights)
     except UserError:
