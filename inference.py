@@ -23,7 +23,7 @@ from tqdm import tqdm
 from datasets.folder import ImageFolder, ordered_map, same_size_batches
 from lowlight_model import enhance, enhance_tiled
 from utils.errors import UserError
-from utils.image_io import read_image_tensor, save_image
+from utils.image_io import read_image, save_image
 
 DTYPES = {"fp32": torch.float32, "channels_last": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TILE_OVERLAP = 8
@@ -110,7 +110,7 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype, tile: 
 
 
 def enhance_batch(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.float32,
-                  budget: float = 1.5e9, tile: int = 0) -> torch.Tensor:
+                  budget: float = 1.0e9, tile: int = 0) -> torch.Tensor:
     """The enhanced batch (N,3,H,W) float32 in [0,1] of x (N,3,H,W), within ``budget`` bytes (estimated).
 
     Out of memory splits the batch, then retries an image with tiles of half the size (down to 128);
@@ -137,6 +137,11 @@ def enhance_batch(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = 
     return enhance_batch(model, x, dtype, budget, side)
 
 
+def _read(path: str) -> torch.Tensor:
+    """(3,H,W) float32 in [0,1], a view of the decoded HxWx3 array (channels-last layout, no copy)."""
+    return torch.from_numpy(read_image(path)).permute(2, 0, 1)
+
+
 def _write(y: torch.Tensor, path: str) -> None:
     try:
         save_image(y, path)
@@ -159,7 +164,7 @@ def _finish(fut: Future, name: str, failures: list[str]) -> int:
 
 def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
                    multiple: int | None = None, precision: str = "fp32", tile: int = 0, *, batch_size: int = 1,
-                   workers: int = 2, budget: float = 1.5, data: ImageFolder | None = None,
+                   workers: int = 2, budget: float = 1.0, data: ImageFolder | None = None,
                    indices: list[int] | None = None, progress: bool = True) -> tuple[int, list[str]]:
     """Enhance every image under ``input_dir`` (or its share ``indices``) into the same relative path under
     ``output_dir``; ``budget`` in GB. An image that cannot be read, enhanced or written is reported and
@@ -175,7 +180,7 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
     written, pending = 0, []
     reader = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else None
     writer = ThreadPoolExecutor(workers, thread_name_prefix="encode") if workers else None
-    decoded = ordered_map(reader, lambda i: read_image_tensor(data.files[i]), flat, max(1, batch_size))
+    decoded = ordered_map(reader, lambda i: _read(data.files[i]), flat, max(1, batch_size))
     bar = tqdm(total=len(flat), desc="enhance", unit="img", dynamic_ncols=True, disable=not progress)
     try:
         for batch in batches:
@@ -187,7 +192,8 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
             good = [(i, img) for i, img in items if not isinstance(img, Exception)]
             for shape in dict.fromkeys(img.shape for _, img in good):  # EXIF may differ from the header
                 group = [(i, img) for i, img in good if img.shape == shape]
-                x = torch.stack([img for _, img in group]).to(device).contiguous(memory_format=torch.channels_last)
+                x = group[0][1][None] if len(group) == 1 else torch.stack([img for _, img in group])
+                x = x.to(device).contiguous(memory_format=torch.channels_last)  # no copy for one CPU image
                 try:
                     y = enhance_batch(model, x, dtype, budget_bytes, tile).cpu()
                 except ImageFailed as e:
