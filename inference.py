@@ -45,14 +45,19 @@ def _blocker(path: str) -> str | None:
     return None
 
 
-def check_writable_dir(path: str, flag: str = "--output_dir") -> None:
-    """Create ``path`` if needed and prove a file can be written in it; one line naming it otherwise."""
+def check_writable_dir(path: str, flag: str = "--output_dir", create: bool = False) -> None:
+    """Prove a file can be written in ``path`` (or, if it does not exist yet, in its nearest existing
+    parent, creating nothing unless ``create``); one line naming the path otherwise."""
     blocker = _blocker(path)
     if blocker:
         raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; move it or choose another folder")
     try:
-        os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        if create:
+            os.makedirs(path, exist_ok=True)
+        probe_dir = os.path.abspath(path)
+        while not os.path.isdir(probe_dir):
+            probe_dir = os.path.dirname(probe_dir)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=probe_dir)
         os.close(fd)
         os.remove(probe)
     except OSError as e:
@@ -76,8 +81,13 @@ class OutputPlan:
         names: dict[str, set[str]] = {}
         for path in self.targets.values():
             names.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+        for folder in names:  # everything checked before any folder is created
+            blocker = _blocker(folder)
+            if blocker:
+                raise UserError(f"{blocker} is a file where the folder {folder} must go; move it or choose another "
+                                f"--output_dir")
         for folder, base in names.items():
-            check_writable_dir(folder, "--output_dir")
+            check_writable_dir(folder, "--output_dir", create=True)
             for f in os.listdir(folder):  # only leftovers of this run's own targets (safe under torchrun)
                 if _STALE_TMP.match(f) and f[1:-13] in base:
                     os.remove(os.path.join(folder, f))

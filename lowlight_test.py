@@ -253,11 +253,11 @@ def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) ->
     rank, world = init_distributed(device)
     indices = data.shard(rank, world)
     plan = OutputPlan(data, indices, out_dir)
-    plan.prepare()  # every output folder creatable, nothing in the way, stale temporary files removed
     model = _load_model(args, device)
     if args.tile and model.receptive_radius is None:
         raise UserError(f"--tile works only for enhancers with a bounded receptive field (dce); --arch {model.arch} "
                         f"attends to the whole image: run it without --tile")
+    plan.prepare()  # every output folder created, nothing in the way, stale temporary files removed
     keep_freed_memory()
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))

@@ -152,6 +152,7 @@ def test_text_file_as_checkpoint_is_one_line(tmp_path, photos, content):
     (tmp_path / "c.pth").write_bytes(content)
     code, err = cli("--input_dir", photos, "--output_dir", tmp_path / "o", "--weights", tmp_path / "c.pth")
     assert code == 2 and len(err) == 1 and "c.pth" in err[0]
+    assert not (tmp_path / "o").exists()  # nothing created before every check passed
 
 
 def test_checkpoint_with_nan_weights_is_refused(tmp_path, photos):
