@@ -23,7 +23,7 @@ from tqdm import tqdm
 from datasets.folder import ImageFolder, ordered_map, same_size_batches
 from lowlight_model import enhance, enhance_tiled
 from utils.errors import UserError
-from utils.image_io import read_image_tensor, save_image
+from utils.image_io import read_image, save_image
 
 DTYPES = {"fp32": torch.float32, "channels_last": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TILE_OVERLAP = 8
@@ -45,14 +45,19 @@ def _blocker(path: str) -> str | None:
     return None
 
 
-def check_writable_dir(path: str, flag: str = "--output_dir") -> None:
-    """Create ``path`` if needed and prove a file can be written in it; one line naming it otherwise."""
+def check_writable_dir(path: str, flag: str = "--output_dir", create: bool = False) -> None:
+    """Prove a file can be written in ``path`` (or, if it does not exist yet, in its nearest existing
+    parent, creating nothing unless ``create``); one line naming the path otherwise."""
     blocker = _blocker(path)
     if blocker:
         raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; move it or choose another folder")
     try:
-        os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        if create:
+            os.makedirs(path, exist_ok=True)
+        probe_dir = os.path.abspath(path)
+        while not os.path.isdir(probe_dir):
+            probe_dir = os.path.dirname(probe_dir)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=probe_dir)
         os.close(fd)
         os.remove(probe)
     except OSError as e:
@@ -76,8 +81,13 @@ class OutputPlan:
         names: dict[str, set[str]] = {}
         for path in self.targets.values():
             names.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+        for folder in names:  # everything checked before any folder is created
+            blocker = _blocker(folder)
+            if blocker:
+                raise UserError(f"{blocker} is a file where the folder {folder} must go; move it or choose another "
+                                f"--output_dir")
         for folder, base in names.items():
-            check_writable_dir(folder, "--output_dir")
+            check_writable_dir(folder, "--output_dir", create=True)
             for f in os.listdir(folder):  # only leftovers of this run's own targets (safe under torchrun)
                 if _STALE_TMP.match(f) and f[1:-13] in base:
                     os.remove(os.path.join(folder, f))
@@ -110,7 +120,7 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype, tile: 
 
 
 def enhance_batch(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.float32,
-                  budget: float = 1.5e9, tile: int = 0) -> torch.Tensor:
+                  budget: float = 1.0e9, tile: int = 0) -> torch.Tensor:
     """The enhanced batch (N,3,H,W) float32 in [0,1] of x (N,3,H,W), within ``budget`` bytes (estimated).
 
     Out of memory splits the batch, then retries an image with tiles of half the size (down to 128);
@@ -137,6 +147,11 @@ def enhance_batch(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = 
     return enhance_batch(model, x, dtype, budget, side)
 
 
+def _read(path: str) -> torch.Tensor:
+    """(3,H,W) float32 in [0,1], a view of the decoded HxWx3 array (channels-last layout, no copy)."""
+    return torch.from_numpy(read_image(path)).permute(2, 0, 1)
+
+
 def _write(y: torch.Tensor, path: str) -> None:
     try:
         save_image(y, path)
@@ -159,7 +174,7 @@ def _finish(fut: Future, name: str, failures: list[str]) -> int:
 
 def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
                    multiple: int | None = None, precision: str = "fp32", tile: int = 0, *, batch_size: int = 1,
-                   workers: int = 2, budget: float = 1.5, data: ImageFolder | None = None,
+                   workers: int = 2, budget: float = 1.0, data: ImageFolder | None = None,
                    indices: list[int] | None = None, progress: bool = True) -> tuple[int, list[str]]:
     """Enhance every image under ``input_dir`` (or its share ``indices``) into the same relative path under
     ``output_dir``; ``budget`` in GB. An image that cannot be read, enhanced or written is reported and
@@ -175,7 +190,7 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
     written, pending = 0, []
     reader = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else None
     writer = ThreadPoolExecutor(workers, thread_name_prefix="encode") if workers else None
-    decoded = ordered_map(reader, lambda i: read_image_tensor(data.files[i]), flat, max(1, batch_size))
+    decoded = ordered_map(reader, lambda i: _read(data.files[i]), flat, max(1, batch_size))
     bar = tqdm(total=len(flat), desc="enhance", unit="img", dynamic_ncols=True, disable=not progress)
     try:
         for batch in batches:
@@ -187,7 +202,8 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
             good = [(i, img) for i, img in items if not isinstance(img, Exception)]
             for shape in dict.fromkeys(img.shape for _, img in good):  # EXIF may differ from the header
                 group = [(i, img) for i, img in good if img.shape == shape]
-                x = torch.stack([img for _, img in group]).to(device).contiguous(memory_format=torch.channels_last)
+                x = group[0][1][None] if len(group) == 1 else torch.stack([img for _, img in group])
+                x = x.to(device).contiguous(memory_format=torch.channels_last)  # no copy for one CPU image
                 try:
                     y = enhance_batch(model, x, dtype, budget_bytes, tile).cpu()
                 except ImageFailed as e:

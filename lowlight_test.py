@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DCE-Net: process images in tiles of this size, >= 0 (default 0: automatic, only for "
                         "images that would exceed --memory_budget); equal to the whole-image result up to float "
                         "rounding")
-    f.add_argument("--memory_budget", type=float, default=1.5,
-                   help="GB the network may use per batch (default 1.5); larger images are tiled, larger "
+    f.add_argument("--memory_budget", type=float, default=1.0,
+                   help="GB the network may use per batch (default 1.0); larger images are tiled, larger "
                         "batches split")
     f.add_argument("--batch_size", type=int, default=None, help="same-size images per forward pass, >= 1 (default 1)")
     f.add_argument("--workers", type=int, default=None,
@@ -93,7 +93,7 @@ def _check_range(args: argparse.Namespace) -> None:
     if args.tile and 0 < args.tile < 8:
         raise UserError(f"--tile {args.tile} is too small to be useful: use 0 (automatic) or >= 8, e.g. 512")
     if not args.memory_budget > 0 or args.memory_budget != args.memory_budget or args.memory_budget > 1e6:
-        raise UserError(f"--memory_budget {args.memory_budget} is out of range: use a number of GB > 0, e.g. 1.5")
+        raise UserError(f"--memory_budget {args.memory_budget} is out of range: use a number of GB > 0, e.g. 1.0")
     if args.embed_dim is not None and args.arch != "emnet":
         raise UserError("--embed_dim applies only with --arch emnet (--arch auto reads the width from the checkpoint)")
 
@@ -134,6 +134,27 @@ def _detect_mode(args: argparse.Namespace) -> str:
     return "folder"
 
 
+def _sniff_checkpoint(path: str, flag: str) -> None:
+    """A file that cannot be a PyTorch checkpoint (zip archive or pickle) is named with what it looks like."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    if head.startswith(b"version https://git-lfs"):
+        what = "a Git LFS pointer, not the file itself: run `git lfs pull`"
+    elif not head:
+        what = "empty"
+    elif head.startswith(b"\x89PNG") or head[:3] == b"\xff\xd8\xff":
+        what = "an image"
+    elif head.lstrip()[:1] == b"<":
+        what = "an HTML/XML page (a download that failed?)"
+    elif all(32 <= c < 127 or c in b"\t\r\n" for c in head):
+        what = "a text file"
+    else:
+        what = "not a zip or pickle file"
+    raise UserError(f"{flag} {path} is not a PyTorch checkpoint ({what}); pass the .pth file")
+
+
 def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     if not os.path.exists(args.weights):
         hint = (" (the shipped checkpoint is missing: `git checkout checkpoints/LLE_model.pth`)"
@@ -141,6 +162,7 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         raise UserError(f"--weights {args.weights} not found; pass --weights{hint}")
     if not os.path.isfile(args.weights):
         raise UserError(f"--weights {args.weights} is a folder; pass the checkpoint file")
+    _sniff_checkpoint(args.weights, "--weights")
     try:
         return load_enhancer(args.arch, args.weights, device, args.embed_dim or 32)
     except UnknownEnhancer as e:
@@ -163,6 +185,8 @@ def _check_memory_flags(args: argparse.Namespace) -> None:
         return
     from utils.checkpoint import read_checkpoint
 
+    if os.path.isfile(args.mem_weights):
+        _sniff_checkpoint(args.mem_weights, "--mem_weights")
     try:
         obj = read_checkpoint(args.mem_weights)
     except UserError:
@@ -229,11 +253,11 @@ def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) ->
     rank, world = init_distributed(device)
     indices = data.shard(rank, world)
     plan = OutputPlan(data, indices, out_dir)
-    plan.prepare()  # every output folder creatable, nothing in the way, stale temporary files removed
     model = _load_model(args, device)
     if args.tile and model.receptive_radius is None:
         raise UserError(f"--tile works only for enhancers with a bounded receptive field (dce); --arch {model.arch} "
                         f"attends to the whole image: run it without --tile")
+    plan.prepare()  # every output folder created, nothing in the way, stale temporary files removed
     keep_freed_memory()
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))

@@ -1,6 +1,6 @@
 """Folder inference speed and memory: ``lowlight_test.py`` against a plain reference loop, one table.
 
-    python benchmarks/bench_inference.py [--repeats 3] [--weights W] [--input DIR] [--no_big] [--device cpu]
+    python benchmarks/bench_inference.py [--repeats 3] [--weights W] [--input DIR] [--sets photos,same,big] [--device cpu]
 
 The reference loop is what the official test script does: the DCE-Net class in fp32 (NCHW contiguous,
 plain ``model(x)``), loaded once; PIL load (``np.asarray(Image.open(p).convert('RGB'))/255``), save with
@@ -138,7 +138,8 @@ def main() -> None:
     p.add_argument("--weights", default=os.path.join(ROOT, "checkpoints", "LLE_model.pth"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--no_big", action="store_true", help="skip the 6000x4000 photo")
+    p.add_argument("--sets", default="photos,same,big",
+                   help="comma-separated: photos (--input), same (8 same-size images), big (6000x4000)")
     args = p.parse_args()
     variants = [("reference loop", None), ("default (fp32)", []), ("fp32, no I/O threads", ["--workers", "0"]),
                 ("bf16", ["--precision", "bf16"])]
@@ -147,15 +148,16 @@ def main() -> None:
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {args.device}, median of {args.repeats}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        sets = args.sets.split(",")
         src = args.input or synthetic(os.path.join(tmp, "photos"), 6, 400, 600)
-        rows += bench_set(os.path.basename(src.rstrip("/")), src, tmp, args.weights, args.device, variants,
+        rows += [] if "photos" not in sets else bench_set(os.path.basename(src.rstrip("/")), src, tmp, args.weights, args.device, variants,
                           args.repeats)
-        same = synthetic(os.path.join(tmp, "same"), 8, 400, 600)
-        rows += bench_set("8x 600x400", same, tmp, args.weights, args.device,
+        same = synthetic(os.path.join(tmp, "same"), 8, 400, 600) if "same" in sets else ""
+        rows += [] if "same" not in sets else bench_set("8x 600x400", same, tmp, args.weights, args.device,
                           variants[:2] + [("fp32, --batch_size 4", ["--batch_size", "4"]),
                                           ("bf16, --batch_size 4", ["--precision", "bf16", "--batch_size", "4"])],
                           args.repeats)
-        if not args.no_big:
+        if "big" in sets:
             big = synthetic(os.path.join(tmp, "big"), 1, 4000, 6000)
             for name, flags in (("--tile 512", ["--tile", "512"]), ("default (auto tiles)", []),
                                 ("bf16 --tile 512", ["--precision", "bf16", "--tile", "512"])):

@@ -133,3 +133,73 @@ def test_tiled_enhancement_equals_whole_image():
             torch.testing.assert_close(enhance_tiled(m, x, tile), whole, atol=1e-5, rtol=1e-5)  # float rounding only
         # too little context is not exact: the test can tell
         assert (enhance_tiled(m, x, 16, overlap=2) - whole).abs().max() > 1e-4
+
+
+def test_enhancers_carry_their_facts():
+    """Issue 7 item 5: size multiple and receptive radius are class attributes that enhance() reads."""
+    from network.emnet import EMNet
+
+    assert (enhance_net_nopool.size_multiple, enhance_net_nopool.receptive_radius) == (1, 7)
+    assert (EMNet.size_multiple, EMNet.receptive_radius) == (8, None)
+
+    class Needs8(torch.nn.Module):
+        size_multiple = 8
+
+        def forward(self, x):
+            assert x.shape[-1] % 8 == 0 and x.shape[-2] % 8 == 0
+            return x * 2
+
+    x = torch.rand(1, 3, 13, 21)
+    torch.testing.assert_close(enhance(Needs8(), x), x * 2)  # no multiple passed: read from the model
+
+
+def test_receptive_radius_is_exact():
+    """Changing one pixel moves outputs exactly within receptive_radius of it, and no further."""
+    m = random_dce(std=0.05).eval()  # small enough that tanh does not saturate
+    m.relu = torch.nn.Identity()  # no dead units, so every path through the seven convolutions carries
+    m.double()  # float64: the small change at the edge of the field stays above rounding
+    x = torch.rand(1, 3, 31, 31, dtype=torch.float64)
+    x2 = x.clone()
+    x2[..., 15, 15] += 0.5
+    with torch.no_grad():
+        d = (m(x2)[1] - m(x)[1]).abs().amax(dim=(0, 1))
+    r = enhance_net_nopool.receptive_radius
+    rows, cols = torch.nonzero(d > 0, as_tuple=True)
+    assert rows.min() == 15 - r and rows.max() == 15 + r and cols.min() == 15 - r and cols.max() == 15 + r
+
+
+def test_final_image_equals_the_forward_bit_for_bit():
+    """The inference path (in-place curve steps in channels-last layout) does the same float operations."""
+    m = random_dce(std=0.05).eval()
+    x = torch.rand(2, 3, 23, 37)
+    with torch.inference_mode():
+        ref = m(x)[1]
+        assert torch.equal(m.final_image(x), ref)
+        mc = random_dce(std=0.05).eval().to(memory_format=torch.channels_last)
+        mc.load_state_dict(m.state_dict())
+        fast = mc.final_image(x.contiguous(memory_format=torch.channels_last))
+    assert (fast - ref).abs().max() <= 1e-6  # channels-last convolutions: float rounding at most
+    g = torch.rand(1, 3, 8, 8, requires_grad=True)
+    m.final_image(g).sum().backward()  # with gradients it is the plain forward
+    assert g.grad is not None
+
+
+def test_messages_name_no_command_line_flags():
+    from lowlight_model import check_crop
+
+    with pytest.raises(UserError) as e:
+        build_enhancer("unet")
+    assert "--" not in str(e.value)
+    with pytest.raises(UserError, match="--crop_size 100 is not a multiple of 8") as e:
+        check_crop("emnet", 100, "--crop_size")
+    assert "--arch" not in str(e.value)
+    with pytest.raises(UserError, match="positive"):
+        build_enhancer("emnet", 0)
+
+
+def test_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    sd = enhance_net_nopool().state_dict()
+    sd["e_conv7.bias"][3] = float("inf")
+    torch.save(sd, tmp_path / "inf.pth")
+    with pytest.raises(UserError, match="e_conv7.bias"):
+        load_enhancer("auto", str(tmp_path / "inf.pth"), torch.device("cpu"))

@@ -234,3 +234,31 @@ def test_torchrun_writes_every_image_exactly_once(tmp_path, dce_weights):
     for p in sorted(src.rglob("*.png")):
         rel = p.relative_to(src)
         assert np.array_equal(np.asarray(Image.open(out / rel)), np.asarray(Image.open(tmp_path / "single" / rel)))
+
+
+@pytest.mark.slow
+def test_12_megapixel_photo_stays_under_3_gb_by_default(tmp_path, dce_weights):
+    """big_4000x3000_17GB_RSS: automatic tiles keep the whole process (peak RSS) under 3 GB."""
+    weights, _ = dce_weights
+    write_rgb(tmp_path / "in" / "big.png", 3000, 4000, seed=1, scale=0.3)
+    script = ("import resource, sys, lowlight_test; code = lowlight_test.main(sys.argv[1:]); "
+              "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", script, "--input_dir", str(tmp_path / "in"), "--output_dir",
+                        str(tmp_path / "out"), "--weights", str(weights), "--device", "cpu"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-500:]
+    rss_kb = int(r.stdout.split("RSS")[-1])
+    assert rss_kb * 1024 < 3e9, rss_kb
+    assert np.asarray(Image.open(tmp_path / "out" / "big.png")).shape == (3000, 4000, 3)
+
+
+def test_plan_keeps_the_estimate_under_the_budget():
+    from inference import _plan
+    from lowlight_model import enhance_net_nopool
+
+    m = enhance_net_nopool()
+    bpp = m.bytes_per_pixel[torch.float32]
+    assert _plan(m, 4, 400, 600, torch.float32, 1e9, 0) == (3, 0)       # 3 x 288 MB fit in 1 GB: batch split
+    per_pass, tile = _plan(m, 1, 3000, 4000, torch.float32, 1e9, 0)     # 14 GB whole: tiles
+    assert per_pass == 1 and (tile + 16) ** 2 * bpp <= 1e9 < (tile + 18) ** 2 * bpp
+    assert _plan(m, 1, 3000, 4000, torch.float32, 1e9, 512) == (2, 512)  # explicit tile: 2 x 335 MB per pass

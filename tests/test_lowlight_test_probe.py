@@ -152,6 +152,7 @@ def test_text_file_as_checkpoint_is_one_line(tmp_path, photos, content):
     (tmp_path / "c.pth").write_bytes(content)
     code, err = cli("--input_dir", photos, "--output_dir", tmp_path / "o", "--weights", tmp_path / "c.pth")
     assert code == 2 and len(err) == 1 and "c.pth" in err[0]
+    assert not (tmp_path / "o").exists()  # nothing created before every check passed
 
 
 def test_checkpoint_with_nan_weights_is_refused(tmp_path, photos):
@@ -277,3 +278,16 @@ def test_memory_flags_without_a_memory_are_refused(tmp_path, weights):
     pairs = make_lol_v1(tmp_path / "eval", n=2)
     with pytest.raises(UserError, match="--testing_top_k applies only with --mem_weights"):
         run("--input_dir", pairs, "--result_dir", tmp_path / "res", "--weights", weights, "--testing_top_k", "2")
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 320017\n", "git lfs pull"),  # ckpt_lfs_pointer
+    (b"<!DOCTYPE html><html></html>", "HTML"),                                                         # ckpt_html
+    (b'{"state_dict": {}}', "text file"),                                                             # ckpt_json
+    (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "an image"),                                                     # ckpt_png
+    (bytes(range(7, 240)), "not a zip or pickle"),                                                    # ckpt_rand
+])
+def test_non_checkpoints_say_what_they_are(tmp_path, photos, content, needle):
+    (tmp_path / "c.pth").write_bytes(content)
+    code, err = cli("--input_dir", photos, "--output_dir", tmp_path / "o", "--weights", tmp_path / "c.pth")
+    assert code == 2 and len(err) == 1 and needle in err[0] and "weights_only" not in err[0]

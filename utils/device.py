@@ -28,7 +28,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def keep_freed_memory() -> bool:
-    """Let glibc's malloc keep freed blocks below 1 GB for reuse instead of returning them to the system.
+    """Let glibc's malloc keep freed blocks below 256 MB for reuse instead of returning them to the system.
 
     Large tensors are otherwise mapped and unmapped on every allocation, and the page faults of fresh
     pages cost inference about as much as the convolutions (benchmarks/bench_inference.py). Peak memory is
@@ -42,7 +42,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 30))
+    return bool(mallopt(m_mmap_threshold, 256 << 20)) and bool(mallopt(m_trim_threshold, 512 << 20))
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:

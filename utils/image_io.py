@@ -98,10 +98,13 @@ def _pil_to_float(im: Image.Image) -> np.ndarray:
         a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     else:
         a = np.asarray(im if mode == "RGB" else im.convert("RGBA" if mode == "RGBA" else "RGB"))
-        a = a[..., :3].astype(np.float32) / 255.0
+        a = a[..., :3].astype(np.float32)
+        a /= 255.0  # in place: one float copy of a large photo, not two
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(np.clip(a, 0.0, 1.0), dtype=np.float32)
+    if a.dtype != np.float32 or not a.flags.writeable or not a.flags.c_contiguous:
+        a = np.array(a, dtype=np.float32, order="C")
+    return np.clip(a, 0.0, 1.0, out=a)
 
 
 def read_image(path: str) -> np.ndarray:
@@ -153,8 +156,8 @@ def to_uint8(x: ImageLike) -> np.ndarray:
             return t.contiguous().numpy()
     if not t.is_floating_point():
         t = t.float()
-    t = torch.nan_to_num(t, nan=0.0)
-    return t.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).contiguous().numpy()
+    # NaN -> 0 after the scaling, so a large image needs one float temporary (same values as before it)
+    return t.mul(255).nan_to_num_(nan=0.0).add_(0.5).clamp_(0, 255).to(torch.uint8).contiguous().numpy()
 
 
 def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
