@@ -18,11 +18,11 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) lowlight_test.py
 
-## The whole test suite (CPU, under 15 minutes)
+## The whole test suite (CPU; the slow tests run subprocesses and torchrun)
 test: venv
 	$(PY) -m pytest -q
 
-## The suite without the long tests
+## The suite without the tests marked slow (over ~10 s each)
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
 

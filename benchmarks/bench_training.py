@@ -87,18 +87,18 @@ def make_step(variant: str, n: int, c: int, device: torch.device):
     return step
 
 
-def time_steps(step, steps: int, device: torch.device) -> tuple[float, float]:
+def time_steps(step, steps: int, device: torch.device, clock=time.perf_counter) -> tuple[float, float]:
     """(median seconds per step, loss of the first timed step) after one warm-up step."""
     step()
     times, first = [], None
     for _ in range(steps):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t = clock()
         loss = step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
         first = loss if first is None else first
     return statistics.median(times), first
 
@@ -159,17 +159,20 @@ def main() -> None:
     p.add_argument("--ddp_crop", type=int, default=256)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no_ddp", action="store_true")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: this process's CPU time (robust on a shared machine; use with --threads 1)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     fake_vgg_home()
     device = torch.device(args.device)
     variants = ["reference graph", "ours fp32", "ours fp32 channels_last", "ours bf16", "ours bf16 channels_last"]
     print(f"SCL-LLE training step (forward, all VGG terms, backward, Adam), batch {args.batch}, "
-          f"{args.crop}x{args.crop}, {device}, {args.threads} threads, median of {args.steps}")
+          f"{args.crop}x{args.crop}, {device}, {args.threads} threads, {args.clock} clock, median of {args.steps}")
     print("| variant | ms/step | vs reference graph | loss rel. diff. to reference |\n|---|---|---|---|", flush=True)
     base = ref_loss = None
     for name in variants:
-        t, loss = time_steps(make_step(name, args.batch, args.crop, device), args.steps, device)
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        t, loss = time_steps(make_step(name, args.batch, args.crop, device), args.steps, device, clock)
         base, ref_loss = (t, loss) if base is None else (base, ref_loss)
         print(f"| {name} | {t * 1000:.0f} | {base / t:.2f}x | {abs(loss - ref_loss) / abs(ref_loss):.1e} |",
               flush=True)

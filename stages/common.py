@@ -69,7 +69,8 @@ def add_run_arguments(g: argparse._ArgumentGroup, log_every: int = 10) -> None:
                    help="mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with gradient scaling)")
     g.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"],
                    help="channels_last tensors (faster convolutions); auto: on for DCE-Net, off for EMNet")
-    g.add_argument("--log_every", type=int, default=log_every, help="log losses every N iterations")
+    g.add_argument("--log_every", type=int, default=log_every,
+                   help="record the losses (memory stage: match/write counts) every N iterations")
     g.add_argument("--enable_vis", action="store_true", help="plot losses to a visdom server")
     g.add_argument("--vis_port", type=int, default=28333)
     g.add_argument("--vis_env", default="main")
