@@ -97,12 +97,17 @@ def evaluate_paired(args, model: torch.nn.Module, device: torch.device) -> dict[
     return means
 
 
+def _has_lpips(acc) -> bool:
+    return any("lpips" in a.names for a in acc.values())
+
+
 def _write_report(path: str, args, arch: str, acc, means, n: int, elapsed: float) -> None:
     lines = [f"input_dir: {args.input_dir}", f"arch: {arch}  weights: {args.weights}",
              f"memory: {args.mem_weights or 'none'}  testing_top_k: {args.testing_top_k}",
              f"pairs: {n}  time: {elapsed:.1f}s",
-             "metrics: PSNR/SSIM on 8-bit RGB (scikit-image, data range 255); LPIPS AlexNet v0.1; 8-bit images "
-             "as the reference: ori truncated, mem rounded", ""]
+             "metrics: PSNR/SSIM on 8-bit RGB (scikit-image, data range 255); "
+             + ("LPIPS AlexNet v0.1" if _has_lpips(acc) else "LPIPS not computed (--no_lpips, or no AlexNet weights)")
+             + "; 8-bit images as the reference: ori truncated, mem rounded", ""]
     for m, a in acc.items():
         title = "GT-mean (ORACLE: rescaled with the ground-truth mean; not comparable)" if m == "gt_mean_oracle" else m
         lines += [f"== {title} ==", a.format().rstrip(), ""]

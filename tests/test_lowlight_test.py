@@ -101,8 +101,13 @@ def test_paired_mode_reports_scikit_image_metrics(tmp_path, dce_weights, fake_to
     mean = np.mean([float(rows[n]["ori_psnr"]) for n in ("1.png", "2.png", "3.png")])
     assert float(rows["mean"]["ori_psnr"]) == pytest.approx(mean, abs=1e-5)
     report = (out / "result.txt").read_text()
-    assert "ORACLE" in report and "1.png" in report
+    assert "ORACLE" in report and "1.png" in report and "LPIPS AlexNet v0.1" in report
     assert Image.open(out / "comparison.png").size[0] > 4 * 40
+    lowlight_test.main(["--input_dir", str(pairs), "--result_dir", str(out), "--weights", str(weights),
+                        "--device", "cpu", "--no_lpips"])
+    report = (out / "result.txt").read_text()  # the header names only metrics that were computed
+    assert "LPIPS not computed" in report and "AlexNet v0.1" not in report
+    assert "ori_lpips" not in next(csv.DictReader(open(out / "results.csv")))
 
 
 @pytest.mark.parametrize("precision,max_levels", [("channels_last", 1), ("bf16", 3)])
