@@ -233,7 +233,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="folder of real low-light photos; '' to skip")
     p.add_argument("--out_md", default=os.path.join(REPO, "docs", "quality.md"))
     p.add_argument("--out_grid", default=os.path.join(REPO, "docs", "quality_grid.jpg"))
-    p.add_argument("--grid_rows", type=int, default=4, help="photos in the grid")
+    p.add_argument("--grid_rows", type=int, default=4, help="photos in the grid (0: no grid)")
     p.add_argument("--height", type=int, default=160, help="grid row height in pixels")
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
@@ -272,11 +272,12 @@ def main(argv: list[str] | None = None) -> None:
            f"real photos: `{os.path.relpath(args.real_dir, REPO)}`" if real else ""]
     note = "; ".join(s for s in src if s) + f"; LPIPS {'on' if lp is not None else 'off (no AlexNet file)'}\n"
     _write_text(args.out_md, "<!-- written by benchmarks/quality.py -->\n" + note + "\n" + table)
-    save_comparison(rows, ["input"] + list(methods), args.out_grid, args.height)
+    if rows:
+        save_comparison(rows, ["input"] + list(methods), args.out_grid, args.height)
     print(table)
     print(note.strip())
     print(f"{len(methods)} methods, {len(pairs)} pairs, {len(real)} real photos in {time.time() - t0:.1f} s; "
-          f"wrote {args.out_md} and {args.out_grid}")
+          f"wrote {args.out_md}" + (f" and {args.out_grid}" if rows else ""))
 
 
 if __name__ == "__main__":
