@@ -129,16 +129,18 @@ def make_lowlight(src: str, dst: str, seed: int = 0, workers: int = 1, labels: s
     if os.path.abspath(src) == os.path.abspath(dst):
         raise UserError("--dst must differ from --src (the originals would be overwritten)")
     tasks = plan_tasks(src, dst, seed, contrast, n_contrast)
-    counts = {"done": 0, "skipped": 0, "labels": 0}
-    bar = tqdm(total=len(tasks), desc="make_lowlight", disable=not progress, dynamic_ncols=True)
-    if workers > 1:
+    todo = [t for t in tasks if not os.path.exists(t[2])]  # resumable: finished files are skipped
+    counts = {"done": 0, "skipped": len(tasks) - len(todo), "labels": 0}
+    bar = tqdm(total=len(tasks), initial=counts["skipped"], desc="make_lowlight", disable=not progress,
+               dynamic_ncols=True)
+    if workers > 1 and len(todo) > 1:
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers) as pool:
-            for r in pool.imap_unordered(_run_task_star, [(t, seed) for t in tasks], chunksize=4):
+        with ctx.Pool(min(workers, len(todo))) as pool:
+            for r in pool.imap_unordered(_run_task_star, [(t, seed) for t in todo], chunksize=4):
                 counts[r] += 1
                 bar.update(1)
     else:
-        for t in tasks:
+        for t in todo:
             counts[run_task(t, seed)] += 1
             bar.update(1)
     bar.close()
