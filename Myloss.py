@@ -96,6 +96,28 @@ class L_exp(nn.Module):
         return torch.mean((low - self.mean_val) ** 2) + torch.mean((high - self.mean_val) ** 2)
 
 
+class L_chroma(nn.Module):
+    """Chromaticity consistency (this project's addition, not in SCL-LLE or Zero-DCE).
+
+    c(x) = p / Σ_c p with p = avgpool_patch(x) (the pooling averages out sensor noise); returns
+    mean |c(E) − c(I)| over N, channels and cells, a scalar. The curves then keep each pixel's hue and
+    saturation of the input while brightening it: without VGG terms nothing else in the SCL-LLE
+    total ties the three curve maps together (``L_color`` pulls every image towards grey).
+    I, E: (N,3,H,W) in [0,1].
+    """
+
+    def __init__(self, patch_size: int = 4, eps: float = 1e-4) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(patch_size)
+        self.eps = float(eps)
+
+    def forward(self, I: Tensor, E: Tensor) -> Tensor:
+        pi, pe = self.pool(I), self.pool(E)
+        ci = pi / (pi.sum(dim=1, keepdim=True) + self.eps)
+        ce = pe / (pe.sum(dim=1, keepdim=True) + self.eps)
+        return (ce - ci.detach()).abs().mean()
+
+
 class L_TV(nn.Module):
     """Illumination smoothness of the curve maps A (N,C,H,W) → scalar.
 

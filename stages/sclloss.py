@@ -15,6 +15,7 @@ LOSS_WEIGHTS = {
     "percep": (1.0, "perception_loss: MSE of VGG16 relu4_3 of input and output"),
     "segexp": (1.0, "L_segexp: semantic brightness consistency (needs labels)"),
     "seg": (1.0, "cross-entropy of the frozen DeepLab on the output (needs labels and --ckpt)"),
+    "chroma": (0.0, "L_chroma: chromaticity of output vs input, 4x4 cells (this project's addition; 0 = reference)"),
     "spa": (0.0, "Zero-DCE spatial consistency L_spa (not in SCL-LLE's total)"),
     "exp": (0.0, "exposure control L_exp(--exp_patch, --exp_level) (not in SCL-LLE's total)"),
 }
@@ -35,6 +36,7 @@ class SCLLoss(nn.Module):
         self.w = {k: float(v) for k, v in weights.items() if v}
         self.tv, self.color, self.con = Myloss.L_TV(), Myloss.L_color(), Myloss.L_con()
         self.segexp = Myloss.L_segexp(per_image=segexp_per_image)
+        self.chroma = Myloss.L_chroma()
         self.spa, self.exp = Myloss.L_spa(), Myloss.L_exp(exp_patch, exp_level, exp_variant)
         self.vgg = Myloss.get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:
@@ -71,6 +73,8 @@ class SCLLoss(nn.Module):
             t["segexp"] = w["segexp"] * self.segexp(E, y)
         if "seg" in w:
             t["seg"] = w["seg"] * self.seg(E, y)
+        if "chroma" in w:
+            t["chroma"] = w["chroma"] * self.chroma(I, E)
         if "spa" in w:
             t["spa"] = w["spa"] * self.spa(I, E).mean()
         if "exp" in w:
