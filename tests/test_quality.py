@@ -91,3 +91,25 @@ def test_whole_run_writes_table_and_grid(tmp_path):
     bright = np.mean([u8(real / f"r{i}.png").mean() / 255 for i in range(2)])
     assert float(row.split("|")[4]) == pytest.approx(bright, abs=6e-4)
     assert grid.is_file() and os.path.getsize(grid) > 0
+
+
+@pytest.mark.slow
+def test_shipped_samples_rebuild_and_the_shipped_model_beats_the_input(tmp_path):
+    """The shipped samples are the prepare_demo eval images (seed 0); the shipped model improves them."""
+    from datasets.prepare_demo import build_demo
+    from metrics import psnr, ssim
+    from utils.image_io import read_image, to_uint8
+
+    samples = ROOT / "datasets" / "test_data" / "skimage"
+    weights = ROOT / "checkpoints" / "LLE_model.pth"
+    build_demo(str(tmp_path), None, seed=0, n_crops=1, crop=32)
+    run = quality.enhancer_method(str(weights), torch.device("cpu"))
+    gains = []
+    for f in sorted(samples.glob("*.png")):
+        assert f.read_bytes() == (tmp_path / "LOL-demo" / "eval15" / "low" / f.name).read_bytes()
+        low = to_uint8(read_image(str(f)))
+        high = to_uint8(read_image(str(tmp_path / "LOL-demo" / "eval15" / "high" / f.name)))
+        out = run(low)
+        gains.append((psnr(high, out) - psnr(high, low), ssim(high, out) - ssim(high, low)))
+    assert len(gains) == 6
+    assert np.mean([g[0] for g in gains]) > 3.0 and min(g[1] for g in gains) > 0  # dB, SSIM
