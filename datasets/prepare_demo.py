@@ -1,40 +1,47 @@
-"""Build a small synthetic demo training set, in the real layouts, from scikit-image's bundled photos.
+"""Build the demo / shipped-model training set, in the real layouts, from normal-light photos.
 
-Usage: ``python -m datasets.prepare_demo [--out datasets/data] [--samples datasets/test_data] [--seed 0]``
+Usage: ``python -m datasets.prepare_demo [--out datasets/data] [--samples datasets/test_data] [--seed 0]
+[--photos DIR ...] [--val_fraction 0.25] [--n_crops 120]``
 
-**Photos** (``skimage.data``, all offline, RGB uint8):
+**Photos** (RGB, 8 bit):
 
-* TRAIN: ``astronaut`` (512x512), ``rocket`` (427x640), ``motorcycle`` (left view of
-  ``stereo_motorcycle``, 500x741), ``immunohistochemistry`` (512x512).
-* HELD-OUT, never used for any training file: ``chelsea`` (300x451) and ``coffee`` (400x600).
-  (``skimage.data.cat`` is the same picture as ``chelsea`` and is not used; ``retina``,
+* scikit-image's bundled colour photos (offline): TRAIN ``astronaut`` (512x512), ``rocket`` (427x640),
+  ``motorcycle`` (left view of ``stereo_motorcycle``, 500x741), ``immunohistochemistry`` (512x512);
+  HELD-OUT ``chelsea`` (300x451) and ``coffee`` (400x600). (``cat`` is ``chelsea`` again; ``retina``,
   ``hubble_deep_field`` and ``colorwheel`` are mostly black or synthetic and are not used.)
+* every image of each ``--photos DIR`` (e.g. ``../shared/data/kodak-train``), named by its file stem.
+  Each folder is split **by photo**: its sorted files are permuted with ``rng_for(seed, "split/<DIR name>")``
+  and the first ``round(val_fraction · n)`` (at least 1 when n ≥ 2) are HELD-OUT.
 
-**Synthesis** (sRGB float in [0, 1]; one ``numpy.random.default_rng(seed)`` drives every draw in a fixed
-order, so the output is byte-identical for a given seed; images are resized with Pillow LANCZOS on
-8-bit data and written as 8-bit PNG with torchvision's rounding ``floor(255·v + 0.5)``):
+Held-out photos give the evaluation pairs only; no training file (input, pair, positive or negative,
+not even a crop) comes from them.
 
-1. *Crop*: photo = TRAIN[i mod 4]; its short side is rescaled to t ~ U[c, min(short, 2.5c)]
+**Synthesis**: :mod:`datasets.synthesis` (sRGB → linear, white-balance shift, exposure log-uniform in
+[1/50, 1/3], Poisson shot noise with a random gain, read noise, sRGB, 8 bits; over-exposed negatives in
+linear light, gain log-uniform in [2.5, 8]). Every file has its own generator ``rng_for(seed, <relative
+path>)``, so a file's content depends only on the seed and its name (adding ``--photos`` does not change
+the scikit-image samples). Crops and views are resized with Pillow LANCZOS on 8-bit data.
+
+1. *Crop*: photo = TRAIN[i mod n_train]; its short side is rescaled to t ~ U[c, min(short, 2.5c)]
    (c = crop size, 256 by default), then a uniformly random c x c window is cut and flipped left-right
    with probability 1/2.
-2. *Low light*: ``low = clip(k · x^γ + n, 0, 1)`` with per-image k ~ U[0.08, 0.25], γ ~ U[1.4, 2.2],
-   and i.i.d. Gaussian noise n ~ N(0, σ²) per pixel and channel, σ ~ U[0.005, 0.015].
-3. *Negatives*, alternating: over-exposed ``clip(a · x, 0, 1)^g`` with a ~ U[1.8, 2.5], g ~ U[0.6, 0.8];
-   under-exposed ``k · x^γ`` with k ~ U[0.2, 0.45], γ ~ U[1.2, 1.8] (no noise).
+2. *Low light*: :func:`datasets.synthesis.synthesize_lowlight`.
+3. *Negatives*, alternating: over-exposed (:func:`~datasets.synthesis.synthesize_overexposed`) and
+   under-exposed (the low-light synthesis of step 2).
 
-**Files written** (N = ``--n_crops``, default 60):
+**Files written** (N = ``--n_crops``, default 120):
 
 * ``out/cityscapes/leftImg8bit/train/demo/<photo>_<i>_leftImg8bit.png``: N darkened crops (no gtFine:
   use ``require_labels=False``); ``out/LOL-demo/our485/{low,high}/<photo>_<i>.png``: the same N crops as
   (low-light, original) pairs.
 * ``out/Contrast/GT/pos_<photo>_<i>.png``: N other original crops (positives);
   ``out/Contrast/low/{over,under}_<photo>_<i>.png``: N negatives made from N further crops.
-* ``out/LOL-demo/eval15/{low,high}/<photo>_<j>.png``: from HELD-OUT photos only, 3 pairs per photo:
-  j = 0 is the whole photo resized to ≤ 400 px on the long side, j ≥ 1 are random crops (sides in
-  [192, 400]) of the photo at its own resolution; all sides are multiples of 8; darkened as in step 2.
-* ``out/demo_manifest.json``: photos, seed and the parameters (k, γ, σ, ...) of every image.
-* With ``--samples DIR``: ``DIR/skimage/<photo>_<j>.png`` = the eval15 low-light images (identical
-  files; their ground truth is ``eval15/high``).
+* ``out/LOL-demo/eval15/{low,high}/<photo>_<j>.png``: from HELD-OUT photos only, ``--eval_per_photo``
+  pairs per photo: j = 0 is the whole photo resized to ≤ ``--max_side`` px on the long side, j ≥ 1 are
+  random crops (sides in [192, max_side]) of the photo at its own resolution; all sides are multiples of 8.
+* ``out/demo_manifest.json``: photos, seed, synthesis configuration and the parameters of every image.
+* With ``--samples DIR``: ``DIR/skimage/<photo>_<j>.png`` = the eval low-light images of the held-out
+  scikit-image photos (identical files; their ground truth is ``eval15/high``).
 
 Re-running removes files that an earlier run listed in the manifest but this run did not write.
 """
@@ -49,8 +56,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from datasets.synthesis import DEFAULT, config_dict, rng_for, synthesize_lowlight, synthesize_overexposed
 from utils.errors import UserError, run_cli
-from utils.image_io import list_images, save_image
+from utils.image_io import list_images, read_image, save_image, to_uint8
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle", "immunohistochemistry")
 HELD_OUT_PHOTOS = ("chelsea", "coffee")
@@ -63,6 +71,35 @@ def load_photo(name: str) -> np.ndarray:
 
     img = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
     return np.ascontiguousarray(np.asarray(img)[..., :3], dtype=np.uint8)
+
+
+def split_folder(folder: str, seed: int, val_fraction: float) -> tuple[dict[str, str], dict[str, str]]:
+    """Split the images of ``folder`` by photo: ``({stem: path} train, {stem: path} held out)``."""
+    files = list_images(folder) if os.path.isdir(folder) else []
+    if not files:
+        raise UserError(f"--photos {folder}: no images found; pass a folder of normal-light photos")
+    files = sorted(files)
+    order = rng_for(seed, "split/" + os.path.basename(os.path.normpath(folder))).permutation(len(files))
+    n_val = 0 if len(files) < 2 else min(len(files) - 1, max(1, round(val_fraction * len(files))))
+    named = [(os.path.splitext(os.path.basename(files[i]))[0], files[i]) for i in order]
+    return dict(named[n_val:]), dict(named[:n_val])
+
+
+def gather_photos(folders: list[str], seed: int, val_fraction: float) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """All photos as uint8 arrays, the training names and the held-out names (scikit-image first)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"--val_fraction {val_fraction}: must be in [0, 1)")
+    photos = {name: load_photo(name) for name in TRAIN_PHOTOS + HELD_OUT_PHOTOS}
+    train, held = list(TRAIN_PHOTOS), list(HELD_OUT_PHOTOS)
+    for folder in folders:
+        tr, va = split_folder(folder, seed, val_fraction)
+        for names, group in ((train, tr), (held, va)):
+            for stem, path in sorted(group.items()):
+                if stem in photos:
+                    raise UserError(f"--photos {folder}: photo name {stem!r} is used twice; rename one of them")
+                photos[stem] = to_uint8(read_image(path))
+                names.append(stem)
+    return photos, train, held
 
 
 def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -89,23 +126,6 @@ def random_crop(rng: np.random.Generator, img: np.ndarray, c: int) -> np.ndarray
     return out[:, ::-1] if rng.random() < 0.5 else out
 
 
-def darken(rng: np.random.Generator, x: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Step 2: ``clip(k·x^γ + N(0, σ²), 0, 1)``."""
-    k, g, sigma = rng.uniform(0.08, 0.25), rng.uniform(1.4, 2.2), rng.uniform(0.005, 0.015)
-    noise = rng.normal(0.0, sigma, size=x.shape).astype(np.float32)
-    low = np.clip(np.float32(k) * np.power(x, np.float32(g)) + noise, 0.0, 1.0)
-    return low, {"k": round(k, 4), "gamma": round(g, 4), "sigma": round(sigma, 4)}
-
-
-def negative(rng: np.random.Generator, x: np.ndarray, over: bool) -> tuple[np.ndarray, dict]:
-    """Step 3: over-exposed ``clip(a·x)^g`` or under-exposed ``k·x^γ``."""
-    if over:
-        a, g = rng.uniform(1.8, 2.5), rng.uniform(0.6, 0.8)
-        return np.power(np.clip(np.float32(a) * x, 0.0, 1.0), np.float32(g)), {"a": round(a, 4), "g": round(g, 4)}
-    k, g = rng.uniform(0.2, 0.45), rng.uniform(1.2, 1.8)
-    return np.float32(k) * np.power(x, np.float32(g)), {"k": round(k, 4), "gamma": round(g, 4)}
-
-
 def eval_views(rng: np.random.Generator, img: np.ndarray, n: int, max_side: int) -> list[np.ndarray]:
     """View 0: whole photo, long side ≤ max_side; views ≥ 1: random crops; all sides multiples of 8."""
     h, w = img.shape[:2]
@@ -123,53 +143,58 @@ def eval_views(rng: np.random.Generator, img: np.ndarray, n: int, max_side: int)
     return views
 
 
-def build_demo(out: str, samples: str | None = None, seed: int = 0, n_crops: int = 60, crop: int = 256,
-               eval_per_photo: int = 3, max_side: int = 400, log: Callable[[str], None] = lambda s: None) -> dict:
-    """Write the demo data set under ``out`` (see the module docstring); returns the manifest."""
+def _rounded(p: dict) -> dict:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in p.items()}
+
+
+def build_demo(out: str, samples: str | None = None, seed: int = 0, n_crops: int = 120, crop: int = 256,
+               eval_per_photo: int = 3, max_side: int = 400, log: Callable[[str], None] = lambda s: None,
+               photo_dirs: list[str] | None = None, val_fraction: float = 0.25) -> dict:
+    """Write the data set under ``out`` (see the module docstring); returns the manifest."""
     if n_crops < 1 or crop < 8 or eval_per_photo < 1 or max_side < 8:
         raise UserError("prepare_demo: --n_crops, --eval_per_photo must be ≥ 1 and --crop_size, --max_side ≥ 8")
-    rng = np.random.default_rng(seed)
-    photos = {name: load_photo(name) for name in TRAIN_PHOTOS + HELD_OUT_PHOTOS}
-    city = os.path.join(out, "cityscapes", "leftImg8bit", "train", "demo")
-    lol = os.path.join(out, "LOL-demo")
+    photos, train_names, held_names = gather_photos(list(photo_dirs or []), seed, val_fraction)
+    city = os.path.join("cityscapes", "leftImg8bit", "train", "demo")
     files: dict[str, dict] = {}
 
-    def write(x: np.ndarray, path: str, params: dict) -> None:
-        save_image(x, path)
-        files[os.path.relpath(path, out).replace(os.sep, "/")] = params
+    def write(x: np.ndarray, rel: str, params: dict) -> None:
+        save_image(x, os.path.join(out, rel))
+        files[rel.replace(os.sep, "/")] = _rounded(params)
 
-    for i in range(n_crops):  # darkened inputs and LOL-style training pairs
-        name = TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)]
+    for i in range(n_crops):
+        name = train_names[i % len(train_names)]
+        rng = rng_for(seed, f"train/{i}")  # darkened inputs and LOL-style training pairs
         x = to_float(random_crop(rng, photos[name], crop))
-        low, p = darken(rng, x)
+        low, p = synthesize_lowlight(x, rng)
         write(low, os.path.join(city, f"{name}_{i:03d}_leftImg8bit.png"), {"photo": name, **p})
-        write(low, os.path.join(lol, "our485", "low", f"{name}_{i:03d}.png"), {"photo": name, **p})
-        write(x, os.path.join(lol, "our485", "high", f"{name}_{i:03d}.png"), {"photo": name})
-    for i in range(n_crops):  # positives
-        name = TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)]
-        write(to_float(random_crop(rng, photos[name], crop)), os.path.join(out, "Contrast", "GT", f"pos_{name}_{i:03d}.png"),
+        write(low, os.path.join("LOL-demo", "our485", "low", f"{name}_{i:03d}.png"), {"photo": name, **p})
+        write(x, os.path.join("LOL-demo", "our485", "high", f"{name}_{i:03d}.png"), {"photo": name})
+        rng = rng_for(seed, f"positive/{i}")
+        write(to_float(random_crop(rng, photos[name], crop)), os.path.join("Contrast", "GT", f"pos_{name}_{i:03d}.png"),
               {"photo": name})
-    for i in range(n_crops):  # negatives
-        name = TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)]
+        rng = rng_for(seed, f"negative/{i}")
+        x = to_float(random_crop(rng, photos[name], crop))
         over = i % 2 == 0
-        q, p = negative(rng, to_float(random_crop(rng, photos[name], crop)), over)
-        kind = "over" if over else "under"
-        write(q, os.path.join(out, "Contrast", "low", f"{kind}_{name}_{i:03d}.png"), {"photo": name, **p})
+        q, p = synthesize_overexposed(x, rng) if over else synthesize_lowlight(x, rng)
+        write(q, os.path.join("Contrast", "low", f"{'over' if over else 'under'}_{name}_{i:03d}.png"), {"photo": name, **p})
     sample_lows = []
-    for name in HELD_OUT_PHOTOS:  # evaluation pairs from held-out photos only
-        for j, view in enumerate(eval_views(rng, photos[name], eval_per_photo, max_side)):
+    for name in held_names:  # evaluation pairs from held-out photos only
+        views = eval_views(rng_for(seed, f"views/{name}"), photos[name], eval_per_photo, max_side)
+        for j, view in enumerate(views):
             x = to_float(view)
-            low, p = darken(rng, x)
             fname = f"{name}_{j}.png"
-            write(low, os.path.join(lol, "eval15", "low", fname), {"photo": name, "size": list(view.shape[:2]), **p})
-            write(x, os.path.join(lol, "eval15", "high", fname), {"photo": name})
-            sample_lows.append((fname, low))
+            low, p = synthesize_lowlight(x, rng_for(seed, f"eval/{fname}"))
+            write(low, os.path.join("LOL-demo", "eval15", "low", fname), {"photo": name, "size": list(view.shape[:2]), **p})
+            write(x, os.path.join("LOL-demo", "eval15", "high", fname), {"photo": name})
+            if name in HELD_OUT_PHOTOS:
+                sample_lows.append((fname, low))
     if samples:
         for fname, low in sample_lows[:6]:
             save_image(low, os.path.join(samples, "skimage", fname))
 
-    manifest = {"seed": seed, "crop_size": crop, "n_crops": n_crops, "train_photos": list(TRAIN_PHOTOS),
-                "held_out_photos": list(HELD_OUT_PHOTOS), "files": files}
+    manifest = {"seed": seed, "crop_size": crop, "n_crops": n_crops, "train_photos": train_names,
+                "held_out_photos": held_names, "photo_dirs": [os.path.abspath(d) for d in photo_dirs or []],
+                "val_fraction": val_fraction, "synthesis": config_dict(DEFAULT), "files": files}
     _remove_stale(out, set(files))
     _check_foreign(out, set(files), log)
     with open(os.path.join(out, MANIFEST), "w") as f:
@@ -210,16 +235,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", default=None, help="also write low-light samples to SAMPLES/skimage/ "
                     "(e.g. datasets/test_data)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n_crops", type=int, default=60, help="training crops per folder (default 60)")
+    ap.add_argument("--photos", action="append", default=[], metavar="DIR",
+                    help="a folder of normal-light photos to add (repeatable); split by photo into train/held out")
+    ap.add_argument("--val_fraction", type=float, default=0.25, help="held-out share of each --photos folder")
+    ap.add_argument("--n_crops", type=int, default=120, help="training crops per folder (default 120)")
     ap.add_argument("--crop_size", type=int, default=256, help="training crop side in pixels (default 256)")
     ap.add_argument("--eval_per_photo", type=int, default=3, help="eval pairs per held-out photo (default 3)")
     ap.add_argument("--max_side", type=int, default=400, help="longest eval image side (default 400)")
     args = ap.parse_args(argv)
     t0 = time.time()
     m = build_demo(args.out, args.samples, args.seed, args.n_crops, args.crop_size, args.eval_per_photo,
-                   args.max_side, log=print)
+                   args.max_side, log=print, photo_dirs=args.photos, val_fraction=args.val_fraction)
     print(f"wrote {len(m['files'])} files under {args.out} in {time.time() - t0:.1f} s "
-          f"(train photos: {', '.join(TRAIN_PHOTOS)}; held out: {', '.join(HELD_OUT_PHOTOS)})")
+          f"(train photos: {', '.join(m['train_photos'])}; held out: {', '.join(m['held_out_photos'])})")
     if args.samples:
         print(f"samples: {os.path.join(args.samples, 'skimage')}")
 

@@ -1,0 +1,284 @@
+"""Quality benchmark: enhancers and classic baselines on held-out synthetic pairs and real low-light photos.
+
+    python benchmarks/quality.py [--weights A.pth B.pth ...] [--pairs datasets/data/LOL-demo/eval15]
+        [--real_dir ../shared/data/LIME] [--out_md docs/quality.md] [--out_grid docs/quality_grid.jpg]
+
+Methods: ``identity`` (the input), ``gamma 0.45`` (``x^0.45``), ``CLAHE`` (OpenCV, clip limit 2, 8x8 tiles,
+on the L channel of Lab), then every ``--weights`` checkpoint (DCE-Net or EMNet, recognised from the file;
+default: ``checkpoints/*.pth`` plus the official ``SCL-LLE.pth`` and ``Zero-DCE-Epoch99.pth`` from
+``../shared/compat/`` when present).
+
+(a) **Held-out synthetic pairs** (a paired folder, by default the ``eval15`` split built by
+``python -m datasets.prepare_demo``, made from held-out photos with :mod:`datasets.synthesis`): PSNR and SSIM
+of the 8-bit output against the ground truth (scikit-image, data range 255, as the papers), LPIPS
+(AlexNet) when its ImageNet file exists. Means over the pairs.
+
+(b) **Real unpaired low-light photos** (``--real_dir``), means over the photos of:
+
+* *brightness*: mean of the output in [0, 1] over pixels and channels;
+* *clipped %*: share of pixels with any channel ≥ 254 (8 bit);
+* *colour shift*: ``Σ_c |p_c(in) − p_c(out)|`` with ``p_c = mean_c / (mean_R + mean_G + mean_B)`` the
+  channel proportions (0 = the input's colour balance kept; a grey image against a pure red one gives 4/3);
+* *noise σ*: Immerkær's estimator (1996) on the 8-bit luminance Y (BT.601), in 8-bit levels:
+  ``σ = sqrt(π/2) · Σ|Y ∗ M| / (6 (W−2)(H−2))`` with ``M = [[1,−2,1],[−2,4,−2],[1,−2,1]]`` — how much
+  noise an enhancer makes visible (higher = noisier output).
+
+Writes a Markdown table (``--out_md``) and a grid (``--out_grid``): one row per real photo (or pair
+when no real folder), input | each method, rows scaled to ``--height`` pixels.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.image_io import list_images, read_image, save_grid_rows, to_uint8  # noqa: E402
+
+SHARED = os.path.join(os.path.dirname(REPO), "shared")
+OFFICIAL = {"official SCL-LLE": "SCL-LLE.pth", "official Zero-DCE": "Zero-DCE-Epoch99.pth"}
+Method = Callable[[np.ndarray], np.ndarray]  # uint8 HxWx3 -> uint8 HxWx3
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
+
+
+def clipped_fraction(img: np.ndarray, level: int = 254) -> float:
+    """Share of pixels of a uint8 (H, W, 3) image with any channel ≥ ``level``, in [0, 1]."""
+    return float((np.asarray(img) >= level).any(axis=-1).mean())
+
+
+def channel_proportions(img: np.ndarray) -> np.ndarray:
+    """``mean_c / Σ mean`` of an (H, W, 3) image, float64 (3,); (1/3, 1/3, 1/3) for a black image."""
+    m = np.asarray(img, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    return m / m.sum() if m.sum() > 0 else np.full(3, 1.0 / 3.0)
+
+
+def colour_shift(inp: np.ndarray, out: np.ndarray) -> float:
+    """L1 distance between the channel proportions of input and output (0 … 2)."""
+    return float(np.abs(channel_proportions(inp) - channel_proportions(out)).sum())
+
+
+def noise_sigma(img: np.ndarray) -> float:
+    """Immerkær's noise estimate of a uint8 (H, W, 3) image's BT.601 luminance, in 8-bit levels."""
+    a = np.asarray(img, dtype=np.float64)
+    y = 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
+    h, w = y.shape
+    if h < 3 or w < 3:
+        return 0.0
+    conv = sum(_IMMERKAER[i, j] * y[i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3))
+    return float(math.sqrt(math.pi / 2) * np.abs(conv).sum() / (6.0 * (w - 2) * (h - 2)))
+
+
+def gamma_method(g: float = 0.45) -> Method:
+    return lambda x: to_uint8(np.power(x.astype(np.float32) / 255.0, g))
+
+
+def clahe_method(clip: float = 2.0, tiles: int = 8) -> Method:
+    import cv2
+
+    clahe = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        lab = cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2LAB)
+        lab[..., 0] = clahe.apply(lab[..., 0])
+        return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+    return run
+
+
+def enhancer_method(path: str, device: torch.device) -> Method:
+    """A DCE-Net / EMNet checkpoint as a uint8 → uint8 method (fp32, whole image)."""
+    from lowlight_model import SIZE_MULTIPLE, enhance, load_enhancer
+
+    model = load_enhancer("auto", path, device)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x.transpose(2, 0, 1).copy()).float().div_(255.0)[None].to(device)
+        with torch.inference_mode():
+            y = enhance(model, t, SIZE_MULTIPLE[model.arch]).clamp_(0, 1)
+        return to_uint8(y[0].cpu())
+
+    return run
+
+
+def default_weights() -> list[tuple[str, str]]:
+    """``(label, path)``: the repository's checkpoints, then the official ones found in ../shared/compat."""
+    found = [(os.path.basename(p), p) for p in sorted(glob.glob(os.path.join(REPO, "checkpoints", "*.pth")))]
+    for label, name in OFFICIAL.items():
+        p = os.path.join(SHARED, "compat", name)
+        if os.path.isfile(p):
+            found.append((label, p))
+    return found
+
+
+def build_methods(weights: list[tuple[str, str]], device: torch.device, baselines: bool = True) -> dict[str, Method]:
+    methods: dict[str, Method] = {}
+    if baselines:
+        methods.update({"identity": lambda x: x, "gamma 0.45": gamma_method(0.45), "CLAHE": clahe_method()})
+    for label, path in weights:
+        if not os.path.isfile(path):
+            raise UserError(f"--weights {path}: file not found")
+        methods[label] = enhancer_method(path, device)
+    return methods
+
+
+def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_model=None) -> dict[str, dict]:
+    """Mean PSNR / SSIM (/ LPIPS) of each method over ``(low, high)`` file pairs."""
+    from metrics import lpips_distance, psnr, ssim
+
+    scores = {name: {"psnr": [], "ssim": [], "lpips": []} for name in methods}
+    for low_path, high_path in pairs:
+        low, high = to_uint8(read_image(low_path)), to_uint8(read_image(high_path))
+        for name, method in methods.items():
+            out = method(low)
+            s = scores[name]
+            s["psnr"].append(psnr(high, out))
+            s["ssim"].append(ssim(high, out))
+            if lpips_model is not None:
+                to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy()).float().div(255.0)[None]  # noqa: E731
+                s["lpips"].append(float(lpips_distance(lpips_model, to_t(out), to_t(high)).mean()))
+    return {n: {k: float(np.mean(v)) if v else None for k, v in s.items()} for n, s in scores.items()}
+
+
+def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> tuple[dict[str, dict], list[list[np.ndarray]]]:
+    """Mean brightness / clipped fraction / colour shift / noise σ of each method over real photos.
+
+    Also returns the first ``keep`` rows ``[input, output of each method]`` for the grid.
+    """
+    scores = {name: {"brightness": [], "clipped": [], "shift": [], "noise": []} for name in methods}
+    rows = []
+    for i, path in enumerate(paths):
+        x = to_uint8(read_image(path))
+        row = [x]
+        for name, method in methods.items():
+            out = method(x)
+            s = scores[name]
+            s["brightness"].append(float(out.mean()) / 255.0)
+            s["clipped"].append(clipped_fraction(out))
+            s["shift"].append(colour_shift(x, out))
+            s["noise"].append(noise_sigma(out))
+            row.append(out)
+        if i < keep:
+            rows.append(row)
+    return {n: {k: float(np.mean(v)) for k, v in s.items()} for n, s in scores.items()}, rows
+
+
+def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None, n_pairs: int, n_real: int) -> str:
+    """One row per method: PSNR / SSIM (/ LPIPS) on the pairs, then the real-photo figures."""
+    names = list((paired or real or {}).keys())
+    has_lpips = bool(paired) and any(v["lpips"] is not None for v in paired.values())
+    head = ["method"]
+    if paired:
+        head += [f"PSNR ↑ ({n_pairs} pairs)", "SSIM ↑"] + (["LPIPS ↓"] if has_lpips else [])
+    if real:
+        head += [f"brightness ({n_real} real)", "clipped % ↓", "colour shift ↓", "noise σ ↓"]
+    best = {}
+    if paired:
+        best = {k: max(v[k] for v in paired.values()) for k in ("psnr", "ssim")}
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in names:
+        cells = [n]
+        if paired:
+            p = paired[n]
+            cells += [_bold(f"{p['psnr']:.2f}", p["psnr"] == best["psnr"]), _bold(f"{p['ssim']:.3f}", p["ssim"] == best["ssim"])]
+            if has_lpips:
+                cells.append(f"{p['lpips']:.3f}")
+        if real:
+            r = real[n]
+            cells += [f"{r['brightness']:.3f}", f"{100 * r['clipped']:.2f}", f"{r['shift']:.3f}", f"{r['noise']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _bold(s: str, on: bool) -> str:
+    return f"**{s}**" if on else s
+
+
+def save_comparison(rows: list[list[np.ndarray]], labels: list[str], path: str, height: int) -> None:
+    """Rows of input | each method, each image scaled to ``height`` pixels (area filter)."""
+    scaled = []
+    for row in rows:
+        h, w = row[0].shape[:2]
+        size = (height, max(1, round(w * height / h)))
+        scaled.append([F.interpolate(torch.from_numpy(a.transpose(2, 0, 1).copy()).float()[None] / 255.0, size=size,
+                                     mode="area")[0] for a in row])
+    save_grid_rows(scaled, path, labels=labels)
+
+
+def _write_text(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--weights", nargs="+", default=None, metavar="[LABEL=]PATH",
+                   help="checkpoints to score (default: checkpoints/*.pth + official ones in ../shared/compat)")
+    p.add_argument("--no_baselines", action="store_true", help="skip identity, gamma and CLAHE")
+    p.add_argument("--pairs", default=os.path.join(REPO, "datasets", "data", "LOL-demo", "eval15"),
+                   help="paired folder (low/ + high/) of held-out synthetic pairs; '' to skip")
+    p.add_argument("--real_dir", default=os.path.join(SHARED, "data", "LIME"),
+                   help="folder of real low-light photos; '' to skip")
+    p.add_argument("--out_md", default=os.path.join(REPO, "docs", "quality.md"))
+    p.add_argument("--out_grid", default=os.path.join(REPO, "docs", "quality_grid.jpg"))
+    p.add_argument("--grid_rows", type=int, default=4, help="photos in the grid (0: no grid)")
+    p.add_argument("--height", type=int, default=160, help="grid row height in pixels")
+    p.add_argument("--device", default="cpu")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from datasets.lol import find_pairs
+    from metrics import build_lpips, lpips_available
+    from utils.device import resolve_device
+
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    torch.set_grad_enabled(False)
+    if args.weights is None:
+        weights = default_weights()
+    else:
+        weights = [tuple(w.split("=", 1)) if "=" in w else (os.path.basename(w), w) for w in args.weights]
+    methods = build_methods(weights, device, baselines=not args.no_baselines)
+    if not methods:
+        raise UserError("nothing to score: pass --weights or drop --no_baselines")
+    pairs = find_pairs(args.pairs) if args.pairs and os.path.isdir(args.pairs) else []
+    if args.pairs and not pairs:
+        print(f"no pairs in {args.pairs} (build them with python -m datasets.prepare_demo): skipping (a)")
+    real = list_images(args.real_dir) if args.real_dir and os.path.isdir(args.real_dir) else []
+    if not pairs and not real:
+        raise UserError("no pairs (--pairs) and no real photos (--real_dir): nothing to measure")
+    t0 = time.time()
+    lp = build_lpips(device).eval() if pairs and lpips_available() else None
+    paired = score_pairs(methods, pairs, lp) if pairs else None
+    real_scores, rows = score_real(methods, real, keep=args.grid_rows) if real else (None, [])
+    if not rows:
+        rows = [[to_uint8(read_image(lo))] + [m(to_uint8(read_image(lo))) for m in methods.values()]
+                for lo, _ in pairs[:args.grid_rows]]
+    table = markdown_table(paired, real_scores, len(pairs), len(real))
+    src = [f"pairs: `{os.path.relpath(args.pairs, REPO)}`" if pairs else "",
+           f"real photos: `{os.path.relpath(args.real_dir, REPO)}`" if real else ""]
+    note = "; ".join(s for s in src if s) + f"; LPIPS {'on' if lp is not None else 'off (no AlexNet file)'}\n"
+    _write_text(args.out_md, "<!-- written by benchmarks/quality.py -->\n" + note + "\n" + table)
+    if rows:
+        save_comparison(rows, ["input"] + list(methods), args.out_grid, args.height)
+    print(table)
+    print(note.strip())
+    print(f"{len(methods)} methods, {len(pairs)} pairs, {len(real)} real photos in {time.time() - t0:.1f} s; "
+          f"wrote {args.out_md}" + (f" and {args.out_grid}" if rows else ""))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,115 @@
+"""benchmarks/quality.py: the real-photo metrics on hand-made images, the baselines, and a whole run."""
+import importlib.util
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lowlight_model import enhance_net_nopool
+from utils.image_io import save_image
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+
+
+def test_clipped_fraction_counts_pixels_with_any_channel_at_254():
+    img = np.zeros((4, 5, 3), np.uint8)
+    img[0, 0] = (254, 0, 0)      # counts (one channel is enough)
+    img[0, 1] = (255, 255, 255)  # counts once, not three times
+    img[1, 1] = (253, 253, 253)  # does not count
+    assert quality.clipped_fraction(img) == pytest.approx(2 / 20)
+
+
+def test_colour_shift_by_hand():
+    grey = np.full((2, 2, 3), 100, np.uint8)
+    red = np.zeros((2, 2, 3), np.uint8)
+    red[..., 0] = 200
+    assert quality.colour_shift(grey, grey * 2) == 0.0  # brightening keeps the proportions
+    assert quality.colour_shift(grey, red) == pytest.approx(4 / 3)  # |1/3-1| + 1/3 + 1/3
+    warm = np.zeros((1, 1, 3), np.uint8) + np.array([120, 60, 20], np.uint8)  # proportions .6 .3 .1
+    assert quality.colour_shift(warm, grey[:1, :1]) == pytest.approx(abs(0.6 - 1 / 3) + abs(0.3 - 1 / 3) + abs(0.1 - 1 / 3))
+
+
+def test_noise_sigma_recovers_gaussian_noise_and_ignores_flat_and_ramp():
+    rng = np.random.default_rng(0)
+    flat = np.full((200, 200, 3), 128.0)
+    assert quality.noise_sigma(flat.astype(np.uint8)) == 0.0
+    ramp = np.broadcast_to(np.arange(200, dtype=np.float64)[None, :, None], (200, 200, 3)).astype(np.uint8)
+    assert quality.noise_sigma(ramp) == pytest.approx(0.0, abs=1e-9)  # M annihilates linear ramps
+    noisy = np.clip(flat + rng.normal(0, 5.0, (200, 200, 1)), 0, 255).astype(np.uint8)  # same noise in R, G, B
+    assert quality.noise_sigma(noisy) == pytest.approx(5.0, rel=0.08)
+
+
+def test_baselines():
+    x = np.array([[[0, 64, 255]]], np.uint8)
+    g = quality.gamma_method(0.45)(x)
+    assert g.tolist() == [[[0, int(math.floor(255 * (64 / 255) ** 0.45 + 0.5)), 255]]]
+    img = (np.random.default_rng(0).random((64, 64, 3)) * 60).astype(np.uint8)
+    out = quality.clahe_method()(img)
+    assert out.shape == img.shape and out.dtype == np.uint8 and out.mean() > img.mean()
+
+
+def test_markdown_table_bolds_the_best():
+    paired = {"a": {"psnr": 20.0, "ssim": 0.5, "lpips": None}, "b": {"psnr": 18.0, "ssim": 0.7, "lpips": None}}
+    real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "noise": 2.0} for k in paired}
+    t = quality.markdown_table(paired, real, 2, 3)
+    assert "| a | **20.00** | 0.500 | 0.300 | 1.20 | 0.040 | 2.00 |" in t
+    assert "| b | 18.00 | **0.700** |" in t and "LPIPS" not in t
+
+
+def test_whole_run_writes_table_and_grid(tmp_path):
+    pairs, real = tmp_path / "pairs", tmp_path / "real"
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        high = rng.random((32, 40, 3)).astype(np.float32)
+        save_image(high, str(pairs / "high" / f"{i}.png"))
+        save_image(high * 0.2, str(pairs / "low" / f"{i}.png"))
+        save_image(high * 0.1, str(real / f"r{i}.png"))
+    torch.manual_seed(0)
+    w = tmp_path / "dce.pth"
+    torch.save(enhance_net_nopool().state_dict(), w)
+    md, grid = tmp_path / "q.md", tmp_path / "g.jpg"
+    quality.main(["--weights", f"mine={w}", "--pairs", str(pairs), "--real_dir", str(real),
+                  "--out_md", str(md), "--out_grid", str(grid), "--height", "32"])
+    text = md.read_text()
+    for name in ("identity", "gamma 0.45", "CLAHE", "mine"):
+        assert f"| {name} |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| identity |"))
+    from metrics import psnr
+    from utils.image_io import read_image, to_uint8
+
+    def u8(path):
+        return to_uint8(read_image(str(path)))
+
+    expected = np.mean([psnr(u8(pairs / "high" / f"{i}.png"), u8(pairs / "low" / f"{i}.png")) for i in range(2)])
+    assert float(row.split("|")[2].strip("* ")) == pytest.approx(expected, abs=0.006)  # the input itself
+    bright = np.mean([u8(real / f"r{i}.png").mean() / 255 for i in range(2)])
+    assert float(row.split("|")[4]) == pytest.approx(bright, abs=6e-4)
+    assert grid.is_file() and os.path.getsize(grid) > 0
+
+
+@pytest.mark.slow
+def test_shipped_samples_rebuild_and_the_shipped_model_beats_the_input(tmp_path):
+    """The shipped samples are the prepare_demo eval images (seed 0); the shipped model improves them."""
+    from datasets.prepare_demo import build_demo
+    from metrics import psnr, ssim
+    from utils.image_io import read_image, to_uint8
+
+    samples = ROOT / "datasets" / "test_data" / "skimage"
+    weights = ROOT / "checkpoints" / "LLE_model.pth"
+    build_demo(str(tmp_path), None, seed=0, n_crops=1, crop=32)
+    run = quality.enhancer_method(str(weights), torch.device("cpu"))
+    gains = []
+    for f in sorted(samples.glob("*.png")):
+        assert f.read_bytes() == (tmp_path / "LOL-demo" / "eval15" / "low" / f.name).read_bytes()
+        low = to_uint8(read_image(str(f)))
+        high = to_uint8(read_image(str(tmp_path / "LOL-demo" / "eval15" / "high" / f.name)))
+        out = run(low)
+        gains.append((psnr(high, out) - psnr(high, low), ssim(high, out) - ssim(high, low)))
+    assert len(gains) == 6
+    assert np.mean([g[0] for g in gains]) > 3.0 and min(g[1] for g in gains) > 0  # dB, SSIM
