@@ -69,8 +69,7 @@ def dce_net(weights: str | None = "shipped", map_location=None) -> _torch.nn.Mod
     The model maps an (N,3,H,W) image in [0,1] (any H, W) to ``(image after 4 curve steps,
     enhanced image, curve maps (N,24,H,W))``; the enhanced image is element ``[1]``.
     """
-    from lowlight_model import build_enhancer, load_enhancer, weights_init
-    from utils.errors import UserError
+    from lowlight_model import build_enhancer, weights_init
 
     device, path = _device(map_location), _weights_path("dce_net", weights)
     if path is None:
@@ -78,10 +77,20 @@ def dce_net(weights: str | None = "shipped", map_location=None) -> _torch.nn.Mod
         model.apply(weights_init)
         model.arch = "dce"
         return model.to(device).eval()
+    return _load_as("dce_net", "dce", path, device)
+
+
+def _load_as(entry: str, arch: str, path: str, device) -> _torch.nn.Module:
+    """The enhancer of ``path`` (arch recognised from the checkpoint), refused unless it is ``arch``."""
+    from lowlight_model import load_enhancer
+    from utils.errors import UserError
+
     model = load_enhancer("auto", path, device)
-    if model.arch != "dce":
-        raise UserError(f"dce_net(weights={path!r}) holds an enhancer of arch {model.arch!r}, not DCE-Net; "
-                        f"use the matching entry point (emnet for 'emnet')")
+    if model.arch != arch:
+        other = {"dce": "emnet", "emnet": "dce_net"}[arch]
+        name = {"dce": "DCE-Net", "emnet": "EMNet"}[arch]
+        raise UserError(f"{entry}(weights={path!r}) holds an enhancer of arch {model.arch!r}, not {name}; "
+                        f"use the matching entry point ({other} for {model.arch!r})")
     return model
 
 
@@ -97,7 +106,7 @@ def emnet(weights: str | None = None, embed_dim: int = 32, map_location=None) ->
     The model maps (N,3,H,W) in [0,1] with H, W multiples of 8 to the enhanced image (N,3,H,W); for
     other sizes pad with ``F.pad(x, (0, -w % 8, 0, -h % 8), mode="reflect")`` and crop the output back.
     """
-    from lowlight_model import build_enhancer, load_enhancer
+    from lowlight_model import build_enhancer
     from utils.errors import UserError
 
     device, path = _device(map_location), _weights_path("emnet", weights)
@@ -105,10 +114,7 @@ def emnet(weights: str | None = None, embed_dim: int = 32, map_location=None) ->
         model = build_enhancer("emnet", embed_dim)
         model.arch = "emnet"
         return model.to(device).eval()
-    model = load_enhancer("auto", path, device)
-    if model.arch != "emnet":
-        raise UserError(f"emnet(weights={path!r}) holds an enhancer of arch {model.arch!r}, not EMNet; "
-                        f"use the matching entry point (dce_net for 'dce')")
+    model = _load_as("emnet", "emnet", path, device)
     found = model.patch_embed.proj.out_channels
     if found != embed_dim:
         raise UserError(f"emnet(weights={path!r}) holds an EMNet of embed dim {found}; pass embed_dim={found}")

@@ -20,8 +20,8 @@ from lowlight_model import SIZE_MULTIPLE, build_enhancer, enhance
 from losses import SupervisedLoss
 from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log,
                            read_file, restore, training_state)
-from stages.paired import (add_common_arguments, check_paired_arguments, enhance_validation, load_pairs, run_dirs,
-                           score, smallest_side)
+from stages.paired import (add_common_arguments, check_fits, check_paired_arguments, enhance_validation, load_pairs,
+                           run_dirs, score)
 from utils.checkpoint import extract_state_dict, load_state
 from utils.device import is_primary, unwrap
 from utils.errors import UserError
@@ -74,11 +74,16 @@ def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) 
 def _data(args):
     """Training and validation pairs, checked and cached up front; the patch must fit every image."""
     train_set, val_set = load_pairs(args)
-    smallest = smallest_side(train_set)
-    if args.train_ps > smallest:
-        raise UserError(f"--train_ps {args.train_ps}: larger than the smallest training image side ({smallest} "
-                        f"pixels in {args.train_dir}); use at most {smallest - smallest % SIZE_MULTIPLE[args.arch]}")
+    check_fits(train_set, args.train_ps, "--train_ps", "training", args.train_dir, SIZE_MULTIPLE[args.arch])
     return train_set, val_set
+
+
+def _criterion(args, device: torch.device) -> SupervisedLoss:
+    try:
+        return SupervisedLoss(**{k: getattr(args, f"{k}_lambda") for k in SupervisedLoss.TERMS},
+                              lpips_normalize=args.lpips_normalize, device=device)
+    except UserError as e:
+        raise UserError(f"{e} (or pass --lpips_lambda 0 to train without LPIPS)") from None
 
 
 def _build(args, init: dict | None, device: torch.device, fmt: torch.memory_format):
@@ -104,6 +109,17 @@ def _apply_lr(optimizer, scheduler, args) -> None:
         group.update(initial_lr=args.lr_initial, lr=args.lr_initial * factor, weight_decay=args.weight_decay)
 
 
+def _resume(ck: dict | None, session: Session, model, optimizer, scheduler, args, start: int) -> float:
+    """Load a resumed run's state (changed flags apply, and args.json records them); its best PSNR."""
+    if not ck:
+        return -math.inf
+    restore(ck, model, optimizer, scheduler)
+    _apply_lr(optimizer, scheduler, args)
+    best = float(ck.get("best_psnr", -math.inf))
+    log.info("resumed %s at iteration %d (best PSNR %.2f)", session.resume, start, best)
+    return best
+
+
 def run(args: argparse.Namespace) -> None:
     check_arguments(args)
     run_dir, model_dir = run_dirs(args)
@@ -112,22 +128,14 @@ def run(args: argparse.Namespace) -> None:
     ck = session.read_state(frozen=("arch", "embed_dim"))
     init = None if ck or not args.init_weights else \
         extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
-    try:
-        criterion = SupervisedLoss(**{k: getattr(args, f"{k}_lambda") for k in SupervisedLoss.TERMS},
-                                   lpips_normalize=args.lpips_normalize, device=session.device)
-    except UserError as e:
-        raise UserError(f"{e} (or pass --lpips_lambda 0 to train without LPIPS)") from None
+    criterion = _criterion(args, session.device)
     per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=int(os.environ.get("WORLD_SIZE", 1)))
     start = (ck.get("iteration") or ck["epoch"] * per_epoch) if ck else 0
     device = session.open(start).device
     log.info("%d training pairs, %d validation pairs; loss %s", len(train_set), len(val_set),
              " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
     model, optimizer, scheduler = _build(args, init, device, session.memory_format(args.arch))
-    best = {"psnr": ck.get("best_psnr", -math.inf) if ck else -math.inf}
-    if ck:
-        restore(ck, model, optimizer, scheduler)
-        _apply_lr(optimizer, scheduler, args)  # changed flags apply (and args.json records them)
-        log.info("resumed %s at iteration %d (best PSNR %.2f)", session.resume, start, best["psnr"])
+    best = {"psnr": _resume(ck, session, model, optimizer, scheduler, args, start)}
     model, fmt = session.wrap(model), session.memory_format(args.arch)
     val_at = {max(1, round(per_epoch * (k + 1) / args.val_time)) for k in range(args.val_time)}
 

@@ -20,8 +20,8 @@ from lowlight_model import load_enhancer
 from network.memory import ExternalMemory, build_query_net, query, value_dim_for
 from stages.common import (RunFolder, Session, add_run_arguments, all_gather_cat, batches_per_epoch, check_flags, log,
                            read_file, replica_digest, restore, training_state)
-from stages.paired import (add_common_arguments, check_paired_arguments, enhance_validation, load_pairs, run_dirs,
-                           score, smallest_side)
+from stages.paired import (add_common_arguments, check_fits, check_paired_arguments, enhance_validation, load_pairs,
+                           run_dirs, score)
 from utils.device import is_primary
 from utils.errors import UserError
 
@@ -74,10 +74,7 @@ def check_arguments(args: argparse.Namespace) -> int:
 def _data(args):
     """Training and validation pairs, checked and cached up front; the pooling must fit every image."""
     train_set, val_set = load_pairs(args)
-    smallest = smallest_side(val_set)
-    if args.pooling_size > smallest:
-        raise UserError(f"--pooling_size {args.pooling_size}: larger than the smallest validation image side "
-                        f"({smallest} pixels in {args.val_dir})")
+    check_fits(val_set, args.pooling_size, "--pooling_size", "validation", args.val_dir)
     world = int(os.environ.get("WORLD_SIZE", 1))
     if len(train_set) < args.batch_size * world:
         raise UserError(f"--batch_size {args.batch_size} exceeds the {len(train_set)} training pairs in "
@@ -112,6 +109,13 @@ def _memory(args, ck: dict | None, value_dim: int, gens: dict, name: str | None)
     return mem, best
 
 
+def _networks(args, device: torch.device):
+    """The frozen enhancer of ``--pretrain_weights`` and the ResNet-18 query network, on ``device``."""
+    enhancer = read_file(args.pretrain_weights, "--pretrain_weights",
+                         lambda path: load_enhancer(args.arch, path, device, args.embed_dim))
+    return enhancer, build_query_net(pretrained=True).to(device)
+
+
 def run(args: argparse.Namespace) -> None:
     value_dim = check_arguments(args)
     run_dir, model_dir = run_dirs(args)
@@ -119,9 +123,7 @@ def run(args: argparse.Namespace) -> None:
     train_set, val_set = _data(args)
     ck = session.read_state(frozen=FROZEN)
     device, world = session.device, int(os.environ.get("WORLD_SIZE", 1))
-    enhancer = read_file(args.pretrain_weights, "--pretrain_weights",
-                         lambda path: load_enhancer(args.arch, path, device, args.embed_dim))
-    query_net = build_query_net(pretrained=True).to(device)
+    enhancer, query_net = _networks(args, device)
     per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=world, min_batch=args.batch_size)
     start = (ck.get("iteration") or int(ck["epoch"]) * per_epoch) if ck else 0
     session.open(start // per_epoch)  # the log holds one validation record per epoch

@@ -88,3 +88,12 @@ def score(outputs: list[torch.Tensor], val_set, float_psnr: bool = False) -> tup
         p += psnr_float(y[0].clamp(0, 1), gt) if float_psnr else eight["psnr"]
         s += eight["ssim"]
     return p / len(outputs), s / len(outputs)
+
+
+def check_fits(dataset, size: int, flag: str, what: str, folder: str, multiple: int = 1) -> None:
+    """``size`` (a crop or a pooling size) must fit the smallest image side of ``dataset``; else one line
+    naming ``flag``, the ``what`` images (e.g. "training") and their ``folder``."""
+    smallest = smallest_side(dataset)
+    if size > smallest:
+        raise UserError(f"{flag} {size}: larger than the smallest {what} image side ({smallest} pixels in "
+                        f"{folder}); use at most {smallest - smallest % multiple}")
