@@ -42,14 +42,17 @@ def fake_torch_home(_fake_weights_home, monkeypatch) -> Path:
     return _fake_weights_home
 
 
-# Tests of other files that take over ~10 s on an idle 2-core CPU (measured 70–840 s on 2026-11-22 with the
-# machine shared by five jobs): kept out of `make test-fast`. New long tests carry @pytest.mark.slow instead.
+# Tests of older files that took over ~10 s here on 2026-11-22 (13–840 s, the 2 cores shared with other
+# jobs): kept out of `make test-fast`. New long tests carry @pytest.mark.slow instead.
 SLOW_TESTS = {
     "test_train_emnet.py::test_supervised_loss_decreases_on_a_fixed_batch",
     "test_train_emnet.py::test_emnet_enhancer_trains_and_resumes",
     "test_train_emnet.py::test_enhancer_then_memory_then_paired_evaluation",
     "test_train_scl.py::test_full_loss_decreases_on_a_fixed_batch",
     "test_train_scl.py::test_kill_and_resume_reproduces_the_uninterrupted_losses",
+    "test_train_scl.py::test_scl_stage_trains_emnet_without_tv",
+    "test_train_scl.py::test_missing_vgg_weights_is_one_line_error",
+    "test_train_scl.py::test_train_run_writes_snapshots_logs_and_plot",
     "test_emnet.py::test_padded_forward",
     "test_emnet.py::test_backward_finite_gradients",
     "test_emnet.py::test_golden_output",
