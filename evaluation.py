@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from datasets.lol import PairedDataset
-from lowlight_model import SIZE_MULTIPLE, enhance
+from lowlight_model import enhance
 from metrics import MetricAccumulator, build_lpips, lpips_available, lpips_distance, quantise, scores_8bit
 from network.memory import ExternalMemory, build_query_net, gt_mean_oracle, query
 from utils.checkpoint import atomic_write
@@ -67,7 +67,7 @@ def evaluate_paired(args, model: torch.nn.Module, device: torch.device) -> dict[
         name = data.gt_names[i]  # the reference names its outputs after the ground-truth file
         gt8 = quantise(gt[0], "round")
         with torch.inference_mode():
-            raw = enhance(model, low, SIZE_MULTIPLE[model.arch])  # unclamped: the memory pools it (SPEC §6)
+            raw = enhance(model, low)  # unclamped: the memory pools it (SPEC §6)
             outputs = {"ori": raw.clamp(0, 1)}
             if mem is not None:
                 outputs["mem"] = mem.refine(raw, mem.read(query(query_net, low), args.testing_top_k))

@@ -101,14 +101,19 @@ def _build_emnet(embed_dim: int = 32) -> nn.Module:
 # The enhancer registry: add an entry to plug in another enhancer everywhere (--arch choices follow).
 ENHANCERS: dict[str, Callable[..., nn.Module]] = {"dce": _build_dce, "emnet": _build_emnet}
 
-# DEPRECATED (kept for callers not yet migrated; removed after the merge): read the model's
-# ``size_multiple`` / ``receptive_radius`` class attributes instead.
-SIZE_MULTIPLE = {"dce": 1, "emnet": 8}
+
+def size_multiple(arch: str) -> int:
+    """``size_multiple`` of the enhancer class named ``arch``, for checks made before a model exists."""
+    if arch == "emnet":
+        from network.emnet import EMNet
+
+        return EMNet.size_multiple
+    return enhance_net_nopool.size_multiple
 
 
 def check_crop(arch: str, size: int, flag: str) -> None:
     """Training crops must be multiples of what the architecture needs (no padding while training)."""
-    m = SIZE_MULTIPLE.get(arch, 1)
+    m = size_multiple(arch)
     if size % m:
         raise UserError(f"{flag} {size} is not a multiple of {m}, which the {arch} enhancer needs; "
                         f"use {size - size % m or m}")
@@ -177,17 +182,14 @@ def enhance(model: nn.Module, x: torch.Tensor, multiple: int | None = None) -> t
     result cropped back. ``multiple`` overrides it (DEPRECATED argument, kept for old callers).
     A model with a ``final_image`` method (DCE-Net) uses it.
     """
-    m = multiple if multiple is not None else getattr(model, "size_multiple", 1)
+    base = model.module if hasattr(model, "module") else model  # DDP/DataParallel keep the model inside
+    m = multiple if multiple is not None else getattr(base, "size_multiple", 1)
     x, (h, w) = pad_to_multiple(x, m)
     final = getattr(model, "final_image", None)
     out = final(x) if final is not None else model(x)
     if isinstance(out, (tuple, list)):
         out = out[1]
     return out[..., :h, :w]
-
-
-# DEPRECATED alias of the models' ``receptive_radius`` attribute (removed after the merge).
-RECEPTIVE_RADIUS = {"dce": 7}
 
 
 def enhance_tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int = 8) -> torch.Tensor:

@@ -21,7 +21,7 @@ import warnings
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lowlight_model import SIZE_MULTIPLE, enhance, load_enhancer  # noqa: E402
+from lowlight_model import enhance, load_enhancer  # noqa: E402
 from tools.export import INPUT_NAME, OUTPUT_NAME, export_model  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def main() -> None:
 
         def pytorch():
             with torch.inference_mode():
-                return enhance(model, x, SIZE_MULTIPLE[model.arch])
+                return enhance(model, x)
 
         def onnxruntime():
             return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x_np})[0])

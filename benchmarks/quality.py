@@ -97,14 +97,14 @@ def clahe_method(clip: float = 2.0, tiles: int = 8) -> Method:
 
 def enhancer_method(path: str, device: torch.device) -> Method:
     """A DCE-Net / EMNet checkpoint as a uint8 → uint8 method (fp32, whole image)."""
-    from lowlight_model import SIZE_MULTIPLE, enhance, load_enhancer
+    from lowlight_model import enhance, load_enhancer
 
     model = load_enhancer("auto", path, device)
 
     def run(x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x.transpose(2, 0, 1).copy()).float().div_(255.0)[None].to(device)
         with torch.inference_mode():
-            y = enhance(model, t, SIZE_MULTIPLE[model.arch]).clamp_(0, 1)
+            y = enhance(model, t).clamp_(0, 1)
         return to_uint8(y[0].cpu())
 
     return run

@@ -16,7 +16,7 @@ import os
 import torch
 from tqdm import tqdm
 
-from lowlight_model import SIZE_MULTIPLE, build_enhancer, enhance
+from lowlight_model import build_enhancer, enhance, size_multiple
 from losses import SupervisedLoss
 from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log,
                            read_file, restore, training_state)
@@ -74,7 +74,7 @@ def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) 
 def _data(args):
     """Training and validation pairs, checked and cached up front; the patch must fit every image."""
     train_set, val_set = load_pairs(args)
-    check_fits(train_set, args.train_ps, "--train_ps", "training", args.train_dir, SIZE_MULTIPLE[args.arch])
+    check_fits(train_set, args.train_ps, "--train_ps", "training", args.train_dir, size_multiple(args.arch))
     return train_set, val_set
 
 
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
         session.save(name, state, it)
 
     def validate(it: int, epoch: int) -> None:
-        val_psnr, val_ssim = score(enhance_validation(unwrap(model), val_set, device, args.arch), val_set,
+        val_psnr, val_ssim = score(enhance_validation(unwrap(model), val_set, device), val_set,
                                    float_psnr=True)  # the reference picks the best checkpoint by float PSNR
         model.train()
         session.log(it, {"psnr": val_psnr, "ssim": val_ssim}, prefix="val")
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> None:
                 on_stop=lambda done: save("model_latest.pth", done, done // per_epoch)):
             low, gt = (t.to(device, memory_format=fmt) for t in (low, gt))
             with session.autocast():
-                terms = criterion(enhance(model, low, SIZE_MULTIPLE[args.arch]), gt)
+                terms = criterion(enhance(model, low), gt)
             loss = session.step(it, terms, model, optimizer)
             bar.update(1)
             if (it + 1) % args.log_every == 0 or it + 1 == total:

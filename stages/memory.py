@@ -88,7 +88,7 @@ def _frozen_validation(session: Session, enhancer, query_net, val_set) -> tuple[
     t0 = time.time()
     device = session.device
     with session.autocast():
-        val_out = [y.float() for y in enhance_validation(enhancer, val_set, device, enhancer.arch)]
+        val_out = [y.float() for y in enhance_validation(enhancer, val_set, device)]
         val_q = torch.cat([query(query_net, val_set.load(i)[0][None].to(device)) for i in range(len(val_set))]).float()
     base_psnr, base_ssim = score(val_out, val_set)
     log.info("frozen enhancer on validation: PSNR %.2f SSIM %.4f (%.1fs)", base_psnr, base_ssim, time.time() - t0)

@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from lowlight_model import ENHANCERS, SIZE_MULTIPLE, check_crop, enhance
+from lowlight_model import ENHANCERS, check_crop, enhance
 from metrics import psnr_float, quantise, scores_8bit
 from utils.errors import UserError
 
@@ -66,14 +66,14 @@ def run_dirs(args) -> tuple[str, str]:
 
 
 @torch.no_grad()
-def enhance_validation(model: nn.Module, val_set, device: torch.device, arch: str) -> list[torch.Tensor]:
+def enhance_validation(model: nn.Module, val_set, device: torch.device) -> list[torch.Tensor]:
     """Raw (unclamped) enhancer outputs (1,3,H,W) on the CPU for every full validation image; the
     memory pools the unclamped output (SPEC §6), everything else clamps to [0, 1]."""
     model.eval()
     outs = []
     for i in range(len(val_set)):
         low, _ = val_set.load(i)
-        outs.append(enhance(model, low[None].to(device), SIZE_MULTIPLE[arch]).cpu())
+        outs.append(enhance(model, low[None].to(device)).cpu())
     return outs
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lowlight_model import ENHANCERS, SIZE_MULTIPLE, enhance, load_enhancer
+from lowlight_model import ENHANCERS, enhance, load_enhancer
 from utils.errors import UserError, run_cli
 
 FORMATS = ("onnx", "torchscript")
@@ -68,7 +68,7 @@ def wrap(model: nn.Module) -> nn.Module:
     arch = getattr(model, "arch", "dce")
     if arch == "dce":
         return EnhancedImage(model).eval()
-    multiple = SIZE_MULTIPLE.get(arch, 1)
+    multiple = getattr(model, "size_multiple", 1)
     return (PadCrop(model, multiple) if multiple > 1 else model).eval()
 
 
@@ -169,7 +169,7 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
             _export_torchscript(wrapper, tmp)
         x = _example(CHECK_SHAPE, 1)
         with torch.inference_mode():
-            ref = enhance(model, x, SIZE_MULTIPLE.get(getattr(model, "arch", "dce"), 1))
+            ref = enhance(model, x)
         diff = (run_exported(tmp, fmt, x) - ref).abs().max().item()
         if not diff <= tol:
             raise UserError(f"the exported {fmt} model differs from PyTorch by {diff:.2e} (> --tol {tol:g}) on a "

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from lowlight_model import SIZE_MULTIPLE, enhance, load_enhancer  # noqa: E402
+from lowlight_model import enhance, load_enhancer  # noqa: E402
 from utils.image_io import list_images, read_image_tensor, save_grid_rows  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     for path in paths:
         x = read_image_tensor(path)[None]
         with torch.inference_mode():
-            y = enhance(model, x, SIZE_MULTIPLE[model.arch]).clamp(0, 1)
+            y = enhance(model, x).clamp(0, 1)
         ch = y[0].mean(dim=(1, 2))
         gains.append(y.mean().item() / max(x.mean().item(), 1e-6))
         print(f"{os.path.relpath(path, os.path.dirname(REPO)):<45} mean {x.mean():.3f} -> {y.mean():.3f}  "
