@@ -240,13 +240,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    with torch.no_grad():  # scoped: tests call main() in-process
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     from datasets.lol import find_pairs
     from metrics import build_lpips, lpips_available
     from utils.device import resolve_device
 
     args = parse_args(argv)
     device = resolve_device(args.device)
-    torch.set_grad_enabled(False)
     if args.weights is None:
         weights = default_weights()
     else:
