@@ -170,3 +170,14 @@ def test_lpips_normalize_flag():
         assert torch.allclose(raw, model(a, b).reshape(2))                       # [0, 1] as they are
         assert torch.allclose(lpips_distance(model, a, b), model(2 * a - 1, 2 * b - 1).reshape(2), atol=1e-6)
         assert (raw - lpips_distance(model, a, b)).abs().max() > 1e-4
+
+
+def test_ssim_loss_of_a_nonfinite_image_is_nan_not_an_assertion():
+    """A diverging run's NaN output must reach the training NaN guard as a NaN term."""
+    from metrics import ssim_loss
+
+    x = torch.rand(1, 3, 16, 16)
+    y = x.clone()
+    y[0, 0, 0, 0] = float("nan")
+    assert torch.isnan(ssim_loss(y, x)) and torch.isnan(ssim_loss(x, y))
+    assert float(ssim_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
