@@ -145,7 +145,8 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_
             s["ssim"].append(ssim(high, out))
             if lpips_model is not None:
                 to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy()).float().div(255.0)[None]  # noqa: E731
-                s["lpips"].append(float(lpips_distance(lpips_model, to_t(out), to_t(high)).mean()))
+                with torch.no_grad():
+                    s["lpips"].append(float(lpips_distance(lpips_model, to_t(out), to_t(high)).mean()))
     return {n: {k: float(np.mean(v)) if v else None for k, v in s.items()} for n, s in scores.items()}
 
 

@@ -82,7 +82,6 @@ def test_resumable_and_seeded_by_relative_path(tmp_path, capsys):
         make_lowlight(str(tmp_path / "nope"), str(other), progress=False)
 
 
-@pytest.mark.slow
 def test_parallel_processes_write_the_same_bytes(tmp_path):
     src = _tree(tmp_path / "orig")
     one, two = tmp_path / "one" / "leftImg8bit", tmp_path / "two" / "leftImg8bit"

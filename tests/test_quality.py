@@ -93,7 +93,6 @@ def test_whole_run_writes_table_and_grid(tmp_path):
     assert grid.is_file() and os.path.getsize(grid) > 0
 
 
-@pytest.mark.slow
 def test_shipped_samples_rebuild_and_the_shipped_model_beats_the_input(tmp_path):
     """The shipped samples are the prepare_demo eval images (seed 0); the shipped model improves them."""
     from datasets.prepare_demo import build_demo
