@@ -134,27 +134,6 @@ def _detect_mode(args: argparse.Namespace) -> str:
     return "folder"
 
 
-def _sniff_checkpoint(path: str, flag: str) -> None:
-    """A file that cannot be a PyTorch checkpoint (zip archive or pickle) is named with what it looks like."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return
-    if head.startswith(b"version https://git-lfs"):
-        what = "a Git LFS pointer, not the file itself: run `git lfs pull`"
-    elif not head:
-        what = "empty"
-    elif head.startswith(b"\x89PNG") or head[:3] == b"\xff\xd8\xff":
-        what = "an image"
-    elif head.lstrip()[:1] == b"<":
-        what = "an HTML/XML page (a download that failed?)"
-    elif all(32 <= c < 127 or c in b"\t\r\n" for c in head):
-        what = "a text file"
-    else:
-        what = "not a zip or pickle file"
-    raise UserError(f"{flag} {path} is not a PyTorch checkpoint ({what}); pass the .pth file")
-
-
 def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     if not os.path.exists(args.weights):
         hint = (" (the shipped checkpoint is missing: `git checkout checkpoints/LLE_model.pth`)"
@@ -162,16 +141,10 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         raise UserError(f"--weights {args.weights} not found; pass --weights{hint}")
     if not os.path.isfile(args.weights):
         raise UserError(f"--weights {args.weights} is a folder; pass the checkpoint file")
-    _sniff_checkpoint(args.weights, "--weights")
     try:
         return load_enhancer(args.arch, args.weights, device, args.embed_dim or 32)
     except UnknownEnhancer as e:
         raise UserError(f"{e} with --arch ({', '.join(sorted(ENHANCERS))})") from e
-    except UserError:
-        raise
-    except Exception as e:  # anything torch raises on a file that is not a checkpoint
-        raise UserError(f"--weights {args.weights}: not a PyTorch checkpoint ({type(e).__name__}); pass an "
-                        f"enhancer .pth file") from e
 
 
 def _check_memory_flags(args: argparse.Namespace) -> None:
@@ -185,15 +158,7 @@ def _check_memory_flags(args: argparse.Namespace) -> None:
         return
     from utils.checkpoint import read_checkpoint
 
-    if os.path.isfile(args.mem_weights):
-        _sniff_checkpoint(args.mem_weights, "--mem_weights")
-    try:
-        obj = read_checkpoint(args.mem_weights)
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"--mem_weights {args.mem_weights}: not a PyTorch checkpoint ({type(e).__name__}); pass the "
-                        f"memory file saved by the memory stage") from e
+    obj = read_checkpoint(args.mem_weights)
     key = obj.get("mem_key") if isinstance(obj, dict) else None
     if not torch.is_tensor(key) or key.dim() != 2:
         return  # ExternalMemory.from_checkpoint names what is missing

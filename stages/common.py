@@ -200,18 +200,13 @@ def training_state(stage: str, iteration: int, epoch: int, model: nn.Module | No
 
 
 def read_file(path: str, flag: str, reader: Callable[..., Any] = read_checkpoint, *a: Any) -> Any:
-    """``reader(path, *a)`` (default :func:`read_checkpoint`); whatever a file that is not a checkpoint
-    makes the unpickler raise becomes one line naming ``flag`` and ``path``."""
-    import pickle
-
+    """``reader(path, *a)`` (default :func:`read_checkpoint`, which every reader here goes through); its
+    one-line :class:`UserError` is prefixed with ``flag``."""
     try:
         return reader(path, *a)
     except UserError as e:
         message = str(e)
         raise UserError(message if message.startswith(flag) else f"{flag}: {message}") from None
-    except (KeyError, IndexError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
-        raise UserError(f"{flag} {path}: not a PyTorch checkpoint ({type(e).__name__}); pass a .pth file saved by "
-                        f"this project or the reference code") from None
 
 
 def checkpoint_stage(ck: Any) -> str | None:

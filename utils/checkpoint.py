@@ -36,6 +36,17 @@ def _numpy_safe_globals() -> list:
     return allowed
 
 
+def _looks_like(head: bytes) -> str:
+    """What the first bytes of a file that is neither a zip nor a pickle look like."""
+    if head.startswith(b"\x89PNG") or head[:3] == b"\xff\xd8\xff":
+        return "an image"
+    if head.lstrip()[:1] == b"<":
+        return "an HTML/XML page: a download that failed?"
+    if all(32 <= c < 127 or c in b"\t\r\n" for c in head):
+        return "a text file"
+    return "not a zip or pickle file"
+
+
 def _why_unreadable(e: BaseException) -> str:
     """A short reason for a failed ``torch.load``, without torch's advice to unpickle unsafely."""
     text = str(e)
@@ -57,12 +68,15 @@ def read_checkpoint(path: str, map_location="cpu") -> Any:
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found: check the path (or train one first)")
     with open(path, "rb") as f:
-        head = f.read(len(LFS_POINTER))
+        head = f.read(64)
     if not head:
         raise UserError(f"checkpoint {path} is empty: replace it with the real file")
-    if head == LFS_POINTER:
+    if head.startswith(LFS_POINTER):
         raise UserError(f"checkpoint {path} is a Git LFS pointer, not the file itself: run `git lfs pull` "
                         f"(or download the checkpoint)")
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save writes a zip, or a pickle
+        raise UserError(f"checkpoint {path} is not a PyTorch checkpoint ({_looks_like(head)}); is it a PyTorch "
+                        f".pth file?")
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
