@@ -37,23 +37,21 @@ def _metrics(y8: np.ndarray, gt8: np.ndarray, gt: torch.Tensor, lp) -> dict[str,
     return out
 
 
-def _load_memory(args, device: torch.device) -> ExternalMemory:
+def load_memory(args, device: torch.device) -> ExternalMemory:
     """The memory of ``--mem_weights``; its pooling comes from the file, flags given are only checked."""
     p = getattr(args, "pooling_size", None)
     mean = getattr(args, "pooling_mean", False)
     mem = ExternalMemory.from_checkpoint(args.mem_weights, map_location=device, pooling=p,
                                          pooling_mean=mean if (p is not None or mean) else None,
                                          value_dim=getattr(args, "V_feat_dim", None))
-    if mem.mem_size != getattr(args, "mem_size", mem.mem_size):
-        print(f"note: {args.mem_weights} holds {mem.mem_size} slots (--mem_size {args.mem_size} ignored)")
     return mem
 
 
-def evaluate_paired(args, model: torch.nn.Module, device: torch.device) -> dict[str, dict[str, float]]:
+def evaluate_paired(args, model: torch.nn.Module, device: torch.device,
+                    mem: ExternalMemory | None = None) -> dict[str, dict[str, float]]:
     """Evaluate ``model`` (+ memory) on the pairs of ``args.input_dir``; returns the mean figures per method."""
     data = PairedDataset(args.input_dir)
     out_dir = args.output_dir or "results"
-    mem = _load_memory(args, device) if args.mem_weights else None
     query_net = build_query_net(pretrained=True).to(device) if mem is not None else None
     lp = None
     if not args.no_lpips and lpips_available():

@@ -147,22 +147,20 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         raise UserError(f"{e} with --arch ({', '.join(sorted(ENHANCERS))})") from e
 
 
-def _check_memory_flags(args: argparse.Namespace) -> None:
-    """Paired mode: the memory checkpoint is readable and --mem_size/--testing_top_k fit it."""
+def _load_memory(args: argparse.Namespace, device: torch.device):
+    """Paired mode: the memory of --mem_weights, read once (None without it); the memory flags given are
+    checked against it, and without --mem_weights refused."""
     if not args.mem_weights:
         unused = [k for k in ("mem_size", "pooling_size", "pooling_mean", "V_feat_dim", "testing_top_k")
                   if k in args.given]
         if unused:
             raise UserError(f"--{unused[0]} applies only with --mem_weights (the memory checkpoint); pass "
                             f"--mem_weights or remove it")
-        return
-    from utils.checkpoint import read_checkpoint
+        return None
+    from evaluation import load_memory
 
-    obj = read_checkpoint(args.mem_weights)
-    key = obj.get("mem_key") if isinstance(obj, dict) else None
-    if not torch.is_tensor(key) or key.dim() != 2:
-        return  # ExternalMemory.from_checkpoint names what is missing
-    slots = key.shape[0]
+    mem = load_memory(args, device)
+    slots = mem.mem_size
     if "mem_size" in args.given and args.mem_size != slots:
         raise UserError(f"--mem_size {args.mem_size} does not match {args.mem_weights}, which holds {slots} slots; "
                         f"pass --mem_size {slots} or leave it out")
@@ -170,6 +168,7 @@ def _check_memory_flags(args: argparse.Namespace) -> None:
         raise UserError(f"--testing_top_k {args.testing_top_k} is larger than the {slots} slots of "
                         f"{args.mem_weights}: use 1..{slots}")
     args.mem_size = slots
+    return mem
 
 
 def _output_dir(args: argparse.Namespace, mode: str) -> str:
@@ -201,12 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     _check_mode_flags(args, mode, device)
     out_dir = _output_dir(args, mode)
     if mode == "paired":
-        _check_memory_flags(args)
+        mem = _load_memory(args, device)
         model = _load_model(args, device).to(memory_format=torch.channels_last)
         from evaluation import evaluate_paired
 
         args.output_dir = out_dir
-        evaluate_paired(args, model, device)
+        evaluate_paired(args, model, device, mem)
         return 0
     return _run_folder(args, device, out_dir)
 

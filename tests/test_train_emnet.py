@@ -227,7 +227,7 @@ def test_evaluation_quantises_and_names_outputs_as_the_reference_test_script(tmp
     import argparse
 
     from helpers import write_rgb
-    from evaluation import evaluate_paired
+    from evaluation import evaluate_paired, load_memory
     from skimage.metrics import peak_signal_noise_ratio
 
     root = tmp_path / "Test"
@@ -241,7 +241,7 @@ def test_evaluation_quantises_and_names_outputs_as_the_reference_test_script(tmp
                               mem_weights=str(tmp_path / "mem.pth"), mem_size=4, pooling_size=None,
                               pooling_mean=False, V_feat_dim=None, testing_top_k=1, save_images=True, grid=0,
                               no_lpips=True)
-    evaluate_paired(args, _Gain(), torch.device("cpu"))
+    evaluate_paired(args, _Gain(), torch.device("cpu"), load_memory(args, torch.device("cpu")))
     rows = {r["image"]: r for r in csv.DictReader(open(tmp_path / "res" / "results.csv"))}
     assert sorted(os.listdir(tmp_path / "res" / "ori")) == ["normal00001.png", "normal00002.png"]
     for i in (1, 2):
