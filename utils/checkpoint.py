@@ -75,8 +75,8 @@ def read_checkpoint(path: str, map_location="cpu") -> Any:
         raise UserError(f"checkpoint {path} is a Git LFS pointer, not the file itself: run `git lfs pull` "
                         f"(or download the checkpoint)")
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save writes a zip, or a pickle
-        raise UserError(f"checkpoint {path} is not a PyTorch checkpoint ({_looks_like(head)}); is it a PyTorch "
-                        f".pth file?")
+        raise UserError(f"cannot read checkpoint {path} (not a PyTorch checkpoint: {_looks_like(head)}); is it a "
+                        f"PyTorch .pth file?")
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
