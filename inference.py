@@ -120,7 +120,7 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype, tile: 
 
 
 def enhance_batch(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.float32,
-                  budget: float = 1.0e9, tile: int = 0) -> torch.Tensor:
+                  budget: float = 0.4e9, tile: int = 0) -> torch.Tensor:
     """The enhanced batch (N,3,H,W) float32 in [0,1] of x (N,3,H,W), within ``budget`` bytes (estimated).
 
     Out of memory splits the batch, then retries an image with tiles of half the size (down to 128);
@@ -174,7 +174,7 @@ def _finish(fut: Future, name: str, failures: list[str]) -> int:
 
 def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
                    multiple: int | None = None, precision: str = "fp32", tile: int = 0, *, batch_size: int = 1,
-                   workers: int = 2, budget: float = 1.0, data: ImageFolder | None = None,
+                   workers: int = 2, budget: float = 0.4, data: ImageFolder | None = None,
                    indices: list[int] | None = None, progress: bool = True) -> tuple[int, list[str]]:
     """Enhance every image under ``input_dir`` (or its share ``indices``) into the same relative path under
     ``output_dir``; ``budget`` in GB. An image that cannot be read, enhanced or written is reported and

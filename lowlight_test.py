@@ -62,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DCE-Net: process images in tiles of this size, >= 0 (default 0: automatic, only for "
                         "images that would exceed --memory_budget); equal to the whole-image result up to float "
                         "rounding")
-    f.add_argument("--memory_budget", type=float, default=1.0,
-                   help="GB the network may use per batch (default 1.0); larger images are tiled, larger "
-                        "batches split")
+    f.add_argument("--memory_budget", type=float, default=0.4,
+                   help="GB the network may use per batch (default 0.4: a 600x400 photo in one piece, a "
+                        "12-megapixel one under 2 GB in all); larger images are tiled, larger batches split")
     f.add_argument("--batch_size", type=int, default=None, help="same-size images per forward pass, >= 1 (default 1)")
     f.add_argument("--workers", type=int, default=None,
                    help="threads decoding and encoding images while the network runs, >= 0 (default 2)")
@@ -93,7 +93,7 @@ def _check_range(args: argparse.Namespace) -> None:
     if args.tile and 0 < args.tile < 8:
         raise UserError(f"--tile {args.tile} is too small to be useful: use 0 (automatic) or >= 8, e.g. 512")
     if not args.memory_budget > 0 or args.memory_budget != args.memory_budget or args.memory_budget > 1e6:
-        raise UserError(f"--memory_budget {args.memory_budget} is out of range: use a number of GB > 0, e.g. 1.0")
+        raise UserError(f"--memory_budget {args.memory_budget} is out of range: use a number of GB > 0, e.g. 0.4")
     if args.embed_dim is not None and args.arch != "emnet":
         raise UserError("--embed_dim applies only with --arch emnet (--arch auto reads the width from the checkpoint)")
 
