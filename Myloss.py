@@ -288,14 +288,26 @@ class PerceptualLoss(_VGGLoss):
     """Gram (texture) distance G(x, y) = Σ_{l ∈ relu1_2, relu2_2} Σ (gram(φ_l(y)) − gram(φ_l(x)))².
 
     x, y: (N,3,H,W) images or feature dicts (``"relu1_2"``, ``"relu2_2"``) → scalar (sum of squared
-    errors over the batch and both layers).
+    errors over the batch and both layers); y may also be a :class:`GramDict` of precomputed targets.
     """
 
     layers = ("relu1_2", "relu2_2")
 
-    def forward(self, x: ImageOrFeatures, y: ImageOrFeatures) -> Tensor:
-        fx, fy = self.features(x, "relu2_2"), self.features(y, "relu2_2")
-        return sum(((gram(fy[k]) - gram(fx[k])) ** 2).sum() for k in self.layers)
+    def grams(self, x: Union[ImageOrFeatures, "GramDict"]) -> "GramDict":
+        """The Gram matrices {layer: (N,C,C)} of an image batch or feature dict (a GramDict as it is)."""
+        if isinstance(x, GramDict):
+            return x
+        f = self.features(x, "relu2_2")
+        return GramDict({k: gram(f[k]) for k in self.layers})
+
+    def forward(self, x: ImageOrFeatures, y: Union[ImageOrFeatures, "GramDict"]) -> Tensor:
+        gx, gy = self.grams(x), self.grams(y)
+        return sum(((gy[k] - gx[k]) ** 2).sum() for k in self.layers)
+
+
+class GramDict(dict):
+    """Precomputed Gram matrices {layer: (N,C,C)} of :class:`PerceptualLoss` targets (e.g. the cached
+    contrast images of :class:`losses.SCLLoss`); the loss uses them instead of recomputing features."""
 
 
 def feature_contrastive_loss(E: ImageOrFeatures, P: ImageOrFeatures, Q: ImageOrFeatures, margin: float = 0.04,

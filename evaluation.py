@@ -37,25 +37,20 @@ def _metrics(y8: np.ndarray, gt8: np.ndarray, gt: torch.Tensor, lp) -> dict[str,
     return out
 
 
-def load_memory(args, device: torch.device) -> ExternalMemory:
-    """The memory of ``--mem_weights``; its pooling comes from the file, flags given are only checked."""
-    p = getattr(args, "pooling_size", None)
-    mean = getattr(args, "pooling_mean", False)
-    mem = ExternalMemory.from_checkpoint(args.mem_weights, map_location=device, pooling=p,
-                                         pooling_mean=mean if (p is not None or mean) else None,
-                                         value_dim=getattr(args, "V_feat_dim", None))
-    return mem
+def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device, *,
+                    mem: ExternalMemory | None = None, top_k: int = 1, output_dir: str = "results",
+                    save_images: bool = False, grid: int = 0, use_lpips: bool = True,
+                    weights: str = "?", mem_weights: str | None = None) -> dict[str, dict[str, float]]:
+    """Evaluate ``model`` (+ ``mem`` read with ``top_k``) on the pairs under ``input_dir``.
 
-
-def evaluate_paired(args, model: torch.nn.Module, device: torch.device,
-                    mem: ExternalMemory | None = None) -> dict[str, dict[str, float]]:
-    """Evaluate ``model`` (+ memory) on the pairs of ``args.input_dir``; returns the mean figures per method."""
-    data = PairedDataset(args.input_dir)
-    out_dir = args.output_dir or "results"
+    Writes ``result.txt`` and ``results.csv`` (+ the 8-bit images with ``save_images``, a comparison grid of
+    the first ``grid`` pairs) to ``output_dir``; ``weights``/``mem_weights`` only label the report. LPIPS
+    when ``use_lpips`` and the AlexNet weights exist. Returns the mean figures per method.
+    """
+    data = PairedDataset(input_dir)
+    out_dir = output_dir
     query_net = build_query_net(pretrained=True).to(device) if mem is not None else None
-    lp = None
-    if not args.no_lpips and lpips_available():
-        lp = build_lpips(device)
+    lp = build_lpips(device) if use_lpips and lpips_available() else None
     methods = ["ori"] + (["mem"] if mem is not None else []) + ["gt_mean_oracle"]
     acc = {m: MetricAccumulator() for m in methods}
     grid_rows = []
@@ -68,21 +63,23 @@ def evaluate_paired(args, model: torch.nn.Module, device: torch.device,
             raw = enhance(model, low)  # unclamped: the memory pools it (SPEC §6)
             outputs = {"ori": raw.clamp(0, 1)}
             if mem is not None:
-                outputs["mem"] = mem.refine(raw, mem.read(query(query_net, low), args.testing_top_k))
+                outputs["mem"] = mem.refine(raw, mem.read(query(query_net, low), top_k))
             outputs["gt_mean_oracle"] = mem.oracle(raw, gt) if mem is not None else gt_mean_oracle(raw, gt)
             images = {m: quantise(y[0], QUANTISE[m]) for m, y in outputs.items()}
             for method, y8 in images.items():
                 acc[method].add(name, **_metrics(y8, gt8, gt, lp))
-        if args.save_images:
+        if save_images:
             for method in ("ori", "mem"):
                 if method in images:
                     save_image(images[method], os.path.join(out_dir, method, name))
-        if len(grid_rows) < args.grid:
+        if len(grid_rows) < grid:
             grid_rows.append([low[0], outputs["ori"][0], outputs.get("mem", outputs["ori"])[0], gt[0]])
     elapsed = time.time() - start
     means = {m: a.mean() for m, a in acc.items()}
     os.makedirs(out_dir, exist_ok=True)
-    _write_report(os.path.join(out_dir, "result.txt"), args, model.arch, acc, means, len(data), elapsed)
+    header = [f"input_dir: {input_dir}", f"arch: {getattr(model, 'arch', '?')}  weights: {weights}",
+              f"memory: {mem_weights or 'none'}  testing_top_k: {top_k}"]
+    _write_report(os.path.join(out_dir, "result.txt"), header, acc, len(data), elapsed)
     _write_csv(os.path.join(out_dir, "results.csv"), acc)
     if grid_rows:
         labels = ["input", "ori", "mem" if mem is not None else "ori (no memory)", "GT"]
@@ -99,10 +96,8 @@ def _has_lpips(acc) -> bool:
     return any("lpips" in a.names for a in acc.values())
 
 
-def _write_report(path: str, args, arch: str, acc, means, n: int, elapsed: float) -> None:
-    lines = [f"input_dir: {args.input_dir}", f"arch: {arch}  weights: {args.weights}",
-             f"memory: {args.mem_weights or 'none'}  testing_top_k: {args.testing_top_k}",
-             f"pairs: {n}  time: {elapsed:.1f}s",
+def _write_report(path: str, header: list[str], acc, n: int, elapsed: float) -> None:
+    lines = header + [f"pairs: {n}  time: {elapsed:.1f}s",
              "metrics: PSNR/SSIM on 8-bit RGB (scikit-image, data range 255); "
              + ("LPIPS AlexNet v0.1" if _has_lpips(acc) else "LPIPS not computed (--no_lpips, or no AlexNet weights)")
              + "; 8-bit images as the reference: ori truncated, mem rounded", ""]

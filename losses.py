@@ -30,7 +30,10 @@ class SCLLoss(nn.Module):
     """Weighted SCL-LLE terms. ``forward`` returns ``{name: weighted term}`` for the non-zero weights.
 
     VGG16 features of the enhanced image are computed once per step and shared by the Gram and
-    perceptual terms (the reference computes them three times); the values are the same.
+    perceptual terms (the reference computes them three times); the values are the same. Given
+    ``contrast_ids`` (keys naming the positives and negatives, as ``ContrastSet.sample(..., with_ids=True)``
+    returns them), the Gram matrices of each contrast image are computed once and cached (the frozen VGG
+    gives the same ones every time; 80 kB per image), so later steps skip the P/Q forward passes.
     """
 
     def __init__(self, weights: dict[str, float], seg_net: nn.Module | None = None, seg_detach: bool = False,
@@ -46,16 +49,37 @@ class SCLLoss(nn.Module):
         self.vgg = Myloss.get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:
             self.gram, self.percep = Myloss.PerceptualLoss(vgg=self.vgg), Myloss.perception_loss(vgg=self.vgg)
+        self.gram_cache: dict[object, dict[str, torch.Tensor]] = {}
         self.seg = None
         if "seg" in self.w:
             if seg_net is None:
                 raise ValueError("the segmentation term needs seg_net")
             self.seg = Myloss.SegmentationLoss(seg_net, detach=seg_detach, train_mode=seg_train_mode)
 
+    def contrast_grams(self, P: torch.Tensor, Q: torch.Tensor,
+                       ids: list) -> tuple[Myloss.GramDict, Myloss.GramDict]:
+        """Gram matrices of P and Q (N,3,H,W) whose images are named by ``ids`` (2N hashable keys, P's then
+        Q's), from the cache; the missing ones are computed in one no-grad VGG pass and cached."""
+        images = torch.cat([P, Q])
+        if len(ids) != images.shape[0]:
+            raise ValueError(f"contrast_ids: {len(ids)} keys for {images.shape[0]} contrast images")
+        missing = [k for k, key in enumerate(ids) if key not in self.gram_cache]
+        if missing:
+            with torch.no_grad():
+                g = self.gram.grams(self.vgg(images[missing], last="relu2_2"))
+            for j, k in enumerate(missing):
+                self.gram_cache[ids[k]] = {layer: g[layer][j].detach() for layer in g}
+        n = P.shape[0]
+        stack = [Myloss.GramDict({layer: torch.stack([self.gram_cache[key][layer] for key in keys])
+                                  for layer in self.gram.layers}) for keys in (ids[:n], ids[n:])]
+        return stack[0], stack[1]
+
     def forward(self, I: torch.Tensor, E: torch.Tensor, A: torch.Tensor, y: torch.Tensor | None = None,
-                P: torch.Tensor | None = None, Q: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                P: torch.Tensor | None = None, Q: torch.Tensor | None = None,
+                contrast_ids: list | None = None) -> dict[str, torch.Tensor]:
         """I input, E enhanced (N,3,H,W) in [0,1]; A curve maps (N,24,H,W); y labels (N,H,W);
-        P positives, Q negatives (N,3,H,W)."""
+        P positives, Q negatives (N,3,H,W); ``contrast_ids`` keys naming P's and Q's images (enables the
+        Gram cache)."""
         w, t = self.w, {}
         if "tv" in w:
             t["tv"] = w["tv"] * self.tv(A)
@@ -65,7 +89,10 @@ class SCLLoss(nn.Module):
             t["con"] = w["con"] * Myloss.contrastive_loss(E, P, Q)
         if self.vgg is not None:
             fE = self.vgg(E, last="relu4_3" if "percep" in w else "relu2_2")
-            if "feat" in w:
+            if "feat" in w and contrast_ids is not None:
+                gP, gQ = self.contrast_grams(P, Q, contrast_ids)
+                t["feat"] = w["feat"] * Myloss.feature_contrastive_loss(fE, gP, gQ, gram_loss=self.gram)
+            elif "feat" in w:
                 with torch.no_grad():
                     fP, fQ = self.vgg(P, last="relu2_2"), self.vgg(Q, last="relu2_2")
                 t["feat"] = w["feat"] * Myloss.feature_contrastive_loss(fE, fP, fQ, gram_loss=self.gram)

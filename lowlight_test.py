@@ -157,9 +157,12 @@ def _load_memory(args: argparse.Namespace, device: torch.device):
             raise UserError(f"--{unused[0]} applies only with --mem_weights (the memory checkpoint); pass "
                             f"--mem_weights or remove it")
         return None
-    from evaluation import load_memory
+    from network.memory import ExternalMemory
 
-    mem = load_memory(args, device)
+    p, mean = args.pooling_size, args.pooling_mean  # taken from the file; flags given are only checked
+    mem = ExternalMemory.from_checkpoint(args.mem_weights, map_location=device, pooling=p,
+                                         pooling_mean=mean if (p is not None or mean) else None,
+                                         value_dim=args.V_feat_dim)
     slots = mem.mem_size
     if "mem_size" in args.given and args.mem_size != slots:
         raise UserError(f"--mem_size {args.mem_size} does not match {args.mem_weights}, which holds {slots} slots; "
@@ -204,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         model = _load_model(args, device).to(memory_format=torch.channels_last)
         from evaluation import evaluate_paired
 
-        args.output_dir = out_dir
-        evaluate_paired(args, model, device, mem)
+        evaluate_paired(model, args.input_dir, device, mem=mem, top_k=args.testing_top_k, output_dir=out_dir,
+                        save_images=args.save_images, grid=args.grid, use_lpips=not args.no_lpips,
+                        weights=args.weights, mem_weights=args.mem_weights)
         return 0
     return _run_folder(args, device, out_dir)
 

@@ -6,7 +6,10 @@ against this project's, with and without AMP; and the data-parallel speed-up of 
 A step is forward, loss, backward and the optimiser update. "reference graph": the reference's loss calls
 (VGG16 features of the enhanced image computed three times, of P/Q/I with gradients tracked), fp32,
 contiguous tensors. "ours": losses.SCLLoss (features of the output computed once, P/Q/I without
-gradient), optionally channels_last and ``--amp bf16`` (autocast, as ``train.py --amp bf16``). VGG16 weights
+gradient), optionally channels_last and ``--amp bf16`` (autocast, as ``train.py --amp bf16``); "+ Gram
+cache" is what ``train.py --stage scl`` runs: the contrast images' Gram matrices cached by image (the
+steady state, timed after the warm-up step filled the cache; a pool of K contrast images costs K
+relu2_2 passes once). VGG16 weights
 are random (timing does not depend on them), written to a temporary TORCH_HOME under the real file name.
 Prints median ms/step, the ratio to the reference measured in this run, and the loss difference to the
 reference (fp32 must agree within 1e-5 relative). The DDP rows run the same step in 1 and 2 processes
@@ -71,11 +74,12 @@ def make_step(variant: str, n: int, c: int, device: torch.device):
     else:
         crit = SCLLoss(WEIGHTS, device=device)
         crit.vgg.to(memory_format=fmt)
+        ids = [("P", k) for k in range(n)] + [("Q", k) for k in range(n)] if "cache" in variant else None
 
         def losses():
             with amp:
                 _, E, A = model(I)
-                return sum(crit(I, E, A, None, P, Q).values())
+                return sum(crit(I, E, A, None, P, Q, contrast_ids=ids).values())
 
     def step() -> float:
         loss = losses()
@@ -165,7 +169,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     fake_vgg_home()
     device = torch.device(args.device)
-    variants = ["reference graph", "ours fp32", "ours fp32 channels_last", "ours bf16", "ours bf16 channels_last"]
+    variants = ["reference graph", "ours fp32", "ours fp32 channels_last", "ours fp32 channels_last + Gram cache",
+                "ours bf16", "ours bf16 channels_last", "ours bf16 channels_last + Gram cache"]
     print(f"SCL-LLE training step (forward, all VGG terms, backward, Adam), batch {args.batch}, "
           f"{args.crop}x{args.crop}, {device}, {args.threads} threads, {args.clock} clock, median of {args.steps}")
     print("| variant | ms/step | vs reference graph | loss rel. diff. to reference |\n|---|---|---|---|", flush=True)

@@ -161,14 +161,14 @@ def run(args: argparse.Namespace) -> None:
         for it, _, (images, labels) in session.batches(train_set, args.batch_size, start, args.total_itrs, min_batch=2,
                                                        on_stop=lambda done: snapshot(done, raw=False)):
             images, labels = images.to(device, memory_format=fmt), labels.to(device)
-            positives = negatives = None
+            positives = negatives = ids = None
             if contrast is not None:
-                positives, negatives = (t.to(device, memory_format=fmt) for t in
-                                        contrast.sample(images.shape[0], generator=gens["contrast"]))
+                positives, negatives, ids = contrast.sample(images.shape[0], generator=gens["contrast"], with_ids=True)
+                positives, negatives = (t.to(device, memory_format=fmt) for t in (positives, negatives))
             with session.autocast():
                 out = model(images)
                 enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
-                terms = criterion(images, enhanced, curves, labels, positives, negatives)
+                terms = criterion(images, enhanced, curves, labels, positives, negatives, contrast_ids=ids)
             loss = session.step(it, terms, model, optimizer, clip=args.grad_clip_norm)
             it += 1
             bar.update(1)

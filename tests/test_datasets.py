@@ -127,6 +127,10 @@ def test_contrast_set(tmp_path):
         ref = np.array(im.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS))
     assert torch.equal(cs.positives.get(0), torch.from_numpy(ref).permute(2, 0, 1))
     assert 0 in cs.positives._cache
+    p3, q3, ids = cs.sample(2, generator=torch.Generator().manual_seed(0), with_ids=True)  # the same draw
+    assert torch.equal(p3, p) and torch.equal(q3, q) and [k for k, _ in ids] == ["P", "P", "Q", "Q"]
+    for img, (pool, i) in zip(torch.cat([p3, q3]), ids):  # each key names the image drawn
+        assert torch.equal(img, (cs.positives if pool == "P" else cs.negatives).get(i).float() / 255)
 
 
 def test_contrast_errors(tmp_path):

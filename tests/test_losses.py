@@ -318,6 +318,39 @@ def test_vgg_fast_path_matches_separate_calls(fake_torch_home):
     close(E2.grad, E1.grad, rtol=1e-4, atol=1e-8)
 
 
+def test_contrast_gram_cache_gives_the_same_losses_and_skips_the_pq_passes(fake_torch_home):
+    """SCLLoss(contrast_ids=...): the first step computes P/Q Grams once (one pass for the missing images),
+    a later step with the same images runs VGG on E and I only, and every loss and gradient equals the
+    uncached path."""
+    from losses import SCLLoss
+
+    torch.manual_seed(5)
+    pool = {("P", k): torch.rand(3, 24, 24) for k in range(3)} | {("Q", k): torch.rand(3, 24, 24) for k in range(3)}
+    crit = SCLLoss({"feat": 5, "percep": 1})
+    calls = []
+    hook = crit.vgg.register_forward_pre_hook(lambda _m, inp: calls.append(inp[0].shape[0]))
+    steps = (([("P", 0), ("P", 1), ("Q", 2), ("Q", 0)], [2, 4, 2]),  # E, the 4 new P/Q images, I
+             ([("P", 1), ("P", 2), ("Q", 0), ("Q", 2)], [2, 1, 2]))  # only P2 is new
+    for ids, expected_calls in steps:
+        P, Q = torch.stack([pool[k] for k in ids[:2]]), torch.stack([pool[k] for k in ids[2:]])
+        I, E0 = torch.rand(2, 2, 3, 24, 24).unbind(0)
+        E1, E2 = E0.clone().requires_grad_(True), E0.clone().requires_grad_(True)
+        calls.clear()
+        cached = crit(I, E1, None, None, P, Q, contrast_ids=ids)
+        seen = list(calls)
+        plain = crit(I, E2, None, None, P, Q)
+        for k in plain:
+            close(cached[k], plain[k], rtol=1e-6)
+        sum(cached.values()).backward()
+        sum(plain.values()).backward()
+        close(E1.grad, E2.grad, rtol=1e-5, atol=1e-9)
+        assert seen == expected_calls
+    hook.remove()
+    assert len(crit.gram_cache) == 5 and crit.gram_cache[("P", 0)]["relu2_2"].shape == (128, 128)
+    with pytest.raises(ValueError, match="3 keys for 4"):
+        crit.contrast_grams(P, Q, ids[:3])
+
+
 # ---------------------------------------------------------------------------------------- segmentation
 def _seg_net():
     torch.manual_seed(4)

@@ -224,10 +224,8 @@ class _Gain(torch.nn.Module):
 def test_evaluation_quantises_and_names_outputs_as_the_reference_test_script(tmp_path, fake_torch_home):
     """issue 6.4: ori truncated, mem rounded (metrics on those arrays), memory pooling the unclamped output,
     outputs named after the ground-truth files (LOL-v2 real), pooling read from the memory file."""
-    import argparse
-
     from helpers import write_rgb
-    from evaluation import evaluate_paired, load_memory
+    from evaluation import evaluate_paired
     from skimage.metrics import peak_signal_noise_ratio
 
     root = tmp_path / "Test"
@@ -237,11 +235,9 @@ def test_evaluation_quantises_and_names_outputs_as_the_reference_test_script(tmp
     mem = ExternalMemory(mem_size=4, key_dim=512, value_dim=3)
     mem.value.fill_(0.5)
     torch.save(mem.to_checkpoint(1), tmp_path / "mem.pth")
-    args = argparse.Namespace(input_dir=str(root), output_dir=str(tmp_path / "res"), weights="gain",
-                              mem_weights=str(tmp_path / "mem.pth"), mem_size=4, pooling_size=None,
-                              pooling_mean=False, V_feat_dim=None, testing_top_k=1, save_images=True, grid=0,
-                              no_lpips=True)
-    evaluate_paired(args, _Gain(), torch.device("cpu"), load_memory(args, torch.device("cpu")))
+    loaded = ExternalMemory.from_checkpoint(str(tmp_path / "mem.pth"))  # pooling read from the file
+    evaluate_paired(_Gain(), str(root), torch.device("cpu"), mem=loaded, output_dir=str(tmp_path / "res"),
+                    save_images=True, use_lpips=False)
     rows = {r["image"]: r for r in csv.DictReader(open(tmp_path / "res" / "results.csv"))}
     assert sorted(os.listdir(tmp_path / "res" / "ori")) == ["normal00001.png", "normal00002.png"]
     for i in (1, 2):
