@@ -13,6 +13,9 @@ from torch import nn
 from utils.checkpoint import extract_state_dict, load_state, read_checkpoint
 from utils.errors import UserError
 
+# oneDNN's convolution with a fused activation (what torch.compile emits on CPU); absent without mkldnn
+_HAS_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
 
 class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
     """DCE-Net: seven 3x3 convolutions predicting eight 3-channel curve maps (79,416 parameters).
@@ -51,16 +54,38 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
         x6 = self.relu(self.e_conv6(torch.cat([x2, x5], 1)))
         return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
 
+    def _fused_curve_maps(self, x: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`curve_maps` with each ReLU/tanh fused into its convolution (oneDNN post-ops, the kernels
+        ``torch.compile`` uses on CPU): the same arithmetic in fewer passes over memory. None where the
+        fused kernel does not apply (not a CPU tensor, or a dtype other than float32/bfloat16)."""
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        if x.device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16) or not _HAS_FUSED_CONV:
+            return None
+
+        def conv(c: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
+            return torch.ops.mkldnn._convolution_pointwise(t.to(dtype), c.weight.to(dtype), c.bias.to(dtype),
+                                                           [1, 1], [1, 1], [1, 1], 1, act, [], "")
+
+        x1 = conv(self.e_conv1, x)
+        x2 = conv(self.e_conv2, x1)
+        x3 = conv(self.e_conv3, x2)
+        x4 = conv(self.e_conv4, x3)
+        x5 = conv(self.e_conv5, torch.cat([x3, x4], 1))
+        x6 = conv(self.e_conv6, torch.cat([x2, x5], 1))
+        return conv(self.e_conv7, torch.cat([x1, x6], 1), "tanh")
+
     def final_image(self, x: torch.Tensor) -> torch.Tensor:
         """``forward(x)[1]`` (N,3,H,W) with the same float operations, for inference.
 
-        The eight curve steps run in place on an (N,H,W,3) copy of x, reading r in its channels-last
-        layout without copies; the curves are applied in float32 whatever the convolutions' dtype.
+        On the CPU the convolutions run with their activations fused (:meth:`_fused_curve_maps`). The
+        eight curve steps run in place on an (N,H,W,3) copy of x, reading r in its channels-last layout
+        without copies; the curves are applied in float32 whatever the convolutions' dtype.
         With gradients enabled this is plain ``forward(x)[1]``.
         """
         if torch.is_grad_enabled():
             return self(x)[1]
-        r = self.curve_maps(x)
+        r = self._fused_curve_maps(x)
+        r = self.curve_maps(x) if r is None else r
         n, _, h, w = x.shape
         rs = r.permute(0, 2, 3, 1).float().reshape(n, h, w, 8, 3)
         y = x.permute(0, 2, 3, 1).float().contiguous()

@@ -42,7 +42,7 @@ def test_dce_net_shipped_equals_direct_load():
     x = _x()
     with torch.inference_mode():
         got, ref = model(x)[1], enhance(direct, x)
-    assert torch.equal(got, ref)
+    assert (got - ref).abs().max() <= 1e-6  # enhance() fuses the activations on the CPU: float rounding
     assert (got - x).abs().max() > 0.05  # a trained model, not an identity
     assert hub("dce_net").state_dict().keys() == direct.state_dict().keys()  # "shipped" is the default
 

@@ -168,17 +168,32 @@ def test_receptive_radius_is_exact():
     assert rows.min() == 15 - r and rows.max() == 15 + r and cols.min() == 15 - r and cols.max() == 15 + r
 
 
-def test_final_image_equals_the_forward_bit_for_bit():
-    """The inference path (in-place curve steps in channels-last layout) does the same float operations."""
+def test_final_image_equals_the_forward_up_to_float_rounding():
+    """The inference path (fused conv+activation on the CPU, in-place curve steps in channels-last layout)
+    does the same arithmetic: the curve maps agree with the reference layers to float rounding, the
+    curve steps bit for bit, and unsupported dtypes fall back to the plain layers."""
+    import lowlight_model
+
     m = random_dce(std=0.05).eval()
     x = torch.rand(2, 3, 23, 37)
     with torch.inference_mode():
-        ref = m(x)[1]
-        assert torch.equal(m.final_image(x), ref)
+        ref, r_ref = m(x)[1], m.curve_maps(x)
+        fused = m._fused_curve_maps(x)
+        assert fused is not None and 0 < (fused - r_ref).abs().max() <= 1e-6 or torch.equal(fused, r_ref)
+        assert (m.final_image(x) - ref).abs().max() <= 1e-6
         mc = random_dce(std=0.05).eval().to(memory_format=torch.channels_last)
         mc.load_state_dict(m.state_dict())
         fast = mc.final_image(x.contiguous(memory_format=torch.channels_last))
+        with torch.autocast("cpu", torch.bfloat16):
+            half = m.final_image(x)
+        assert random_dce(std=0.05).double()._fused_curve_maps(x.double()) is None  # float64: the plain layers
+        saved, lowlight_model._HAS_FUSED_CONV = lowlight_model._HAS_FUSED_CONV, False
+        try:
+            assert torch.equal(m.final_image(x), ref)  # without the fused kernel: bit for bit
+        finally:
+            lowlight_model._HAS_FUSED_CONV = saved
     assert (fast - ref).abs().max() <= 1e-6  # channels-last convolutions: float rounding at most
+    assert half.dtype == torch.float32 and (half - ref).abs().max() <= 4e-3  # bf16 convolutions
     g = torch.rand(1, 3, 8, 8, requires_grad=True)
     m.final_image(g).sum().backward()  # with gradients it is the plain forward
     assert g.grad is not None

@@ -160,6 +160,11 @@ def to_uint8(x: ImageLike) -> np.ndarray:
     return t.mul(255).nan_to_num_(nan=0.0).add_(0.5).clamp_(0, 255).to(torch.uint8).contiguous().numpy()
 
 
+#: zlib level of written PNGs. Lossless at every level; 1 encodes a 600x400-1000x800 photo 1.4-5x faster
+#: than Pillow's default 6 (41 -> 29 ms, 311 -> 62 ms here) for files 8-18 % larger.
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
     """Write ``x`` (see :func:`to_uint8`) to ``path``; format from the extension (PNG, JPEG, BMP, TIFF).
 
@@ -174,7 +179,8 @@ def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            kwargs = {"quality": quality} if _SAVE_FORMATS[ext] == "JPEG" else {}
+            kwargs = ({"quality": quality} if _SAVE_FORMATS[ext] == "JPEG" else
+                      {"compress_level": PNG_COMPRESS_LEVEL} if _SAVE_FORMATS[ext] == "PNG" else {})
             img.save(f, format=_SAVE_FORMATS[ext], **kwargs)
         umask = os.umask(0)
         os.umask(umask)
