@@ -314,11 +314,12 @@ def feature_contrastive_loss(E: ImageOrFeatures, P: ImageOrFeatures, Q: ImageOrF
                              gram_loss: Optional[PerceptualLoss] = None) -> Tensor:
     """max(G(E, P) − G(E, Q) + margin, 0) with G = ``PerceptualLoss()``; scalar.
 
-    E, P, Q are images (N,3,H,W) or feature dicts; pass ``vgg(E)`` to compute E's features once.
+    E, P, Q are images (N,3,H,W), feature dicts or :class:`GramDict`; pass ``vgg(E)`` to compute E's
+    features once.
     """
     g = gram_loss if gram_loss is not None else PerceptualLoss()
-    fE = g.features(E, "relu2_2")
-    return torch.clamp(g(fE, P) - g(fE, Q) + margin, min=0)
+    gE = g.grams(E)  # once: the reference builds (and backpropagates through) E's Gram matrices twice
+    return torch.clamp(g(gE, P) - g(gE, Q) + margin, min=0)
 
 
 # -------------------------------------------------------------------------------------- segmentation

@@ -172,15 +172,14 @@ def _finish(fut: Future, name: str, failures: list[str]) -> int:
         return 0
 
 
-def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, device: torch.device,
-                   multiple: int | None = None, precision: str = "fp32", tile: int = 0, *, batch_size: int = 1,
-                   workers: int = 2, budget: float = 0.4, data: ImageFolder | None = None,
-                   indices: list[int] | None = None, progress: bool = True) -> tuple[int, list[str]]:
-    """Enhance every image under ``input_dir`` (or its share ``indices``) into the same relative path under
+def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, device: torch.device, *,
+                   precision: str = "fp32", tile: int = 0, batch_size: int = 1, workers: int = 2,
+                   budget: float = 0.4, indices: list[int] | None = None,
+                   progress: bool = True) -> tuple[int, list[str]]:
+    """Enhance every image of ``data`` (or its share ``indices``) into the same relative path under
     ``output_dir``; ``budget`` in GB. An image that cannot be read, enhanced or written is reported and
-    skipped; returns ``(written, failures)``. ``multiple`` is DEPRECATED and ignored (the model knows it).
+    skipped; returns ``(written, failures)``.
     """
-    data = data if data is not None else ImageFolder(input_dir)
     indices = list(range(len(data))) if indices is None else indices
     dtype, budget_bytes = DTYPES[precision], budget * 1e9
     model = model.to(memory_format=torch.channels_last)
@@ -215,11 +214,10 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
                         tqdm.write(f"error: {data.files[i]}: the enhancer produced NaN/Inf pixels; not written",
                                    file=sys.stderr)
                         failures.append(data.files[i])
-                    elif writer is None:
-                        written += _finish(_done(_write, y[k], data.relpath(i), output_dir), data.files[i], failures)
                     else:
-                        pending.append((writer.submit(_write, y[k], os.path.join(output_dir, data.relpath(i))),
-                                        data.files[i]))
+                        target = os.path.join(output_dir, data.relpath(i))
+                        fut = writer.submit(_write, y[k], target) if writer else _done(_write, y[k], target)
+                        pending.append((fut, data.files[i]))
                 while len(pending) > max(1, workers):
                     written += _finish(*pending.pop(0), failures)
             bar.update(len(batch))
@@ -233,20 +231,22 @@ def enhance_folder(model: torch.nn.Module, input_dir: str, output_dir: str, devi
     return written, failures
 
 
-def _done(fn, y: torch.Tensor, rel: str, output_dir: str) -> Future:
-    """Run the write now (no worker threads) and wrap its outcome in a finished Future."""
+def _done(fn, *args) -> Future:
+    """Run ``fn(*args)`` now (no worker threads) and wrap its outcome in a finished Future."""
     fut: Future = Future()
     try:
-        fut.set_result(fn(y, os.path.join(output_dir, rel)))
+        fut.set_result(fn(*args))
     except ImageFailed as e:
         fut.set_exception(e)
     return fut
 
 
-def peak_memory_text(device: torch.device) -> str:
-    """Peak resident memory of this process (and peak CUDA allocation on a GPU), e.g. ``"1.23 GB RSS"``."""
+def peak_memory(device: torch.device) -> tuple[int, int]:
+    """(peak resident bytes of this process, peak CUDA allocation in bytes or 0 off the GPU)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    text = f"{rss / 1e9:.2f} GB RSS"
-    if device.type == "cuda":
-        text += f", {torch.cuda.max_memory_allocated(device) / 1e9:.2f} GB CUDA"
-    return text
+    return rss, torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+
+
+def memory_text(rss: int, cuda: int = 0) -> str:
+    """e.g. ``"1.23 GB RSS"`` (``", 0.80 GB CUDA"`` added when ``cuda``)."""
+    return f"{rss / 1e9:.2f} GB RSS" + (f", {cuda / 1e9:.2f} GB CUDA" if cuda else "")

@@ -31,7 +31,7 @@ class SCLLoss(nn.Module):
 
     VGG16 features of the enhanced image are computed once per step and shared by the Gram and
     perceptual terms (the reference computes them three times); the values are the same. Given
-    ``contrast_ids`` (keys naming the positives and negatives, as ``ContrastSet.sample(..., with_ids=True)``
+    ``contrast_ids`` (keys naming the positives and negatives, as ``ContrastSet.sample`` returns
     returns them), the Gram matrices of each contrast image are computed once and cached (the frozen VGG
     gives the same ones every time; 80 kB per image), so later steps skip the P/Q forward passes.
     """
@@ -42,7 +42,7 @@ class SCLLoss(nn.Module):
                  exp_variant: str = "scl") -> None:
         super().__init__()
         self.w = {k: float(v) for k, v in weights.items() if v}
-        self.tv, self.color, self.con = Myloss.L_TV(), Myloss.L_color(), Myloss.L_con()
+        self.tv, self.color = Myloss.L_TV(), Myloss.L_color()
         self.segexp = Myloss.L_segexp(per_image=segexp_per_image)
         self.chroma = Myloss.L_chroma()
         self.spa, self.exp = Myloss.L_spa(), Myloss.L_exp(exp_patch, exp_level, exp_variant)
@@ -57,22 +57,26 @@ class SCLLoss(nn.Module):
             self.seg = Myloss.SegmentationLoss(seg_net, detach=seg_detach, train_mode=seg_train_mode)
 
     def contrast_grams(self, P: torch.Tensor, Q: torch.Tensor,
-                       ids: list) -> tuple[Myloss.GramDict, Myloss.GramDict]:
-        """Gram matrices of P and Q (N,3,H,W) whose images are named by ``ids`` (2N hashable keys, P's then
-        Q's), from the cache; the missing ones are computed in one no-grad VGG pass and cached."""
-        images = torch.cat([P, Q])
-        if len(ids) != images.shape[0]:
-            raise ValueError(f"contrast_ids: {len(ids)} keys for {images.shape[0]} contrast images")
-        missing = [k for k, key in enumerate(ids) if key not in self.gram_cache]
+                       ids: list | None = None) -> tuple[Myloss.GramDict, Myloss.GramDict]:
+        """Gram matrices of P and Q (N,3,H,W). With ``ids`` (2N hashable keys naming the images, P's then
+        Q's) they come from the cache, the missing ones computed in one no-grad VGG pass and cached;
+        without, all are computed (nothing cached)."""
+        n = P.shape[0]
+        keys = list(ids) if ids is not None else [None] * (2 * n)
+        if len(keys) != 2 * n:
+            raise ValueError(f"contrast_ids: {len(keys)} keys for {2 * n} contrast images")
+        missing = [k for k, key in enumerate(keys) if key is None or key not in self.gram_cache]
+        found: dict[int, dict[str, torch.Tensor]] = {}
         if missing:
             with torch.no_grad():
-                g = self.gram.grams(self.vgg(images[missing], last="relu2_2"))
+                g = self.gram.grams(self.vgg(torch.cat([P, Q])[missing], last="relu2_2"))
             for j, k in enumerate(missing):
-                self.gram_cache[ids[k]] = {layer: g[layer][j].detach() for layer in g}
-        n = P.shape[0]
-        stack = [Myloss.GramDict({layer: torch.stack([self.gram_cache[key][layer] for key in keys])
-                                  for layer in self.gram.layers}) for keys in (ids[:n], ids[n:])]
-        return stack[0], stack[1]
+                found[k] = {layer: g[layer][j] for layer in g}
+                if keys[k] is not None:
+                    self.gram_cache[keys[k]] = found[k]
+        per_image = [found[k] if k in found else self.gram_cache[key] for k, key in enumerate(keys)]
+        return tuple(Myloss.GramDict({layer: torch.stack([d[layer] for d in part]) for layer in self.gram.layers})
+                     for part in (per_image[:n], per_image[n:]))
 
     def forward(self, I: torch.Tensor, E: torch.Tensor, A: torch.Tensor, y: torch.Tensor | None = None,
                 P: torch.Tensor | None = None, Q: torch.Tensor | None = None,
@@ -89,13 +93,9 @@ class SCLLoss(nn.Module):
             t["con"] = w["con"] * Myloss.contrastive_loss(E, P, Q)
         if self.vgg is not None:
             fE = self.vgg(E, last="relu4_3" if "percep" in w else "relu2_2")
-            if "feat" in w and contrast_ids is not None:
+            if "feat" in w:
                 gP, gQ = self.contrast_grams(P, Q, contrast_ids)
                 t["feat"] = w["feat"] * Myloss.feature_contrastive_loss(fE, gP, gQ, gram_loss=self.gram)
-            elif "feat" in w:
-                with torch.no_grad():
-                    fP, fQ = self.vgg(P, last="relu2_2"), self.vgg(Q, last="relu2_2")
-                t["feat"] = w["feat"] * Myloss.feature_contrastive_loss(fE, fP, fQ, gram_loss=self.gram)
             if "percep" in w:
                 with torch.no_grad():
                     fI = self.vgg(I, last="relu4_3")

@@ -44,15 +44,23 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
         self.e_conv6 = nn.Conv2d(number_f * 2, number_f, 3, 1, 1, bias=True)
         self.e_conv7 = nn.Conv2d(number_f * 2, 24, 3, 1, 1, bias=True)
 
-    def curve_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """The curve maps r (N,24,H,W) in [-1,1] of an input x (N,3,H,W) in [0,1]."""
-        x1 = self.relu(self.e_conv1(x))
-        x2 = self.relu(self.e_conv2(x1))
-        x3 = self.relu(self.e_conv3(x2))
-        x4 = self.relu(self.e_conv4(x3))
-        x5 = self.relu(self.e_conv5(torch.cat([x3, x4], 1)))
-        x6 = self.relu(self.e_conv6(torch.cat([x2, x5], 1)))
-        return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
+    def curve_maps(self, x: torch.Tensor, conv: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+        """The curve maps r (N,24,H,W) in [-1,1] of an input x (N,3,H,W) in [0,1].
+
+        ``conv(layer, t, act)`` runs one convolution followed by ``act`` ("relu" or "tanh"); the default is
+        the reference's ``relu(layer(t))`` / ``tanh(layer(t))``.
+        """
+        conv = conv or self._conv
+        x1 = conv(self.e_conv1, x)
+        x2 = conv(self.e_conv2, x1)
+        x3 = conv(self.e_conv3, x2)
+        x4 = conv(self.e_conv4, x3)
+        x5 = conv(self.e_conv5, torch.cat([x3, x4], 1))
+        x6 = conv(self.e_conv6, torch.cat([x2, x5], 1))
+        return conv(self.e_conv7, torch.cat([x1, x6], 1), "tanh")
+
+    def _conv(self, layer: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
+        return self.relu(layer(t)) if act == "relu" else torch.tanh(layer(t))
 
     def _fused_curve_maps(self, x: torch.Tensor) -> torch.Tensor | None:
         """:meth:`curve_maps` with each ReLU/tanh fused into its convolution (oneDNN post-ops, the kernels
@@ -62,17 +70,11 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
         if x.device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16) or not _HAS_FUSED_CONV:
             return None
 
-        def conv(c: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
+        def fused(c: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
             return torch.ops.mkldnn._convolution_pointwise(t.to(dtype), c.weight.to(dtype), c.bias.to(dtype),
                                                            [1, 1], [1, 1], [1, 1], 1, act, [], "")
 
-        x1 = conv(self.e_conv1, x)
-        x2 = conv(self.e_conv2, x1)
-        x3 = conv(self.e_conv3, x2)
-        x4 = conv(self.e_conv4, x3)
-        x5 = conv(self.e_conv5, torch.cat([x3, x4], 1))
-        x6 = conv(self.e_conv6, torch.cat([x2, x5], 1))
-        return conv(self.e_conv7, torch.cat([x1, x6], 1), "tanh")
+        return self.curve_maps(x, fused)
 
     def final_image(self, x: torch.Tensor) -> torch.Tensor:
         """``forward(x)[1]`` (N,3,H,W) with the same float operations, for inference.
@@ -200,16 +202,14 @@ def pad_to_multiple(x: torch.Tensor, m: int = 8) -> tuple[torch.Tensor, tuple[in
     return x, (h, w)
 
 
-def enhance(model: nn.Module, x: torch.Tensor, multiple: int | None = None) -> torch.Tensor:
+def enhance(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The enhanced image (N,3,H,W) of any enhancer: DCE-Net's final image or EMNet's output.
 
     The input is reflect-padded to a multiple of the model's ``size_multiple`` (EMNet: 8) and the
-    result cropped back. ``multiple`` overrides it (DEPRECATED argument, kept for old callers).
-    A model with a ``final_image`` method (DCE-Net) uses it.
+    result cropped back. A model with a ``final_image`` method (DCE-Net) uses it.
     """
     base = model.module if hasattr(model, "module") else model  # DDP/DataParallel keep the model inside
-    m = multiple if multiple is not None else getattr(base, "size_multiple", 1)
-    x, (h, w) = pad_to_multiple(x, m)
+    x, (h, w) = pad_to_multiple(x, getattr(base, "size_multiple", 1))
     final = getattr(model, "final_image", None)
     out = final(x) if final is not None else model(x)
     if isinstance(out, (tuple, list)):

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from inference import OutputPlan, check_writable_dir, enhance_folder, peak_memory_text
+from inference import OutputPlan, check_writable_dir, enhance_folder, memory_text, peak_memory
 from lowlight_model import ENHANCERS, UnknownEnhancer, load_enhancer
 from utils.device import init_distributed, keep_freed_memory, resolve_device
 from utils.errors import UserError, run_cli
@@ -35,7 +35,7 @@ DEFAULT_INPUT = os.path.join(REPO, "datasets", "test_data")
 DEFAULT_OUTPUT = os.path.join(REPO, "datasets", "result")
 PRECISIONS = ("fp32", "bf16", "fp16", "channels_last")
 # Paired-evaluation flags (default None = not given) and the value used when they are not given.
-PAIRED_DEFAULTS = {"mem_weights": None, "mem_size": 9000, "pooling_size": None, "pooling_mean": None,
+PAIRED_DEFAULTS = {"mem_weights": None, "mem_size": None, "pooling_size": None, "pooling_mean": None,
                    "V_feat_dim": None, "testing_top_k": 1, "save_images": False, "grid": 4, "no_lpips": False}
 FOLDER_DEFAULTS = {"tile": 0, "batch_size": 1, "workers": 2}
 
@@ -159,18 +159,12 @@ def _load_memory(args: argparse.Namespace, device: torch.device):
         return None
     from network.memory import ExternalMemory
 
-    p, mean = args.pooling_size, args.pooling_mean  # taken from the file; flags given are only checked
-    mem = ExternalMemory.from_checkpoint(args.mem_weights, map_location=device, pooling=p,
-                                         pooling_mean=mean if (p is not None or mean) else None,
-                                         value_dim=args.V_feat_dim)
-    slots = mem.mem_size
-    if "mem_size" in args.given and args.mem_size != slots:
-        raise UserError(f"--mem_size {args.mem_size} does not match {args.mem_weights}, which holds {slots} slots; "
-                        f"pass --mem_size {slots} or leave it out")
-    if args.testing_top_k > slots:
-        raise UserError(f"--testing_top_k {args.testing_top_k} is larger than the {slots} slots of "
-                        f"{args.mem_weights}: use 1..{slots}")
-    args.mem_size = slots
+    mem = ExternalMemory.from_checkpoint(  # sizes and pooling come from the file; the flags given are checked
+        args.mem_weights, map_location=device, pooling=args.pooling_size, pooling_mean=args.pooling_mean,
+        value_dim=args.V_feat_dim, mem_size=args.mem_size)
+    if args.testing_top_k > mem.mem_size:
+        raise UserError(f"--testing_top_k {args.testing_top_k} is larger than the {mem.mem_size} slots of "
+                        f"{args.mem_weights}: use 1..{mem.mem_size}")
     return mem
 
 
@@ -232,10 +226,9 @@ def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) ->
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     start = time.time()
     try:
-        written, failures = enhance_folder(model, args.input_dir, out_dir, device, precision=args.precision,
-                                           tile=args.tile, batch_size=args.batch_size, workers=args.workers,
-                                           budget=args.memory_budget, data=data, indices=indices,
-                                           progress=rank == 0)
+        written, failures = enhance_folder(model, data, out_dir, device, precision=args.precision, tile=args.tile,
+                                           batch_size=args.batch_size, workers=args.workers,
+                                           budget=args.memory_budget, indices=indices, progress=rank == 0)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return _summary(written, failures, data, out_dir, time.time() - start, world, device)
@@ -244,15 +237,16 @@ def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) ->
 def _summary(written: int, failures: list[str], data, out_dir: str, elapsed: float, world: int,
              device: torch.device) -> int:
     """One summary for all processes (rank 0 prints); exit status 1 if any image failed."""
-    peak = peak_memory_text(device)
+    rss, cuda = peak_memory(device)
+    peak = memory_text(rss, cuda)
     if world > 1:
         import torch.distributed as dist
 
         parts: list = [None] * world
-        dist.all_gather_object(parts, (written, failures, peak))
+        dist.all_gather_object(parts, (written, failures, rss, cuda))
         written = sum(p[0] for p in parts)
         failures = [f for p in parts for f in p[1]]
-        peak = max(p[2] for p in parts) + f" (largest of {world} processes)"
+        peak = memory_text(max(p[2] for p in parts), max(p[3] for p in parts)) + f" (largest of {world} processes)"
         dist.destroy_process_group()
         if int(os.environ.get("RANK", 0)) != 0:
             return 1 if failures else 0

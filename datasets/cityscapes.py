@@ -107,17 +107,24 @@ class Cityscapes(Dataset):
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The full image float32 (3,H,W) in [0,1] and label int64 (H,W) of item ``index``, cached."""
+        return _as_float(*self._stored(index))
+
+    def _stored(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``index`` as cached: image uint8 (8-bit files) or float32, label uint8; read and cached
+        (while the budget allows) on a miss."""
         if index in self._cache:
-            image, label = self._cache[index]
-            return (image.float().div_(255.0) if image.dtype == torch.uint8 else image), label.long()
+            return self._cache[index]
         image, label = self._read(index)
+        label = label.to(torch.uint8)  # train ids and 255 (ignore)
+        if self._cached_bytes + image.numel() + label.numel() > self.cache_bytes:
+            return image, label  # cache full: skip the 8-bit check, nothing will be stored
         as_u8 = image.mul(255.0).round_().to(torch.uint8)
         stored = as_u8 if torch.equal(as_u8.float().div_(255.0), image) else image  # 8-bit files exactly
         size = stored.numel() * stored.element_size() + label.numel()
         if self._cached_bytes + size <= self.cache_bytes:
-            self._cache[index] = (stored, label.to(torch.uint8))
+            self._cache[index] = (stored, label)
             self._cached_bytes += size
-        return image, label
+        return stored, label
 
     def _read(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         img_path, lbl_path = self.files[index]
@@ -133,10 +140,15 @@ class Cityscapes(Dataset):
         return image, label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = self.load(index)
-        if self.train:
+        image, label = self._stored(index)
+        if self.train:  # crop first: only the crop is converted to float
             image, label = random_crop_flip(image, label, self.crop_size)
-        return image, label
+        return _as_float(image, label)
+
+
+def _as_float(image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image float32 in [0,1], label int64) from the cached forms (uint8 image scaled by 1/255)."""
+    return (image.float().div_(255.0) if image.dtype == torch.uint8 else image), label.long()
 
 
 def random_crop_flip(image: torch.Tensor, label: torch.Tensor, crop_size: int | None,

@@ -58,17 +58,15 @@ class ImagePool:
         for i in range(len(self.files)):
             self.get(i)
 
-    def draw(self, n: int, generator: torch.Generator | None = None,
-             with_ids: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[int]]:
-        """``n`` random images (distinct if ``n <= len``), float32 (n, 3, size, size) in [0, 1]
-        (and their indices with ``with_ids``; the draw is the same either way)."""
+    def draw(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[int]]:
+        """``n`` random images (distinct if ``n <= len``), float32 (n, 3, size, size) in [0, 1], and their
+        indices."""
         if n <= len(self.files):
             idx = torch.randperm(len(self.files), generator=generator)[:n]
         else:
             idx = torch.randint(0, len(self.files), (n,), generator=generator)
         ids = [int(i) for i in idx]
-        images = torch.stack([self.get(i) for i in ids]).float().div_(255.0)
-        return (images, ids) if with_ids else images
+        return torch.stack([self.get(i) for i in ids]).float().div_(255.0), ids
 
 
 class ContrastSet:
@@ -82,13 +80,12 @@ class ContrastSet:
         self.positives = ImagePool(os.path.join(root, POSITIVE_DIR), crop_size, cache)
         self.negatives = ImagePool(os.path.join(root, NEGATIVE_DIR), crop_size, cache)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, with_ids: bool = False) -> tuple:
-        """``(P, Q)``, each float32 (n, 3, crop, crop) in [0, 1]; driven by ``generator`` (or torch's global RNG).
-
-        ``with_ids``: ``(P, Q, ids)`` with ``ids`` = ``[("P", i), ...] + [("Q", j), ...]``, the keys under
-        which :class:`losses.SCLLoss` caches the images' Gram matrices (same draw either way)."""
-        (P, pi), (Q, qi) = self.positives.draw(n, generator, True), self.negatives.draw(n, generator, True)
-        return (P, Q, [("P", i) for i in pi] + [("Q", j) for j in qi]) if with_ids else (P, Q)
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """``(P, Q, ids)``: P and Q float32 (n, 3, crop, crop) in [0, 1], driven by ``generator`` (or torch's
+        global RNG); ``ids`` = ``[("P", i), ...] + [("Q", j), ...]`` names the images drawn, the keys under
+        which :class:`losses.SCLLoss` caches their Gram matrices."""
+        (P, pi), (Q, qi) = self.positives.draw(n, generator), self.negatives.draw(n, generator)
+        return P, Q, [("P", i) for i in pi] + [("Q", j) for j in qi]
 
     def preload(self) -> None:
         """Decode every positive and negative now (see :meth:`ImagePool.preload`)."""

@@ -189,7 +189,7 @@ class EMNet(nn.Module):
         h, w = inp_img.shape[-2:]
         if h % 8 or w % 8:
             raise ValueError(f"EMNet needs H and W to be multiples of 8, got {h}x{w}; "
-                             "use lowlight_model.enhance(model, x, multiple=8) for other sizes")
+                             "use lowlight_model.enhance(model, x) for other sizes")
         enc1 = self.encoder_level1(self.patch_embed(inp_img))
         enc2 = self.encoder_level2(self.down1_2(enc1))
         enc3 = self.encoder_level3(self.down2_3(enc2))

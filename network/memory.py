@@ -234,12 +234,12 @@ class ExternalMemory(nn.Module):
     @classmethod
     def from_checkpoint(cls, path_or_dict: Union[str, os.PathLike, Mapping[str, Any]], map_location="cpu",
                         pooling: Optional[int] = None, pooling_mean: Optional[bool] = None,
-                        value_dim: Optional[int] = None, key_dim: Optional[int] = None, name: Optional[str] = None,
+                        value_dim: Optional[int] = None, mem_size: Optional[int] = None, name: Optional[str] = None,
                         **kw: Any) -> "ExternalMemory":
         """Load a memory saved in the reference format (ours or the original release's).
 
         M, K, V — and from V the pooling size and mode — come from the tensors. ``pooling``,
-        ``pooling_mean``, ``value_dim``, ``key_dim`` are optional expectations: each one given is checked and
+        ``pooling_mean``, ``value_dim``, ``mem_size`` are optional expectations: each one given is checked and
         a mismatch is a :class:`UserError`, as is a file that is not a memory checkpoint (the message names
         the file and the missing keys). Other ``kw`` (``thres``, ``age_noise``, ``generator``) go to the
         constructor. Buffers are placed on ``map_location``; ``name`` labels a dict in error messages.
@@ -263,9 +263,9 @@ class ExternalMemory(nn.Module):
                                 f"{', channel means' if mean else ''}), but {what} {expected} was requested; "
                                 f"drop --pooling_size/--pooling_mean/--V_feat_dim (the memory knows them) or "
                                 f"set them to match")
-        if key_dim is not None and key_dim != k:
-            raise UserError(f"{name} stores keys of size {k}, expected {key_dim}")
-        kw.pop("mem_size", None)
+        if mem_size is not None and mem_size != m:
+            raise UserError(f"--mem_size {mem_size} does not match {name}, which holds {m} slots; pass --mem_size {m} "
+                            f"or leave it out")
         mem = cls(mem_size=m, key_dim=k, value_dim=v, **kw)
         dev = map_location if isinstance(map_location, (str, torch.device)) else key.device
         with torch.no_grad():

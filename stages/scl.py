@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
             images, labels = images.to(device, memory_format=fmt), labels.to(device)
             positives = negatives = ids = None
             if contrast is not None:
-                positives, negatives, ids = contrast.sample(images.shape[0], generator=gens["contrast"], with_ids=True)
+                positives, negatives, ids = contrast.sample(images.shape[0], generator=gens["contrast"])
                 positives, negatives = (t.to(device, memory_format=fmt) for t in (positives, negatives))
             with session.autocast():
                 out = model(images)

@@ -72,13 +72,13 @@ def test_padded_forward(model):
     torch.manual_seed(1)
     x = torch.rand(1, 3, 37, 45)
     with torch.no_grad():
-        y = enhance(model, x, multiple=8)
+        y = enhance(model, x)
         assert y.shape == (1, 3, 37, 45)
         assert torch.isfinite(y).all()
         padded, _ = pad_to_multiple(x)
         assert torch.equal(model(padded)[..., :37, :45], y)
         x8 = torch.rand(1, 3, 32, 40)  # already a multiple of 8: padding is a no-op
-        assert torch.equal(enhance(model, x8, multiple=8), model(x8))
+        assert torch.equal(enhance(model, x8), model(x8))
 
 
 def test_backward_finite_gradients():

@@ -89,7 +89,7 @@ def test_emnet_padded_parity(tmp_path, fmt):
     for shape in [(1, 37, 53), (2, 64, 40)]:
         x = _dark(*shape, seed=shape[1])
         with torch.inference_mode():
-            ref = enhance(model, x, multiple=8)
+            ref = enhance(model, x)
         got = ex.run_exported(str(out), fmt, x)
         assert got.shape == x.shape
         assert (got - ref).abs().max().item() <= TOL
@@ -108,7 +108,7 @@ def test_emnet_checkpoint_torchscript_cli(tmp_path):
     model = load_enhancer("auto", str(ckpt), torch.device("cpu"))
     x = _dark(1, 36, 50)
     with torch.inference_mode():
-        ref = enhance(model, x, multiple=8)
+        ref = enhance(model, x)
     assert (ex.run_exported(str(out), "torchscript", x) - ref).abs().max().item() <= TOL
 
 

@@ -85,7 +85,7 @@ def test_emnet_checkpoint_and_width(tmp_path):
         y = _x(20, 29, seed=4)  # the docstring's recipe for other sizes = the project's padded enhance()
         h, w = y.shape[-2:]
         padded = model(torch.nn.functional.pad(y, (0, -w % 8, 0, -h % 8), mode="reflect"))[..., :h, :w]
-        assert torch.equal(padded, enhance(direct, y, multiple=8))
+        assert torch.equal(padded, enhance(direct, y))
     with pytest.raises(UserError, match="embed dim 8; pass embed_dim=8"):
         hub("emnet", weights=str(path))  # default 32
     assert hub("emnet", embed_dim=8).patch_embed.proj.out_channels == 8

@@ -1,4 +1,5 @@
 """DCE-Net against an independent evaluation of the curve formula, and the official checkpoints."""
+import copy
 import hashlib
 import math
 
@@ -91,16 +92,6 @@ def test_official_scl_lle_outputs_match_golden():
     torch.testing.assert_close(enhance(m, g["input"]), g["enhance_image"], atol=1e-5, rtol=1e-5)
 
 
-def test_enhance_pads_and_crops():
-    class Shape(torch.nn.Module):
-        def forward(self, x):
-            assert x.shape[-1] % 8 == 0 and x.shape[-2] % 8 == 0
-            return x * 2
-
-    x = torch.rand(1, 3, 13, 21)
-    torch.testing.assert_close(enhance(Shape(), x, multiple=8), x * 2)
-
-
 def test_unknown_arch_lists_choices():
     with pytest.raises(UserError, match="dce, emnet"):
         build_enhancer("unet")
@@ -150,7 +141,7 @@ def test_enhancers_carry_their_facts():
             return x * 2
 
     x = torch.rand(1, 3, 13, 21)
-    torch.testing.assert_close(enhance(Needs8(), x), x * 2)  # no multiple passed: read from the model
+    torch.testing.assert_close(enhance(Needs8(), x), x * 2)  # padded to the model's multiple, cropped back
 
 
 def test_receptive_radius_is_exact():
@@ -168,30 +159,24 @@ def test_receptive_radius_is_exact():
     assert rows.min() == 15 - r and rows.max() == 15 + r and cols.min() == 15 - r and cols.max() == 15 + r
 
 
-def test_final_image_equals_the_forward_up_to_float_rounding():
+def test_final_image_equals_the_forward_up_to_float_rounding(monkeypatch):
     """The inference path (fused conv+activation on the CPU, in-place curve steps in channels-last layout)
     does the same arithmetic: the curve maps agree with the reference layers to float rounding, the
     curve steps bit for bit, and unsupported dtypes fall back to the plain layers."""
-    import lowlight_model
-
     m = random_dce(std=0.05).eval()
     x = torch.rand(2, 3, 23, 37)
     with torch.inference_mode():
         ref, r_ref = m(x)[1], m.curve_maps(x)
         fused = m._fused_curve_maps(x)
-        assert fused is not None and 0 < (fused - r_ref).abs().max() <= 1e-6 or torch.equal(fused, r_ref)
+        assert fused is not None and (fused - r_ref).abs().max() <= 1e-6
         assert (m.final_image(x) - ref).abs().max() <= 1e-6
-        mc = random_dce(std=0.05).eval().to(memory_format=torch.channels_last)
-        mc.load_state_dict(m.state_dict())
+        mc = copy.deepcopy(m).to(memory_format=torch.channels_last)
         fast = mc.final_image(x.contiguous(memory_format=torch.channels_last))
         with torch.autocast("cpu", torch.bfloat16):
             half = m.final_image(x)
         assert random_dce(std=0.05).double()._fused_curve_maps(x.double()) is None  # float64: the plain layers
-        saved, lowlight_model._HAS_FUSED_CONV = lowlight_model._HAS_FUSED_CONV, False
-        try:
-            assert torch.equal(m.final_image(x), ref)  # without the fused kernel: bit for bit
-        finally:
-            lowlight_model._HAS_FUSED_CONV = saved
+        monkeypatch.setattr("lowlight_model._HAS_FUSED_CONV", False)
+        assert torch.equal(m.final_image(x), ref)  # without the fused kernel: bit for bit
     assert (fast - ref).abs().max() <= 1e-6  # channels-last convolutions: float rounding at most
     assert half.dtype == torch.float32 and (half - ref).abs().max() <= 4e-3  # bf16 convolutions
     g = torch.rand(1, 3, 8, 8, requires_grad=True)

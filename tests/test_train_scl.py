@@ -45,7 +45,7 @@ def test_full_loss_decreases_on_a_fixed_batch(scl_data):
     torch.manual_seed(0)
     ds = Cityscapes(str(city), crop_size=32)
     images, labels = map(torch.stack, zip(*[ds[0], ds[1]]))
-    P, Q = ContrastSet(str(contrast), crop_size=32).sample(2, torch.Generator().manual_seed(0))
+    P, Q, _ = ContrastSet(str(contrast), crop_size=32).sample(2, torch.Generator().manual_seed(0))
     seg = load_weights(build_segmentation_model("deeplabv3plus_mobilenet", 19, 16, False), str(ckpt))
     crit = SCLLoss({k: v for k, (v, _) in LOSS_WEIGHTS.items()}, seg_net=seg)
     model = enhance_net_nopool()
