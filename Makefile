@@ -32,8 +32,10 @@ demo-data: venv
 
 ## Performance figures quoted in the README
 bench: venv
-	$(PY) benchmarks/bench_enhancer.py
+	$(PY) benchmarks/bench_enhancer.py --repeats 5
+	$(PY) benchmarks/bench_inference.py --repeats 3
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_export.py
 
 clean:
 	rm -rf datasets/result .pytest_cache

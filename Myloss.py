@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from network.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize  # noqa: F401 (re-exported)
+from network.imagenet import imagenet_normalize
 from utils.pretrained import load_pretrained
 
 Features = Dict[str, Tensor]

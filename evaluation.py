@@ -48,7 +48,7 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
     when ``use_lpips`` and the AlexNet weights exist. Returns the mean figures per method.
     """
     data = PairedDataset(input_dir)
-    out_dir = output_dir
+    names = data.gt_names  # the reference names its outputs after the ground-truth files
     query_net = build_query_net(pretrained=True).to(device) if mem is not None else None
     lp = build_lpips(device) if use_lpips and lpips_available() else None
     methods = ["ori"] + (["mem"] if mem is not None else []) + ["gt_mean_oracle"]
@@ -57,7 +57,7 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
     start = time.time()
     for i in tqdm(range(len(data)), desc="evaluate", unit="pair", dynamic_ncols=True):
         low, gt = (t[None].to(device) for t in data.load(i))
-        name = data.gt_names[i]  # the reference names its outputs after the ground-truth file
+        name = names[i]
         gt8 = quantise(gt[0], "round")
         with torch.inference_mode():
             raw = enhance(model, low)  # unclamped: the memory pools it (SPEC §6)
@@ -71,24 +71,24 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
         if save_images:
             for method in ("ori", "mem"):
                 if method in images:
-                    save_image(images[method], os.path.join(out_dir, method, name))
+                    save_image(images[method], os.path.join(output_dir, method, name))
         if len(grid_rows) < grid:
             grid_rows.append([low[0], outputs["ori"][0], outputs.get("mem", outputs["ori"])[0], gt[0]])
     elapsed = time.time() - start
     means = {m: a.mean() for m, a in acc.items()}
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(output_dir, exist_ok=True)
     header = [f"input_dir: {input_dir}", f"arch: {getattr(model, 'arch', '?')}  weights: {weights}",
               f"memory: {mem_weights or 'none'}  testing_top_k: {top_k}"]
-    _write_report(os.path.join(out_dir, "result.txt"), header, acc, len(data), elapsed)
-    _write_csv(os.path.join(out_dir, "results.csv"), acc)
+    _write_report(os.path.join(output_dir, "result.txt"), header, acc, len(data), elapsed)
+    _write_csv(os.path.join(output_dir, "results.csv"), acc)
     if grid_rows:
         labels = ["input", "ori", "mem" if mem is not None else "ori (no memory)", "GT"]
-        save_grid_rows(grid_rows, os.path.join(out_dir, "comparison.png"), labels=labels)
+        save_grid_rows(grid_rows, os.path.join(output_dir, "comparison.png"), labels=labels)
     for m in methods:
         label = "GT-mean (oracle, uses GT)" if m == "gt_mean_oracle" else m
         figures = " ".join(f"{k.upper()} {v:.4f}" for k, v in means[m].items())
         print(f"{label:>26}: {figures}")
-    print(f"report: {os.path.join(out_dir, 'result.txt')} ({len(data)} pairs, {elapsed:.1f}s)")
+    print(f"report: {os.path.join(output_dir, 'result.txt')} ({len(data)} pairs, {elapsed:.1f}s)")
     return means
 
 

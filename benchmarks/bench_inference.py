@@ -5,7 +5,7 @@
 The reference loop is what the official test script does: the DCE-Net class in fp32 (NCHW contiguous,
 plain ``model(x)``), loaded once; PIL load (``np.asarray(Image.open(p).convert('RGB'))/255``), save with
 torchvision's rounding. Every variant runs in its own process (``lowlight_test.py`` as a user runs it),
-the variants interleaved ``--repeats`` times; ms/image is the median, over images, of the folder pass
+the variants interleaved ``--repeats`` times; ms/image is the median over the repeats of the folder pass
 (model loading excluded), peak memory the process's peak RSS. Outputs are compared with the reference
 loop's: largest difference in 8-bit levels and the share of pixels that differ. Image sets: ``--input``
 (default ../shared/data/LIME when present, else synthetic), 8 same-size 600x400 images, and one

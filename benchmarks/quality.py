@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from utils.checkpoint import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.image_io import list_images, read_image, save_grid_rows, to_uint8  # noqa: E402
 
@@ -216,11 +217,8 @@ def save_comparison(rows: list[list[np.ndarray]], labels: list[str], path: str, 
 
 
 def _write_text(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -13,15 +13,13 @@ from concurrent.futures import Executor
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from utils.errors import UserError
-from utils.image_io import IMG_EXTENSIONS, is_image_file, list_images, read_image_tensor
+from utils.image_io import IMG_EXTENSIONS, image_size, is_image_file, list_images, read_image_tensor
 
 # Image formats seen in photo folders that are not read (reported, never silently dropped).
 UNSUPPORTED_EXTENSIONS = (".webp", ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm", ".tga", ".ico")
-_SWAP_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -72,12 +70,10 @@ class ImageFolder(Dataset):
     def size(self, index: int) -> tuple[int, int] | None:
         """(H, W) of item ``index`` after EXIF orientation, from the file header (no decoding); None if unreadable."""
         try:
-            with Image.open(self.files[index]) as im:
-                w, h = im.size
-                swap = int(im.getexif().get(0x0112, 1) or 1) in _SWAP_ORIENTATIONS
-        except Exception:  # reported when the image itself is read
+            w, h = image_size(self.files[index])
+        except UserError:  # reported when the image itself is read
             return None
-        return (w, h) if swap else (h, w)
+        return h, w
 
 
 def same_size_batches(data: ImageFolder, indices: list[int], batch_size: int) -> list[list[int]]:

@@ -17,13 +17,12 @@ import os
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 
 from datasets.augment import augment as apply_augment
 from datasets.augment import random_mode
 from utils.errors import UserError
-from utils.image_io import list_images, read_image_tensor
+from utils.image_io import image_size, list_images, read_image_tensor
 
 LAYOUTS = (("low", "high"), ("Low", "Normal"))
 _SPLIT_HINTS = ("our485", "eval15", "Train", "Test", "Real_captured", "Synthetic")
@@ -88,18 +87,6 @@ def find_pairs(root: str) -> list[tuple[str, str]]:
                         f"{os.path.basename(low_dir)}/ needs one in {os.path.basename(high_dir)}/ "
                         f"(same name, or lowXXX ↔ normalXXX)")
     return sorted(pairs, key=lambda p: os.path.basename(p[0]))
-
-
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the file header, after EXIF orientation; no pixel decoding."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                w, h = h, w
-    except Exception as e:
-        raise UserError(f"{path}: cannot read image ({str(e)[:200]}); replace or remove it") from e
-    return w, h
 
 
 def _size_error(low: str, high: str, ls: tuple[int, int], hs: tuple[int, int]) -> UserError:

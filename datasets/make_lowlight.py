@@ -33,6 +33,7 @@ import time
 from tqdm import tqdm
 
 from datasets.synthesis import draw_params, rng_for, synthesize_lowlight, synthesize_overexposed
+from utils.checkpoint import atomic_write
 from utils.errors import UserError, run_cli
 from utils.image_io import list_images, read_image, save_image
 
@@ -114,10 +115,8 @@ def write_params(tasks: list[tuple[str, str, str, str]], dst: str, seed: int, pa
         if kind == "low":
             p = draw_params(rng_for(seed, key))  # the first draws of the file's generator
             lines.append(json.dumps({"file": _rel(out, dst), **{k: round(v, 7) for k, v in p.items()}}))
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
 
 
 def make_lowlight(src: str, dst: str, seed: int = 0, workers: int = 1, labels: str = "link",

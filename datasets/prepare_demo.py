@@ -18,9 +18,10 @@ not even a crop) comes from them.
 
 **Synthesis**: :mod:`datasets.synthesis` (sRGB → linear, white-balance shift, exposure log-uniform in
 [1/50, 1/3], Poisson shot noise with a random gain, read noise, sRGB, 8 bits; over-exposed negatives in
-linear light, gain log-uniform in [2.5, 8]). Every file has its own generator ``rng_for(seed, <relative
-path>)``, so a file's content depends only on the seed and its name (adding ``--photos`` does not change
-the scikit-image samples). Crops and views are resized with Pillow LANCZOS on 8-bit data.
+linear light, gain log-uniform in [2.5, 8]). Every file has its own generator ``rng_for(seed, key)`` with a
+key naming it (``train/<i>``, ``positive/<i>``, ``negative/<i>``, ``views/<photo>``, ``eval/<file>``), so a
+file's content depends only on the seed and that key (adding ``--photos`` does not change the
+scikit-image samples). Crops and views are resized with Pillow LANCZOS on 8-bit data.
 
 1. *Crop*: photo = TRAIN[i mod n_train]; its short side is rescaled to t ~ U[c, min(short, 2.5c)]
    (c = crop size, 256 by default), then a uniformly random c x c window is cut and flipped left-right
@@ -57,6 +58,7 @@ import numpy as np
 from PIL import Image
 
 from datasets.synthesis import DEFAULT, config_dict, rng_for, synthesize_lowlight, synthesize_overexposed
+from utils.checkpoint import atomic_write
 from utils.errors import UserError, run_cli
 from utils.image_io import list_images, read_image, save_image, to_uint8
 
@@ -197,7 +199,7 @@ def build_demo(out: str, samples: str | None = None, seed: int = 0, n_crops: int
                 "val_fraction": val_fraction, "synthesis": config_dict(DEFAULT), "files": files}
     _remove_stale(out, set(files))
     _check_foreign(out, set(files), log)
-    with open(os.path.join(out, MANIFEST), "w") as f:
+    with atomic_write(os.path.join(out, MANIFEST), "w") as f:  # later runs read it to remove stale files
         json.dump(manifest, f, indent=1)
     return manifest
 
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--photos", action="append", default=[], metavar="DIR",
                     help="a folder of normal-light photos to add (repeatable); split by photo into train/held out")
     ap.add_argument("--val_fraction", type=float, default=0.25, help="held-out share of each --photos folder")
-    ap.add_argument("--n_crops", type=int, default=120, help="training crops per folder (default 120)")
+    ap.add_argument("--n_crops", type=int, default=120, help="training crops in all, taken from the training photos in turn (default 120)")
     ap.add_argument("--crop_size", type=int, default=256, help="training crop side in pixels (default 256)")
     ap.add_argument("--eval_per_photo", type=int, default=3, help="eval pairs per held-out photo (default 3)")
     ap.add_argument("--max_side", type=int, default=400, help="longest eval image side (default 400)")

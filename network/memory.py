@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from network.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize  # noqa: F401 (re-exported)
+from network.imagenet import imagenet_normalize
 from utils.checkpoint import read_checkpoint
 from utils.errors import UserError
 from utils.pretrained import load_pretrained

@@ -33,9 +33,9 @@ from torch import nn
 
 from stages.batches import (SeededItems, batches_per_epoch, cache_dataset, epoch_batches,  # noqa: F401 (re-exported)
                             iterate_batches)
-from stages.runlog import RunLogger, log, plot_losses, read_losses  # noqa: F401 (re-exported)
+from stages.runlog import RunLogger, log, read_losses  # noqa: F401 (re-exported)
 from stages.state import (all_gather_cat, checkpoint_stage, nonfinite_tensor, read_file,  # noqa: F401 (re-exported)
-                          replica_digest, restore, rng_state, seed_everything, set_rng_state, training_state)
+                          replica_digest, restore, seed_everything, training_state)
 from utils.checkpoint import atomic_save
 from utils.device import init_distributed, is_primary, resolve_device
 from utils.errors import UserError
@@ -124,8 +124,7 @@ class RunFolder:
     def outputs(self) -> list[str]:
         """The files and folders of an earlier run of this stage that exist now."""
         found = [p for pat in RUN_FILES for p in glob.glob(os.path.join(glob.escape(self.run_dir), pat))]
-        found += [p for pat in self.checkpoints for p in glob.glob(os.path.join(glob.escape(self.ckpt_dir), pat))]
-        return sorted(set(found))
+        return sorted(set(found + self.checkpoint_files()))
 
 
 def resolve_resume(args: argparse.Namespace, folder: RunFolder) -> str | None:

@@ -134,9 +134,10 @@ def run(args: argparse.Namespace) -> None:
     device = session.open(start).device
     log.info("%d training pairs, %d validation pairs; loss %s", len(train_set), len(val_set),
              " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
-    model, optimizer, scheduler = _build(args, init, device, session.memory_format(args.arch))
+    fmt = session.memory_format(args.arch)
+    model, optimizer, scheduler = _build(args, init, device, fmt)
     best = {"psnr": _resume(ck, session, model, optimizer, scheduler, args, start)}
-    model, fmt = session.wrap(model), session.memory_format(args.arch)
+    model = session.wrap(model)
     val_at = {max(1, round(per_epoch * (k + 1) / args.val_time)) for k in range(args.val_time)}
 
     def save(name: str, it: int, epoch: int) -> None:

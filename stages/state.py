@@ -67,11 +67,11 @@ def training_state(stage: str, iteration: int, epoch: int, model: nn.Module | No
     return {**state, **extra}
 
 
-def read_file(path: str, flag: str, reader: Callable[..., Any] = read_checkpoint, *a: Any) -> Any:
-    """``reader(path, *a)`` (default :func:`read_checkpoint`, which every reader here goes through); its
+def read_file(path: str, flag: str, reader: Callable[[str], Any] = read_checkpoint) -> Any:
+    """``reader(path)`` (default :func:`read_checkpoint`, which every reader here goes through); its
     one-line :class:`UserError` is prefixed with ``flag``."""
     try:
-        return reader(path, *a)
+        return reader(path)
     except UserError as e:
         message = str(e)
         raise UserError(message if message.startswith(flag) else f"{flag}: {message}") from None

@@ -40,27 +40,3 @@ def fake_torch_home(_fake_weights_home, monkeypatch) -> Path:
     """TORCH_HOME holding random VGG16/ResNet-18/AlexNet/MobileNetV2 weights under the real file names."""
     monkeypatch.setenv("TORCH_HOME", str(_fake_weights_home))
     return _fake_weights_home
-
-
-# Tests of older files that took over ~10 s here on 2026-11-22 (13–840 s, the 2 cores shared with other
-# jobs): kept out of `make test-fast`. New long tests carry @pytest.mark.slow instead.
-SLOW_TESTS = {
-    "test_train_emnet.py::test_supervised_loss_decreases_on_a_fixed_batch",
-    "test_train_emnet.py::test_emnet_enhancer_trains_and_resumes",
-    "test_train_emnet.py::test_enhancer_then_memory_then_paired_evaluation",
-    "test_train_scl.py::test_full_loss_decreases_on_a_fixed_batch",
-    "test_train_scl.py::test_kill_and_resume_reproduces_the_uninterrupted_losses",
-    "test_train_scl.py::test_scl_stage_trains_emnet_without_tv",
-    "test_train_scl.py::test_missing_vgg_weights_is_one_line_error",
-    "test_train_scl.py::test_train_run_writes_snapshots_logs_and_plot",
-    "test_emnet.py::test_padded_forward",
-    "test_emnet.py::test_backward_finite_gradients",
-    "test_emnet.py::test_golden_output",
-    "test_losses.py::test_vgg_losses_match_torchvision",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.nodeid.split("/")[-1].split("[")[0] in SLOW_TESTS:
-            item.add_marker(pytest.mark.slow)

@@ -1,8 +1,6 @@
 """benchmarks/quality.py: the real-photo metrics on hand-made images, the baselines, and a whole run."""
-import importlib.util
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +9,8 @@ import torch
 from lowlight_model import enhance_net_nopool
 from utils.image_io import save_image
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
-quality = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(quality)
+from benchmarks import quality
+from conftest import ROOT
 
 
 def test_clipped_fraction_counts_pixels_with_any_channel_at_254():

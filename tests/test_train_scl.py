@@ -134,6 +134,7 @@ def test_missing_labels_is_an_error(tmp_path, fake_torch_home):
         train.main(argv)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reproduces_the_uninterrupted_losses(scl_data):
     tmp, city, contrast, ckpt = scl_data
     # uninterrupted reference run

@@ -64,6 +64,18 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) from the file header, after EXIF orientation; no pixel decoding."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1) in (5, 6, 7, 8):  # the transposing ones
+                w, h = h, w
+    except Exception as e:
+        raise UserError(f"{path}: cannot read image ({str(e)[:200]}); replace or remove it") from e
+    return w, h
+
+
 def _rawmode(im: Image.Image) -> str:
     if not im.tile:
         return ""
