@@ -44,37 +44,51 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
         self.e_conv6 = nn.Conv2d(number_f * 2, number_f, 3, 1, 1, bias=True)
         self.e_conv7 = nn.Conv2d(number_f * 2, 24, 3, 1, 1, bias=True)
 
-    def curve_maps(self, x: torch.Tensor, conv: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+    def curve_maps(self, x: torch.Tensor, conv: Callable[..., torch.Tensor] | None = None,
+                   join: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
         """The curve maps r (N,24,H,W) in [-1,1] of an input x (N,3,H,W) in [0,1].
 
         ``conv(layer, t, act)`` runs one convolution followed by ``act`` ("relu" or "tanh"); the default is
-        the reference's ``relu(layer(t))`` / ``tanh(layer(t))``.
+        the reference's ``relu(layer(t))`` / ``tanh(layer(t))``. ``join(layer, a, b, act)`` is the same on
+        the channel concatenation of a and b (default: ``conv`` on ``torch.cat([a, b], 1)``).
         """
         conv = conv or self._conv
+        join = join or (lambda layer, a, b, act="relu": conv(layer, torch.cat([a, b], 1), act))
         x1 = conv(self.e_conv1, x)
         x2 = conv(self.e_conv2, x1)
         x3 = conv(self.e_conv3, x2)
         x4 = conv(self.e_conv4, x3)
-        x5 = conv(self.e_conv5, torch.cat([x3, x4], 1))
-        x6 = conv(self.e_conv6, torch.cat([x2, x5], 1))
-        return conv(self.e_conv7, torch.cat([x1, x6], 1), "tanh")
+        x5 = join(self.e_conv5, x3, x4)
+        x6 = join(self.e_conv6, x2, x5)
+        return join(self.e_conv7, x1, x6, "tanh")
 
     def _conv(self, layer: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
         return self.relu(layer(t)) if act == "relu" else torch.tanh(layer(t))
 
     def _fused_curve_maps(self, x: torch.Tensor) -> torch.Tensor | None:
         """:meth:`curve_maps` with each ReLU/tanh fused into its convolution (oneDNN post-ops, the kernels
-        ``torch.compile`` uses on CPU): the same arithmetic in fewer passes over memory. None where the
-        fused kernel does not apply (not a CPU tensor, or a dtype other than float32/bfloat16)."""
+        ``torch.compile`` uses on CPU), and each convolution of a concatenation run as two convolutions,
+        the second adding into the first's output in place (oneDNN's sum post-op), so the 64-channel inputs
+        are never written: the same sums in another order (within 1e-6). None where the fused kernels do
+        not apply (not a CPU tensor, or a dtype other than float32/bfloat16)."""
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         if x.device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16) or not _HAS_FUSED_CONV:
             return None
+        geometry = ([1, 1], [1, 1], [1, 1], 1)
 
         def fused(c: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
             return torch.ops.mkldnn._convolution_pointwise(t.to(dtype), c.weight.to(dtype), c.bias.to(dtype),
-                                                           [1, 1], [1, 1], [1, 1], 1, act, [], "")
+                                                           *geometry, act, [], "")
 
-        return self.curve_maps(x, fused)
+        def join(c: nn.Conv2d, a: torch.Tensor, b: torch.Tensor, act: str = "relu") -> torch.Tensor:
+            k = a.shape[1]
+            wa, wb = (c.weight[:, s].to(dtype).contiguous() for s in (slice(0, k), slice(k, None)))
+            y = torch.ops.mkldnn._convolution_pointwise(a, wa, None, *geometry, "none", [], "")
+            y = torch.ops.mkldnn._convolution_pointwise_.binary(y, b, wb, c.bias.to(dtype), *geometry, "add",
+                                                                1.0, None, [], "")
+            return y.relu_() if act == "relu" else y.tanh_()
+
+        return self.curve_maps(x, fused, join)
 
     def final_image(self, x: torch.Tensor) -> torch.Tensor:
         """``forward(x)[1]`` (N,3,H,W) with the same float operations, for inference.

@@ -26,7 +26,9 @@ scikit-image samples). Crops and views are resized with Pillow LANCZOS on 8-bit 
 1. *Crop*: photo = TRAIN[i mod n_train]; its short side is rescaled to t ~ U[c, min(short, 2.5c)]
    (c = crop size, 256 by default), then a uniformly random c x c window is cut and flipped left-right
    with probability 1/2.
-2. *Low light*: :func:`datasets.synthesis.synthesize_lowlight`.
+2. *Low light*: :func:`datasets.synthesis.synthesize_pair`; a share ``--light_prob`` (default 0.3) of the
+   training crops get saturated light sources (lamps; :class:`~datasets.synthesis.LightConfig`), in the
+   low-light input and in its ground truth. Negatives, positives and evaluation pairs never get them.
 3. *Negatives*, alternating: over-exposed (:func:`~datasets.synthesis.synthesize_overexposed`) and
    under-exposed (the low-light synthesis of step 2).
 
@@ -52,12 +54,14 @@ import argparse
 import json
 import os
 import time
+from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from datasets.synthesis import DEFAULT, config_dict, rng_for, synthesize_lowlight, synthesize_overexposed
+from datasets.synthesis import (DEFAULT, LightConfig, config_dict, rng_for, synthesize_lowlight, synthesize_overexposed,
+                                synthesize_pair)
 from utils.checkpoint import atomic_write
 from utils.errors import UserError, run_cli
 from utils.image_io import list_images, read_image, save_image, to_uint8
@@ -151,10 +155,15 @@ def _rounded(p: dict) -> dict:
 
 def build_demo(out: str, samples: str | None = None, seed: int = 0, n_crops: int = 120, crop: int = 256,
                eval_per_photo: int = 3, max_side: int = 400, log: Callable[[str], None] = lambda s: None,
-               photo_dirs: list[str] | None = None, val_fraction: float = 0.25) -> dict:
+               photo_dirs: list[str] | None = None, val_fraction: float = 0.25, light_prob: float = 0.3,
+               pool_prob: float = 0.3) -> dict:
     """Write the data set under ``out`` (see the module docstring); returns the manifest."""
     if n_crops < 1 or crop < 8 or eval_per_photo < 1 or max_side < 8:
         raise UserError("prepare_demo: --n_crops, --eval_per_photo must be ≥ 1 and --crop_size, --max_side ≥ 8")
+    for flag, v in (("--light_prob", light_prob), ("--pool_prob", pool_prob)):
+        if not 0.0 <= v <= 1.0:
+            raise UserError(f"prepare_demo: {flag} {v}: must be in [0, 1]")
+    lights = LightConfig(prob=light_prob, pool_prob=pool_prob)
     photos, train_names, held_names = gather_photos(list(photo_dirs or []), seed, val_fraction)
     city = os.path.join("cityscapes", "leftImg8bit", "train", "demo")
     files: dict[str, dict] = {}
@@ -167,10 +176,10 @@ def build_demo(out: str, samples: str | None = None, seed: int = 0, n_crops: int
         name = train_names[i % len(train_names)]
         rng = rng_for(seed, f"train/{i}")  # darkened inputs and LOL-style training pairs
         x = to_float(random_crop(rng, photos[name], crop))
-        low, p = synthesize_lowlight(x, rng)
+        low, high, p = synthesize_pair(x, rng, lights=lights)
         write(low, os.path.join(city, f"{name}_{i:03d}_leftImg8bit.png"), {"photo": name, **p})
         write(low, os.path.join("LOL-demo", "our485", "low", f"{name}_{i:03d}.png"), {"photo": name, **p})
-        write(x, os.path.join("LOL-demo", "our485", "high", f"{name}_{i:03d}.png"), {"photo": name})
+        write(high, os.path.join("LOL-demo", "our485", "high", f"{name}_{i:03d}.png"), {"photo": name})
         rng = rng_for(seed, f"positive/{i}")
         write(to_float(random_crop(rng, photos[name], crop)), os.path.join("Contrast", "GT", f"pos_{name}_{i:03d}.png"),
               {"photo": name})
@@ -196,7 +205,7 @@ def build_demo(out: str, samples: str | None = None, seed: int = 0, n_crops: int
 
     manifest = {"seed": seed, "crop_size": crop, "n_crops": n_crops, "train_photos": train_names,
                 "held_out_photos": held_names, "photo_dirs": [os.path.abspath(d) for d in photo_dirs or []],
-                "val_fraction": val_fraction, "synthesis": config_dict(DEFAULT), "files": files}
+                "val_fraction": val_fraction, "synthesis": config_dict(DEFAULT), "lights": asdict(lights), "files": files}
     _remove_stale(out, set(files))
     _check_foreign(out, set(files), log)
     with atomic_write(os.path.join(out, MANIFEST), "w") as f:  # later runs read it to remove stale files
@@ -244,10 +253,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crop_size", type=int, default=256, help="training crop side in pixels (default 256)")
     ap.add_argument("--eval_per_photo", type=int, default=3, help="eval pairs per held-out photo (default 3)")
     ap.add_argument("--max_side", type=int, default=400, help="longest eval image side (default 400)")
+    ap.add_argument("--light_prob", type=float, default=0.3,
+                    help="share of training crops given saturated light sources (lamps), 0 for none (default 0.3)")
+    ap.add_argument("--pool_prob", type=float, default=0.3,
+                    help="share of training crops given lit pools (local light up to 1.5x normal exposure), 0 for none (default 0.3)")
     args = ap.parse_args(argv)
     t0 = time.time()
     m = build_demo(args.out, args.samples, args.seed, args.n_crops, args.crop_size, args.eval_per_photo,
-                   args.max_side, log=print, photo_dirs=args.photos, val_fraction=args.val_fraction)
+                   args.max_side, log=print, photo_dirs=args.photos, val_fraction=args.val_fraction,
+                   light_prob=args.light_prob, pool_prob=args.pool_prob)
     print(f"wrote {len(m['files'])} files under {args.out} in {time.time() - t0:.1f} s "
           f"(train photos: {', '.join(m['train_photos'])}; held out: {', '.join(m['held_out_photos'])})")
     if args.samples:

@@ -18,6 +18,21 @@ Wei et al., *Physics-based noise formation*, CVPR 2020), applied to display-refe
 6. **Re-encode**: clip to ``[0, 1]``, apply the sRGB curve, quantise to 8 bits with
    ``floor(255·v + 0.5) / 255`` (torchvision's ``save_image`` rounding).
 
+**Light sources** (optional, :class:`LightConfig`, training inputs only): real night photos hold lamps and
+lit windows that stay saturated however short the exposure; a darkened daylight photo holds none, so a
+model trained on it learns to brighten every pixel and blows highlights out. With probability ``prob`` an
+image gets ``1 + Binomial(max_count - 1, 1/2)`` sources added to the linear scene before step 2: each a
+disk of radius ``r0`` (log-uniform in ``[radius_min, radius_max]`` x the short side) with a glare halo
+``(1 + ((r - r0)/w)^2)^(-2)``, ``w = r0 · U[0.3, 1.5]``; its peak is ``P / s`` in scene units, ``P``
+log-uniform in ``[peak_min, peak_max]`` (the core is ``P`` times full scale *after* the exposure ``s``, so
+it clips in the dark image too); its colour is one of sodium, tungsten, white LED or cool white.
+Independently, with probability ``pool_prob``, 1–2 *lit pools* (the light a lamp casts on a room or a
+street) multiply the scene by ``1 + Σ A_k g_k c_k``: ``g_k`` a Gaussian of σ = U[0.08, 0.25] x the short
+side, ``c_k`` a palette colour, ``A_k = U/s − 1`` with ``U`` log-uniform in ``[pool_min, pool_max]``, so a
+pool's centre reaches 0.3–1.5 x the normal exposure in the dark image (lit, often saturated, colours
+beside dark shadows). The ground truth of such a pair is ``sRGB(clip(lin · pools + lamps))``: the same
+scene at the normal exposure.
+
 Over-exposed negatives are made in linear light too: ``clip(s · lin, 0, 1)`` with ``s`` log-uniform
 in ``[over_min, over_max]`` (2.5 … 8), re-encoded and quantised (no noise: a bright exposure is clean).
 
@@ -59,6 +74,30 @@ class LowLightConfig:
 
 
 DEFAULT = LowLightConfig()
+
+# Linear-light colours of the light sources (max channel 1): sodium, tungsten, white LED, cool white.
+LIGHT_COLOURS = np.array([[1.0, 0.55, 0.18], [1.0, 0.72, 0.42], [1.0, 0.97, 0.92], [0.82, 0.9, 1.0]], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class LightConfig:
+    """Light sources added to training scenes (see the module docstring)."""
+
+    prob: float = 0.3           # share of images that get light sources; 0 turns them off
+    max_count: int = 3
+    radius_min: float = 0.004   # core radius, fraction of the short side
+    radius_max: float = 0.04
+    peak_min: float = 2.0       # core brightness after the exposure, multiples of full scale
+    peak_max: float = 30.0
+    pool_prob: float = 0.3      # share of images that get lit pools; 0 turns them off
+    pool_min: float = 0.3       # pool centre brightness after the exposure, multiples of the normal exposure
+    pool_max: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prob <= 1.0 or self.max_count < 1:
+            raise ValueError("need 0 <= prob <= 1 and max_count >= 1")
+        if not 0 < self.radius_min <= self.radius_max or not 0 < self.peak_min <= self.peak_max:
+            raise ValueError("need 0 < radius_min <= radius_max and 0 < peak_min <= peak_max")
 
 
 def rng_for(seed: int, key: str) -> np.random.Generator:
@@ -128,6 +167,66 @@ def synthesize_lowlight(x: np.ndarray, rng: np.random.Generator, cfg: LowLightCo
     params = draw_params(rng, cfg) if params is None else params
     y = expose_linear(srgb_to_linear(x), params, rng)
     return quantize8(linear_to_srgb(np.clip(y, 0.0, 1.0))), params
+
+
+def light_map(shape: tuple[int, int], rng: np.random.Generator, exposure: float,
+              cfg: LightConfig) -> tuple[np.ndarray | None, int]:
+    """Linear-light sources of one image, in scene units: ``(float32 (H, W, 3) or None, count)``."""
+    if cfg.prob <= 0 or rng.random() >= cfg.prob:
+        return None, 0
+    h, w = shape
+    n = 1 + int(rng.binomial(cfg.max_count - 1, 0.5)) if cfg.max_count > 1 else 1
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.zeros((h, w, 3), dtype=np.float32)
+    for _ in range(n):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        r0 = _log_uniform(rng, cfg.radius_min, cfg.radius_max) * min(h, w)
+        width = r0 * rng.uniform(0.3, 1.5)
+        peak = _log_uniform(rng, cfg.peak_min, cfg.peak_max) / exposure
+        colour = LIGHT_COLOURS[int(rng.integers(len(LIGHT_COLOURS)))]
+        d = np.maximum(np.hypot(yy - cy, xx - cx) - r0, 0.0) / max(width, 1e-3)
+        out += (peak * np.power(1.0 + d * d, -2.0))[..., None] * colour
+    return out, n
+
+
+def pool_gain(shape: tuple[int, int], rng: np.random.Generator, exposure: float,
+              cfg: LightConfig) -> tuple[np.ndarray | None, int]:
+    """Per-pixel illumination gain ``1 + Σ A_k g_k c_k`` of lit pools, float32 (H, W, 3), or None: ``(gain, count)``."""
+    if cfg.pool_prob <= 0 or rng.random() >= cfg.pool_prob:
+        return None, 0
+    h, w = shape
+    n = 1 + int(rng.integers(2))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gain = np.ones((h, w, 3), dtype=np.float32)
+    for _ in range(n):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        sigma = rng.uniform(0.08, 0.25) * min(h, w)
+        amp = _log_uniform(rng, cfg.pool_min, cfg.pool_max) / exposure - 1.0
+        colour = LIGHT_COLOURS[int(rng.integers(len(LIGHT_COLOURS)))]
+        g = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma * sigma))
+        gain += (max(amp, 0.0) * g)[..., None] * colour
+    return gain, n
+
+
+def synthesize_pair(x: np.ndarray, rng: np.random.Generator, cfg: LowLightConfig = DEFAULT,
+                    lights: LightConfig | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """A normal-light photo → ``(low, ground truth, params)``, both 8-bit-quantised float32 (H, W, 3).
+
+    Without lights (``lights`` None, or none drawn) the ground truth is ``x`` and the low image equals
+    :func:`synthesize_lowlight`'s for the same generator state; with them both images hold them.
+    """
+    params = draw_params(rng, cfg)
+    if lights is None:
+        return synthesize_lowlight(x, rng, cfg, params)[0], x, params
+    lamps, n_lamps = light_map(x.shape[:2], rng, params["exposure"], lights)
+    gain, n_pools = pool_gain(x.shape[:2], rng, params["exposure"], lights)
+    if lamps is None and gain is None:
+        return synthesize_lowlight(x, rng, cfg, params)[0], x, params
+    lin = srgb_to_linear(x)
+    lin = lin * gain if gain is not None else lin
+    lin = lin + lamps if lamps is not None else lin
+    low = quantize8(linear_to_srgb(np.clip(expose_linear(lin, params, rng), 0.0, 1.0)))
+    return low, quantize8(linear_to_srgb(lin)), {**params, "lights": n_lamps, "pools": n_pools}
 
 
 def synthesize_overexposed(x: np.ndarray, rng: np.random.Generator,

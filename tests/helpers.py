@@ -141,3 +141,25 @@ def random_dce(std: float = 0.1, seed: int = 0) -> torch.nn.Module:
     for p in m.parameters():
         p.data.normal_(0, std)
     return m
+
+
+def run_cli_in_process(main, argv: list[str]) -> tuple[int, list[str], str]:
+    """Run a command line's ``main(argv)`` as its ``__main__`` block does (through ``utils.errors.run_cli``),
+    in this process: ``(exit status, stderr lines without progress bars, stdout)``. An exception other
+    than the one-line :class:`~utils.errors.UserError` propagates (a traceback the user would have seen).
+    The real-process path (interpreter start-up, ``__main__``) keeps its own subprocess tests."""
+    import contextlib
+    import io
+    import sys
+
+    from utils.errors import run_cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run_cli(lambda: sys.exit(main(argv)))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    lines = [line for line in err.getvalue().splitlines() if line.strip() and "%|" not in line]
+    return code, lines, out.getvalue()

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from datasets.prepare_demo import build_demo, load_photo
-from datasets.synthesis import (LowLightConfig, draw_params, expose_linear, linear_to_srgb, quantize8, rng_for,
-                                srgb_to_linear, synthesize_lowlight, synthesize_overexposed, wb_gains)
+from datasets.synthesis import (LIGHT_COLOURS, LightConfig, LowLightConfig, draw_params, expose_linear, light_map, linear_to_srgb,
+                                quantize8, rng_for, srgb_to_linear, synthesize_lowlight, synthesize_overexposed,
+                                synthesize_pair, wb_gains)
 
 
 def test_srgb_curve_reference_values_and_round_trip():
@@ -78,6 +79,36 @@ def test_overexposed_negative_in_linear_light():
     assert np.all(q[:, 4:] == 1.0)  # 0.9 (linear 0.787) times ≥ 2.5 clips
 
 
+def test_light_sources_profile_share_and_saturation():
+    # one source: peak P/s at the core, the glare (1 + d²)^-2 falls to a quarter one halo width out
+    cfg = LightConfig(prob=1.0, max_count=1)
+    m, n = light_map((96, 128), rng_for(0, "lamp"), 0.05, cfg)
+    assert n == 1 and m.dtype == np.float32
+    peak = m.max(axis=(0, 1))
+    assert 2.0 / 0.05 <= peak.max() <= 30.0 / 0.05 + 1e-3
+    lum = m.max(axis=-1)
+    assert np.abs(LIGHT_COLOURS - peak / peak.max()).sum(1).min() < 1e-5  # the core has one palette colour
+    assert lum.min() < lum.max() * 0.25
+    # the share of images that get lights follows prob; prob 0 draws nothing and keeps the plain pair
+    draws = [light_map((8, 8), rng_for(1, f"k{i}"), 0.1, LightConfig(prob=0.3))[1] > 0 for i in range(2000)]
+    assert np.mean(draws) == pytest.approx(0.3, abs=0.035)
+    x = load_photo("astronaut")[:96, :128].astype(np.float32) / 255
+    low, high, p = synthesize_pair(x, rng_for(2, "plain"), lights=LightConfig(prob=0.0, pool_prob=0.0))
+    assert high is x and np.array_equal(low, synthesize_lowlight(x, rng_for(2, "plain"))[0]) and "lights" not in p
+    # lit pools alone: the dark image's pool centre is ≥ 0.3 x the normal exposure, so far above the rest
+    low, high, p = synthesize_pair(x, rng_for(4, "pool"), lights=LightConfig(prob=0.0, pool_prob=1.0))
+    plain = synthesize_lowlight(x, rng_for(4, "pool"))[0]
+    assert p["pools"] >= 1 and p["lights"] == 0 and srgb_to_linear(low).max() > 0.3 * srgb_to_linear(x).max()
+    assert srgb_to_linear(low).mean() > srgb_to_linear(plain).mean() and (high >= x - 1e-6).all()
+    # with lights: the cores clip in the dark image, and the normal exposure clips a superset of them
+    low, high, p = synthesize_pair(x, rng_for(3, "lamps"), lights=LightConfig(prob=1.0, pool_prob=0.0))
+    sat_low, sat_high = (low >= 254 / 255).any(-1), (high >= 254 / 255).any(-1)
+    assert p["lights"] >= 1 and sat_low.any() and not (sat_low & ~sat_high).any()
+    assert sat_high.mean() < 0.5 and np.array_equal(high, quantize8(high))
+    again = synthesize_pair(x, rng_for(3, "lamps"), lights=LightConfig(prob=1.0, pool_prob=0.0))
+    assert np.array_equal(again[0], low) and np.array_equal(again[1], high)
+
+
 def _photo_dir(tmp_path, n=6):
     """n flat photos, photo k of grey level 20·(k+1) (no two share a level), 96x128."""
     d = tmp_path / "photos"
@@ -101,7 +132,8 @@ def test_prepare_demo_splits_by_photo(tmp_path):
             assert info["photo"] in m["held_out_photos"]
             continue
         assert info["photo"] in m["train_photos"]
-        if rel.startswith(("LOL-demo/our485/high", "Contrast/GT")) and info["photo"].startswith("flat"):
+        if rel.startswith(("LOL-demo/our485/high", "Contrast/GT")) and info["photo"].startswith("flat") \
+                and "lights" not in m["files"].get(rel.replace("high", "low"), {}):
             level = int(np.asarray(Image.open(out / rel))[0, 0, 0])
             assert level not in held_levels  # not even a crop of a held-out photo
     assert json.loads((out / "demo_manifest.json").read_text())["synthesis"]["exposure_min"] == pytest.approx(0.02)
