@@ -153,7 +153,7 @@ def main() -> None:
                           args.repeats)
         same = synthetic(os.path.join(tmp, "same"), 8, 400, 600) if "same" in sets else ""
         rows += [] if "same" not in sets else bench_set("8x 600x400", same, tmp, args.weights, args.device,
-                          variants[:2] + [("fp32, --batch_size 4", ["--batch_size", "4"]),
+                          variants[:2] + [("fp32, --batch_size 4", ["--batch_size", "4"]), variants[3],
                                           ("bf16, --batch_size 4", ["--precision", "bf16", "--batch_size", "4"])],
                           args.repeats)
         if "big" in sets:

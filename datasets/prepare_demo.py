@@ -26,9 +26,10 @@ scikit-image samples). Crops and views are resized with Pillow LANCZOS on 8-bit 
 1. *Crop*: photo = TRAIN[i mod n_train]; its short side is rescaled to t ~ U[c, min(short, 2.5c)]
    (c = crop size, 256 by default), then a uniformly random c x c window is cut and flipped left-right
    with probability 1/2.
-2. *Low light*: :func:`datasets.synthesis.synthesize_pair`; a share ``--light_prob`` (default 0.3) of the
-   training crops get saturated light sources (lamps; :class:`~datasets.synthesis.LightConfig`), in the
-   low-light input and in its ground truth. Negatives, positives and evaluation pairs never get them.
+2. *Low light*: :func:`datasets.synthesis.synthesize_pair`; optionally a share ``--light_prob`` of the
+   training crops get saturated light sources (lamps) and a share ``--pool_prob`` lit pools
+   (:class:`~datasets.synthesis.LightConfig`), in the low-light input and in its ground truth (both 0
+   by default, the data of the shipped model). Negatives, positives and evaluation pairs never get them.
 3. *Negatives*, alternating: over-exposed (:func:`~datasets.synthesis.synthesize_overexposed`) and
    under-exposed (the low-light synthesis of step 2).
 
@@ -155,8 +156,8 @@ def _rounded(p: dict) -> dict:
 
 def build_demo(out: str, samples: str | None = None, seed: int = 0, n_crops: int = 120, crop: int = 256,
                eval_per_photo: int = 3, max_side: int = 400, log: Callable[[str], None] = lambda s: None,
-               photo_dirs: list[str] | None = None, val_fraction: float = 0.25, light_prob: float = 0.3,
-               pool_prob: float = 0.3) -> dict:
+               photo_dirs: list[str] | None = None, val_fraction: float = 0.25, light_prob: float = 0.0,
+               pool_prob: float = 0.0) -> dict:
     """Write the data set under ``out`` (see the module docstring); returns the manifest."""
     if n_crops < 1 or crop < 8 or eval_per_photo < 1 or max_side < 8:
         raise UserError("prepare_demo: --n_crops, --eval_per_photo must be ≥ 1 and --crop_size, --max_side ≥ 8")
@@ -253,10 +254,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crop_size", type=int, default=256, help="training crop side in pixels (default 256)")
     ap.add_argument("--eval_per_photo", type=int, default=3, help="eval pairs per held-out photo (default 3)")
     ap.add_argument("--max_side", type=int, default=400, help="longest eval image side (default 400)")
-    ap.add_argument("--light_prob", type=float, default=0.3,
-                    help="share of training crops given saturated light sources (lamps), 0 for none (default 0.3)")
-    ap.add_argument("--pool_prob", type=float, default=0.3,
-                    help="share of training crops given lit pools (local light up to 1.5x normal exposure), 0 for none (default 0.3)")
+    ap.add_argument("--light_prob", type=float, default=0.0,
+                    help="share of training crops given saturated light sources (lamps) (default 0: none)")
+    ap.add_argument("--pool_prob", type=float, default=0.0,
+                    help="share of training crops given lit pools (local light of 0.3-3x the normal exposure) "
+                         "(default 0: none)")
     args = ap.parse_args(argv)
     t0 = time.time()
     m = build_demo(args.out, args.samples, args.seed, args.n_crops, args.crop_size, args.eval_per_photo,

@@ -29,7 +29,7 @@ it clips in the dark image too); its colour is one of sodium, tungsten, white LE
 Independently, with probability ``pool_prob``, 1–2 *lit pools* (the light a lamp casts on a room or a
 street) multiply the scene by ``1 + Σ A_k g_k c_k``: ``g_k`` a Gaussian of σ = U[0.08, 0.25] x the short
 side, ``c_k`` a palette colour, ``A_k = U/s − 1`` with ``U`` log-uniform in ``[pool_min, pool_max]``, so a
-pool's centre reaches 0.3–1.5 x the normal exposure in the dark image (lit, often saturated, colours
+pool's centre reaches 0.3–3 x the normal exposure in the dark image (lit, often saturated, colours
 beside dark shadows). The ground truth of such a pair is ``sRGB(clip(lin · pools + lamps))``: the same
 scene at the normal exposure.
 

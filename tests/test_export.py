@@ -3,8 +3,6 @@ other than the export example (dynamic N, H, W), EMNet padding, the README's ONN
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT
-from helpers import random_dce
+from helpers import random_dce, run_cli_in_process
 from lowlight_model import enhance, load_enhancer
 from network.emnet import EMNet
 from tools import export as ex
@@ -112,7 +110,7 @@ def test_emnet_checkpoint_torchscript_cli(tmp_path):
     assert (ex.run_exported(str(out), "torchscript", x) - ref).abs().max().item() <= TOL
 
 
-def test_readme_onnx_example(dce_exports, dce_ckpt, tmp_path):
+def test_readme_onnx_example(dce_exports, dce_ckpt, tmp_path, monkeypatch):
     """The five-line ONNX example of the README, run as written, gives PyTorch's 8-bit image (±1 level)."""
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Export and torch.hub"):]
@@ -123,7 +121,8 @@ def test_readme_onnx_example(dce_exports, dce_ckpt, tmp_path):
     (tmp_path / model_name).write_bytes(dce_exports["onnx"].read_bytes())
     dark = (_dark(1, 41, 67)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     Image.fromarray(dark).save(tmp_path / in_name)
-    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})  # as written, in a fresh namespace
     got = np.asarray(Image.open(tmp_path / out_name)).astype(int)
     model = load_enhancer("auto", str(dce_ckpt), torch.device("cpu"))
     with torch.inference_mode():
@@ -135,20 +134,22 @@ def test_readme_onnx_example(dce_exports, dce_ckpt, tmp_path):
 
 # ---------------------------------------------------------------------------------------- bad input
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.export", *args], cwd=ROOT, capture_output=True, text=True)
+def _cli(*args: str) -> tuple[int, list[str]]:
+    """``python -m tools.export ARGS`` in this process: (exit status, stderr lines)."""
+    code, err, _ = run_cli_in_process(ex.main, list(args))
+    return code, err
 
 
 def test_cli_missing_weights_one_line(tmp_path):
-    r = _cli("--weights", str(tmp_path / "nope.pth"), "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
-    assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and "nope.pth" in r.stderr and "not found" in r.stderr
+    code, err = _cli("--weights", str(tmp_path / "nope.pth"), "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
+    assert code == 2
+    assert len(err) == 1 and "nope.pth" in err[0] and "not found" in err[0]
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_cli_unknown_format(tmp_path, dce_ckpt):
-    r = _cli("--weights", str(dce_ckpt), "--format", "tflite", "--out", str(tmp_path / "m.tflite"))
-    assert r.returncode == 2 and "invalid choice: 'tflite'" in r.stderr
+    code, err = _cli("--weights", str(dce_ckpt), "--format", "tflite", "--out", str(tmp_path / "m.tflite"))
+    assert code == 2 and "invalid choice: 'tflite'" in err[-1]
     with pytest.raises(UserError, match="--format 'tflite'"):
         ex.export(str(dce_ckpt), "tflite", str(tmp_path / "m.tflite"))
 

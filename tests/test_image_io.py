@@ -11,6 +11,7 @@ import torchvision.utils as tvu
 from PIL import Image, ImageOps
 
 from utils.errors import UserError
+from utils import image_io
 from utils.image_io import (_orient, list_images, read_image, read_image_tensor, save_grid, save_grid_rows, save_image,
                             to_uint8)
 
@@ -165,14 +166,31 @@ def test_save_round_trip_and_atomic(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["deep", "z.jpg"]
 
 
-def test_failed_save_leaves_no_temp(tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["encoder", "rename"])
+def test_failed_save_leaves_no_temp(tmp_path, monkeypatch, where):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(Image.Image, "save", boom)
+    if where == "encoder":  # Pillow's encoders (BMP; PNG without OpenCV) fail while writing the temporary file
+        monkeypatch.setattr(Image.Image, "save", boom)
+        name = "f.bmp"
+    else:
+        monkeypatch.setattr(os, "replace", boom)
+        name = "f.png"
     with pytest.raises(RuntimeError):
-        save_image(torch.rand(3, 4, 4), str(tmp_path / "f.png"))
+        save_image(torch.rand(3, 4, 4), str(tmp_path / name))
     assert os.listdir(tmp_path) == []
+
+
+def test_png_written_by_opencv_or_pillow_holds_the_same_pixels(tmp_path, monkeypatch):
+    a = _rgb(33, 47)
+    save_image(a, str(tmp_path / "cv.png"))
+    monkeypatch.setattr(image_io, "_encode_png", lambda a: None)  # the Pillow fallback (no OpenCV)
+    save_image(a, str(tmp_path / "pil.png"))
+    for name in ("cv.png", "pil.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        np.testing.assert_array_equal(_load(tmp_path / name), a)
+    assert (tmp_path / "cv.png").read_bytes() != (tmp_path / "pil.png").read_bytes()
 
 
 def test_save_grid(tmp_path):

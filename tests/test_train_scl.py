@@ -13,7 +13,7 @@ import torch
 
 import train
 from conftest import ROOT
-from helpers import fit_fixed_batch, make_cityscapes, make_contrast, make_deeplab_checkpoint
+from helpers import fit_fixed_batch, make_cityscapes, make_contrast, make_deeplab_checkpoint, run_cli_in_process
 from lowlight_model import enhance_net_nopool, weights_init
 from stages.common import read_losses
 from losses import LOSS_WEIGHTS, SCLLoss
@@ -119,11 +119,9 @@ def test_missing_vgg_weights_is_one_line_error(tmp_path):
                  "--w_seg", "0", "--w_segexp", "0")
     with pytest.raises(UserError, match=r"vgg16-397923af\.pth.*--w_feat 0 --w_percep 0"):
         train.main(argv)
-    # and from the command line: one line on stderr, exit code 2, no traceback
-    r = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ})
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].startswith("error: ")
+    # and as the command line reports it: one line on stderr, exit code 2
+    code, err, _ = run_cli_in_process(train.main, argv)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "vgg16-397923af.pth" in err[0]
 
 
 def test_missing_labels_is_an_error(tmp_path, fake_torch_home):

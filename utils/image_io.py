@@ -172,9 +172,22 @@ def to_uint8(x: ImageLike) -> np.ndarray:
     return t.mul(255).nan_to_num_(nan=0.0).add_(0.5).clamp_(0, 255).to(torch.uint8).contiguous().numpy()
 
 
-#: zlib level of written PNGs. Lossless at every level; 1 encodes a 600x400-1000x800 photo 1.4-5x faster
-#: than Pillow's default 6 (41 -> 29 ms, 311 -> 62 ms here) for files 8-18 % larger.
+#: zlib level and strategy of written PNGs (lossless whatever they are). Level 1 with zlib's run-length
+#: strategy, through OpenCV's libpng: a 600x400 photo in 11 ms instead of 28 ms (Pillow, level 1) or 35 ms
+#: (Pillow's default 6), and files no larger than Pillow's level 6 on noisy dark photos.
 PNG_COMPRESS_LEVEL = 1
+
+
+def _encode_png(a: np.ndarray) -> bytes | None:
+    """uint8 (H, W, 3) RGB → PNG bytes with OpenCV (``PNG_COMPRESS_LEVEL``, Z_RLE); None without OpenCV."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(a[..., ::-1]),
+                           [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL, cv2.IMWRITE_PNG_STRATEGY,
+                            cv2.IMWRITE_PNG_STRATEGY_RLE])
+    return buf.tobytes() if ok else None
 
 
 def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
@@ -185,15 +198,19 @@ def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
     ext = os.path.splitext(path)[1].lower()
     if ext not in _SAVE_FORMATS:
         raise UserError(f"{path}: unsupported image extension {ext!r}; use one of {', '.join(_SAVE_FORMATS)}")
-    img = Image.fromarray(to_uint8(x), "RGB")
+    a = to_uint8(x)
+    png = _encode_png(a) if _SAVE_FORMATS[ext] == "PNG" else None
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            kwargs = ({"quality": quality} if _SAVE_FORMATS[ext] == "JPEG" else
-                      {"compress_level": PNG_COMPRESS_LEVEL} if _SAVE_FORMATS[ext] == "PNG" else {})
-            img.save(f, format=_SAVE_FORMATS[ext], **kwargs)
+            if png is not None:
+                f.write(png)
+            else:
+                kwargs = ({"quality": quality} if _SAVE_FORMATS[ext] == "JPEG" else
+                          {"compress_level": PNG_COMPRESS_LEVEL} if _SAVE_FORMATS[ext] == "PNG" else {})
+                Image.fromarray(a, "RGB").save(f, format=_SAVE_FORMATS[ext], **kwargs)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
