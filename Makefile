@@ -22,7 +22,7 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
-## The suite without the tests marked slow (over ~10 s each)
+## The suite without the tests marked slow (over ~4 s each)
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
 

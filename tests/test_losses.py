@@ -277,6 +277,7 @@ def test_vgg_takes_its_device_from_the_caller():
     assert all(p.device.type == "cpu" for p in vgg.parameters())
 
 
+@pytest.mark.slow
 def test_vgg_losses_match_torchvision(fake_torch_home):
     torch.manual_seed(2)
     I, E, P, Q = torch.rand(4, 2, 3, 32, 32).unbind(0)

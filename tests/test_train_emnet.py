@@ -119,6 +119,7 @@ def test_enhancer_then_memory_then_paired_evaluation(tmp_path, fake_torch_home):
     assert float(rows["mean"]["mem_psnr"]) == pytest.approx(max(v["psnr"] for v in mem_vals), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_emnet_enhancer_trains_and_resumes(tmp_path, fake_torch_home):
     _lol(tmp_path)
     train.main(_enh_args(tmp_path, "emnet", "--nepoch", "1", "--val_time", "1", "--lpips_lambda", "0"))
