@@ -165,46 +165,55 @@ def synthesize_lowlight(x: np.ndarray, rng: np.random.Generator, cfg: LowLightCo
     ``rng`` first, then the noise.
     """
     params = draw_params(rng, cfg) if params is None else params
-    y = expose_linear(srgb_to_linear(x), params, rng)
-    return quantize8(linear_to_srgb(np.clip(y, 0.0, 1.0))), params
+    return quantize8(linear_to_srgb(expose_linear(srgb_to_linear(x), params, rng))), params
+
+
+def glare(dist: np.ndarray, r0: float, width: float) -> np.ndarray:
+    """A lamp's profile: 1 on the core (``dist <= r0``), then ``(1 + ((dist − r0)/width)²)^-2``."""
+    d = np.maximum(dist - r0, 0.0) / max(width, 1e-3)
+    return np.power(1.0 + d * d, -2.0)
+
+
+def _spot(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets ``(dy, dx)`` (pixels, float (H, W)) of every pixel from a centre drawn uniformly over the image."""
+    h, w = shape
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return yy - cy, xx - cx
+
+
+def _colour(rng: np.random.Generator) -> np.ndarray:
+    return LIGHT_COLOURS[int(rng.integers(len(LIGHT_COLOURS)))]
 
 
 def light_map(shape: tuple[int, int], rng: np.random.Generator, exposure: float,
               cfg: LightConfig) -> tuple[np.ndarray | None, int]:
-    """Linear-light sources of one image, in scene units: ``(float32 (H, W, 3) or None, count)``."""
+    """Linear-light lamps of one image, in scene units: ``(float32 (H, W, 3) or None, count)``."""
     if cfg.prob <= 0 or rng.random() >= cfg.prob:
         return None, 0
-    h, w = shape
     n = 1 + int(rng.binomial(cfg.max_count - 1, 0.5)) if cfg.max_count > 1 else 1
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    out = np.zeros((h, w, 3), dtype=np.float32)
+    out = np.zeros((*shape, 3), dtype=np.float32)
     for _ in range(n):
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        r0 = _log_uniform(rng, cfg.radius_min, cfg.radius_max) * min(h, w)
+        dist = np.hypot(*_spot(rng, shape))
+        r0 = _log_uniform(rng, cfg.radius_min, cfg.radius_max) * min(shape)
         width = r0 * rng.uniform(0.3, 1.5)
         peak = _log_uniform(rng, cfg.peak_min, cfg.peak_max) / exposure
-        colour = LIGHT_COLOURS[int(rng.integers(len(LIGHT_COLOURS)))]
-        d = np.maximum(np.hypot(yy - cy, xx - cx) - r0, 0.0) / max(width, 1e-3)
-        out += (peak * np.power(1.0 + d * d, -2.0))[..., None] * colour
+        out += (peak * glare(dist, r0, width))[..., None] * _colour(rng)
     return out, n
 
 
 def pool_gain(shape: tuple[int, int], rng: np.random.Generator, exposure: float,
               cfg: LightConfig) -> tuple[np.ndarray | None, int]:
-    """Per-pixel illumination gain ``1 + Σ A_k g_k c_k`` of lit pools, float32 (H, W, 3), or None: ``(gain, count)``."""
+    """Per-pixel illumination gain ``1 + Σ A_k g_k c_k`` of lit pools: ``(float32 (H, W, 3) or None, count)``."""
     if cfg.pool_prob <= 0 or rng.random() >= cfg.pool_prob:
         return None, 0
-    h, w = shape
     n = 1 + int(rng.integers(2))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    gain = np.ones((h, w, 3), dtype=np.float32)
+    gain = np.ones((*shape, 3), dtype=np.float32)
     for _ in range(n):
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        sigma = rng.uniform(0.08, 0.25) * min(h, w)
-        amp = _log_uniform(rng, cfg.pool_min, cfg.pool_max) / exposure - 1.0
-        colour = LIGHT_COLOURS[int(rng.integers(len(LIGHT_COLOURS)))]
-        g = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma * sigma))
-        gain += (max(amp, 0.0) * g)[..., None] * colour
+        dy, dx = _spot(rng, shape)
+        sigma = rng.uniform(0.08, 0.25) * min(shape)
+        amp = max(_log_uniform(rng, cfg.pool_min, cfg.pool_max) / exposure - 1.0, 0.0)
+        gain += (amp * np.exp(-(dy ** 2 + dx ** 2) / (2 * sigma * sigma)))[..., None] * _colour(rng)
     return gain, n
 
 
@@ -216,16 +225,12 @@ def synthesize_pair(x: np.ndarray, rng: np.random.Generator, cfg: LowLightConfig
     :func:`synthesize_lowlight`'s for the same generator state; with them both images hold them.
     """
     params = draw_params(rng, cfg)
-    if lights is None:
-        return synthesize_lowlight(x, rng, cfg, params)[0], x, params
-    lamps, n_lamps = light_map(x.shape[:2], rng, params["exposure"], lights)
-    gain, n_pools = pool_gain(x.shape[:2], rng, params["exposure"], lights)
+    lamps, n_lamps = light_map(x.shape[:2], rng, params["exposure"], lights) if lights else (None, 0)
+    gain, n_pools = pool_gain(x.shape[:2], rng, params["exposure"], lights) if lights else (None, 0)
     if lamps is None and gain is None:
         return synthesize_lowlight(x, rng, cfg, params)[0], x, params
-    lin = srgb_to_linear(x)
-    lin = lin * gain if gain is not None else lin
-    lin = lin + lamps if lamps is not None else lin
-    low = quantize8(linear_to_srgb(np.clip(expose_linear(lin, params, rng), 0.0, 1.0)))
+    lin = srgb_to_linear(x) * (1.0 if gain is None else gain) + (0.0 if lamps is None else lamps)
+    low = quantize8(linear_to_srgb(expose_linear(lin, params, rng)))
     return low, quantize8(linear_to_srgb(lin)), {**params, "lights": n_lamps, "pools": n_pools}
 
 
@@ -233,7 +238,7 @@ def synthesize_overexposed(x: np.ndarray, rng: np.random.Generator,
                            cfg: LowLightConfig = DEFAULT) -> tuple[np.ndarray, dict[str, float]]:
     """Over-exposed negative: ``sRGB(clip(s·lin, 0, 1))``, s log-uniform in [over_min, over_max], quantised."""
     s = _log_uniform(rng, cfg.over_min, cfg.over_max)
-    return quantize8(linear_to_srgb(np.clip(srgb_to_linear(x) * np.float32(s), 0.0, 1.0))), {"over_gain": s}
+    return quantize8(linear_to_srgb(srgb_to_linear(x) * np.float32(s))), {"over_gain": s}
 
 
 def config_dict(cfg: LowLightConfig = DEFAULT) -> dict[str, float]:

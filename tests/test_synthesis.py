@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from datasets.prepare_demo import build_demo, load_photo
-from datasets.synthesis import (LIGHT_COLOURS, LightConfig, LowLightConfig, draw_params, expose_linear, light_map, linear_to_srgb,
-                                quantize8, rng_for, srgb_to_linear, synthesize_lowlight, synthesize_overexposed,
-                                synthesize_pair, wb_gains)
+from datasets.synthesis import (LIGHT_COLOURS, LightConfig, LowLightConfig, draw_params, expose_linear, glare,
+                                light_map, linear_to_srgb, quantize8, rng_for, srgb_to_linear, synthesize_lowlight,
+                                synthesize_overexposed, synthesize_pair, wb_gains)
 
 
 def test_srgb_curve_reference_values_and_round_trip():
@@ -79,8 +79,13 @@ def test_overexposed_negative_in_linear_light():
     assert np.all(q[:, 4:] == 1.0)  # 0.9 (linear 0.787) times ≥ 2.5 clips
 
 
-def test_light_sources_profile_share_and_saturation():
-    # one source: peak P/s at the core, the glare (1 + d²)^-2 falls to a quarter one halo width out
+def test_glare_profile_by_hand():
+    # core radius 3, halo width 2: 1 on the core, (1 + 1)^-2 one width out, (1 + 4²)^-2 four widths out
+    np.testing.assert_allclose(glare(np.array([0.0, 2.0, 3.0, 5.0, 11.0]), 3.0, 2.0), [1, 1, 1, 0.25, 1 / 289])
+
+
+def test_light_sources_share_and_saturation():
+    # one lamp: its core is P/s (P in [peak_min, peak_max]) in one palette colour, falling off around it
     cfg = LightConfig(prob=1.0, max_count=1)
     m, n = light_map((96, 128), rng_for(0, "lamp"), 0.05, cfg)
     assert n == 1 and m.dtype == np.float32
@@ -132,8 +137,7 @@ def test_prepare_demo_splits_by_photo(tmp_path):
             assert info["photo"] in m["held_out_photos"]
             continue
         assert info["photo"] in m["train_photos"]
-        if rel.startswith(("LOL-demo/our485/high", "Contrast/GT")) and info["photo"].startswith("flat") \
-                and "lights" not in m["files"].get(rel.replace("high", "low"), {}):
+        if rel.startswith(("LOL-demo/our485/high", "Contrast/GT")) and info["photo"].startswith("flat"):
             level = int(np.asarray(Image.open(out / rel))[0, 0, 0])
             assert level not in held_levels  # not even a crop of a held-out photo
     assert json.loads((out / "demo_manifest.json").read_text())["synthesis"]["exposure_min"] == pytest.approx(0.02)
