@@ -65,12 +65,13 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
     def _conv(self, layer: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
         return self.relu(layer(t)) if act == "relu" else torch.tanh(layer(t))
 
-    def _fused_curve_maps(self, x: torch.Tensor) -> torch.Tensor | None:
+    def _fused_curve_maps(self, x: torch.Tensor, split: bool = True) -> torch.Tensor | None:
         """:meth:`curve_maps` with each ReLU/tanh fused into its convolution (oneDNN post-ops, the kernels
         ``torch.compile`` uses on CPU), and each convolution of a concatenation run as two convolutions,
         the second adding into the first's output in place (oneDNN's sum post-op), so the 64-channel inputs
-        are never written: the same sums in another order (within 1e-6). None where the fused kernels do
-        not apply (not a CPU tensor, or a dtype other than float32/bfloat16)."""
+        are never written: the same sums in another order (within 1e-6; ``split=False`` keeps the
+        concatenations, for comparison). None where the fused kernels do not apply (not a CPU tensor, or a
+        dtype other than float32/bfloat16)."""
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         if x.device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16) or not _HAS_FUSED_CONV:
             return None
@@ -88,7 +89,7 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
                                                                 1.0, None, [], "")
             return y.relu_() if act == "relu" else y.tanh_()
 
-        return self.curve_maps(x, fused, join)
+        return self.curve_maps(x, fused, join if split else None)
 
     def final_image(self, x: torch.Tensor) -> torch.Tensor:
         """``forward(x)[1]`` (N,3,H,W) with the same float operations, for inference.

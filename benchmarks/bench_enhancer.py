@@ -3,7 +3,10 @@
     python benchmarks/bench_enhancer.py [--repeats 5] [--threads 2]
 
 Prints the median time of each variant, its ratio to fp32 in the same run, and the largest
-difference from fp32 (in [0,1] units and in 8-bit levels after rounding).
+difference from fp32 (in [0,1] units and in 8-bit levels after rounding). A second table times the
+convolutions alone (the curve maps, channels-last) as ``lowlight_test.py`` runs them on the CPU: oneDNN
+with fused activations, each convolution of a concatenation either on the concatenation or split in two
+(the default), in fp32 and bf16; differences are to the plain layers' curve maps.
 """
 from __future__ import annotations
 
@@ -68,6 +71,32 @@ def main() -> None:
         d = (out - base).abs().max().item()
         d8 = abs(to_uint8(out[0].clamp(0, 1)).astype(int) - base8).max()
         print(f"{name:<15}{t:>10.3f}{base_t / t:>9.2f}x{d:>12.2e}{d8:>16d}")
+    curve_maps(cl_model, x_cl, args.repeats)
+
+
+def curve_maps(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> None:
+    """The convolutions alone: plain layers against the fused inference kernels (see the module docstring)."""
+    def fused(split: bool, dtype: torch.dtype):
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                return model._fused_curve_maps(x, split=split).float()
+        return run
+
+    def plain():
+        with torch.inference_mode():
+            return model.curve_maps(x)
+
+    if fused(True, torch.float32)() is None:
+        print("(no oneDNN fused convolutions in this build)")
+        return
+    results = [(name, *timed(fn, repeats)) for name, fn in
+               (("plain layers", plain), ("fused, concatenated", fused(False, torch.float32)),
+                ("fused, split", fused(True, torch.float32)), ("bf16 fused, split", fused(True, torch.bfloat16)))]
+    base_t, base = results[0][1], results[0][2]
+    print(f"\ncurve maps alone (channels-last input), median of {repeats}")
+    print(f"{'variant':<22}{'time (ms)':>10}{'vs plain':>10}{'max |diff|':>12}")
+    for name, t, out in results:
+        print(f"{name:<22}{1000 * t:>10.1f}{base_t / t:>9.2f}x{(out - base).abs().max().item():>12.2e}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Folder inference speed and memory: ``lowlight_test.py`` against a plain reference loop, one table.
 
-    python benchmarks/bench_inference.py [--repeats 3] [--weights W] [--input DIR] [--sets photos,same,big] [--device cpu]
+    python benchmarks/bench_inference.py [--repeats 3] [--weights W] [--input DIR] [--sets photos,same,big,png] [--device cpu]
 
 The reference loop is what the official test script does: the DCE-Net class in fp32 (NCHW contiguous,
 plain ``model(x)``), loaded once; PIL load (``np.asarray(Image.open(p).convert('RGB'))/255``), save with
@@ -9,7 +9,7 @@ the variants interleaved ``--repeats`` times; ms/image is the median over the re
 (model loading excluded), peak memory the process's peak RSS. Outputs are compared with the reference
 loop's: largest difference in 8-bit levels and the share of pixels that differ. Image sets: ``--input``
 (default ../shared/data/LIME when present, else synthetic), 8 same-size 600x400 images, and one
-6000x4000 photo (tiled, peak memory).
+6000x4000 photo (tiled, peak memory); ``png`` times the PNG encoders on one image.
 """
 from __future__ import annotations
 
@@ -121,6 +121,8 @@ def bench_set(title: str, src: str, tmp: str, weights: str, device: str, variant
 
 
 def print_table(rows: list[list[str]]) -> None:
+    if not rows:
+        return
     head = ["images", "variant", "ms/image", "images/s", "peak GB", "vs reference", "max 8-bit diff (pixels)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -137,11 +139,12 @@ def main() -> None:
     p.add_argument("--weights", default=os.path.join(ROOT, "checkpoints", "LLE_model.pth"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--sets", default="photos,same,big",
-                   help="comma-separated: photos (--input), same (8 same-size images), big (6000x4000)")
+    p.add_argument("--sets", default="photos,same,big,png",
+                   help="comma-separated: photos (--input), same (8 same-size images), big (6000x4000), "
+                        "png (PNG encoding of one output)")
     args = p.parse_args()
-    variants = [("reference loop", None), ("default (fp32)", []), ("fp32, no I/O threads", ["--workers", "0"]),
-                ("bf16", ["--precision", "bf16"])]
+    bf16 = ("bf16", ["--precision", "bf16"])
+    variants = [("reference loop", None), ("default (fp32)", []), ("fp32, no I/O threads", ["--workers", "0"]), bf16]
     if args.device.startswith("cuda"):
         variants.append(("fp16", ["--precision", "fp16"]))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {args.device}, median of {args.repeats}")
@@ -153,7 +156,7 @@ def main() -> None:
                           args.repeats)
         same = synthetic(os.path.join(tmp, "same"), 8, 400, 600) if "same" in sets else ""
         rows += [] if "same" not in sets else bench_set("8x 600x400", same, tmp, args.weights, args.device,
-                          variants[:2] + [("fp32, --batch_size 4", ["--batch_size", "4"]), variants[3],
+                          variants[:2] + [("fp32, --batch_size 4", ["--batch_size", "4"]), bf16,
                                           ("bf16, --batch_size 4", ["--precision", "bf16", "--batch_size", "4"])],
                           args.repeats)
         if "big" in sets:
@@ -164,6 +167,42 @@ def main() -> None:
                                     args.device, flags)
                 rows.append(["6000x4000", name, f"{ms:.0f}", f"{1000 / ms:.2f}", f"{peak:.2f}", "-", "-"])
     print_table(rows)
+    if "png" in sets:
+        png_table(args.input, args.repeats)
+
+
+def png_table(photos: str | None, repeats: int) -> None:
+    """Encoding one output as PNG: Pillow at zlib levels 1 and 6 against ``utils.image_io``'s OpenCV path."""
+    import io
+    import time
+
+    from utils.image_io import PNG_COMPRESS_LEVEL, _encode_png
+
+    def pil(level: int):
+        def run(a: np.ndarray) -> bytes:
+            buf = io.BytesIO()
+            Image.fromarray(a).save(buf, format="PNG", compress_level=level)
+            return buf.getvalue()
+        return run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        images = {"600x400 synthetic": np.asarray(Image.open(os.path.join(synthetic(tmp, 1, 400, 600), "000.png")))}
+    if photos:
+        first = sorted(os.listdir(photos))[0]
+        images[f"{first} (input)"] = np.asarray(Image.open(os.path.join(photos, first)).convert("RGB"))
+    print(f"\n| PNG encoding (median of {max(3, repeats)}) | Pillow level 6 | Pillow level 1 "
+          f"| OpenCV level {PNG_COMPRESS_LEVEL}, Z_RLE (written) |")
+    print("|---|---|---|---|")
+    for name, a in images.items():
+        cells = []
+        for encode in (pil(6), pil(1), _encode_png):
+            times = []
+            for _ in range(max(3, repeats)):
+                t = time.perf_counter()
+                size = len(encode(a))
+                times.append(time.perf_counter() - t)
+            cells.append(f"{1000 * statistics.median(times):.1f} ms, {size / 1e3:.0f} kB")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -172,9 +172,9 @@ def to_uint8(x: ImageLike) -> np.ndarray:
     return t.mul(255).nan_to_num_(nan=0.0).add_(0.5).clamp_(0, 255).to(torch.uint8).contiguous().numpy()
 
 
-#: zlib level and strategy of written PNGs (lossless whatever they are). Level 1 with zlib's run-length
-#: strategy, through OpenCV's libpng: a 600x400 photo in 11 ms instead of 28 ms (Pillow, level 1) or 35 ms
-#: (Pillow's default 6), and files no larger than Pillow's level 6 on noisy dark photos.
+#: zlib level of written PNGs (lossless whatever it is), encoded through OpenCV's libpng with zlib's
+#: run-length strategy: faster than Pillow at level 1 and about as small as Pillow's default level 6
+#: (``python benchmarks/bench_inference.py --sets png``).
 PNG_COMPRESS_LEVEL = 1
 
 
