@@ -396,3 +396,12 @@ def _write_json(path: str, obj: dict[str, Any]) -> None:
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)
     os.replace(tmp, path)
+
+
+def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) -> float:
+    """Learning-rate multiplier of ``epoch`` (0-based): linear warm-up, then cosine down to ``lr_min``."""
+    if warmup_epochs and epoch < warmup_epochs:
+        return (epoch + 1) / warmup_epochs
+    span = max(1, nepoch - warmup_epochs)
+    t = min(1.0, (epoch - warmup_epochs) / span)
+    return lr_min_ratio + (1 - lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))

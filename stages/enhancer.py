@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from lowlight_model import build_enhancer, enhance, size_multiple
 from losses import SupervisedLoss
-from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log,
+from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log, lr_factor,
                            read_file, restore, training_state)
 from stages.paired import (add_common_arguments, check_fits, check_paired_arguments, enhance_validation, load_pairs,
                            run_dirs, score)
@@ -60,15 +60,6 @@ def check_arguments(args: argparse.Namespace) -> None:
                 positive=("lr_initial",), at_most={"lr_min": args.lr_initial})
     if not any(getattr(args, f"{k}_lambda") for k in LAMBDAS):
         raise UserError("all loss weights are 0: set --ssim_lambda, --lpips_lambda, --l1_lambda or --l2_lambda")
-
-
-def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) -> float:
-    """Learning-rate multiplier of ``epoch`` (0-based): linear warm-up, then cosine down to ``lr_min``."""
-    if warmup_epochs and epoch < warmup_epochs:
-        return (epoch + 1) / warmup_epochs
-    span = max(1, nepoch - warmup_epochs)
-    t = min(1.0, (epoch - warmup_epochs) / span)
-    return lr_min_ratio + (1 - lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _data(args):

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from lowlight_model import ENHANCERS, build_enhancer, check_crop, weights_init
 from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
-from stages.common import RunFolder, Session, add_run_arguments, check_flags, log, restore, training_state
+from stages.common import RunFolder, Session, add_run_arguments, check_flags, log, lr_factor, restore, training_state
 from losses import LOSS_WEIGHTS, SCLLoss
 from utils.checkpoint import load_weights
 from utils.device import unwrap
@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--total_itrs", type=int, default=50000)
     g.add_argument("--lowlight_lr", type=float, default=1e-4)
     g.add_argument("--lowlight_weight_decay", type=float, default=1e-4)
+    g.add_argument("--lr_schedule", choices=["constant", "cosine"], default="constant",
+                   help="constant (reference) or cosine from --lowlight_lr down to --lr_min over --total_itrs")
+    g.add_argument("--lr_min", type=float, default=1e-6, help="end of the cosine schedule")
     g.add_argument("--grad_clip_norm", type=float, default=0.1)
     g.add_argument("--random_seed", type=int, default=1)
     g = p.add_argument_group("run")
@@ -73,8 +76,9 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
     check_flags(args, at_least={"batch_size": 2, "crop_size": MIN_CROP, "total_itrs": 1, "snapshot_iter": 1,
                                 "embed_dim": 1, "num_classes": 1, "exp_patch": 1, "lowlight_weight_decay": 0.0,
-                                "cache_mb": 0.0, **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
-                positive=("lowlight_lr", "grad_clip_norm"), at_most={"exp_patch": args.crop_size})
+                                "cache_mb": 0.0, "lr_min": 0.0, **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
+                positive=("lowlight_lr", "grad_clip_norm"), at_most={"exp_patch": args.crop_size,
+                                                                      "lr_min": args.lowlight_lr})
     check_crop(args.arch, args.crop_size, "--crop_size")
     if args.arch != "dce" and weights["tv"]:
         raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
@@ -165,6 +169,10 @@ def run(args: argparse.Namespace) -> None:
             if contrast is not None:
                 positives, negatives, ids = contrast.sample(images.shape[0], generator=gens["contrast"])
                 positives, negatives = (t.to(device, memory_format=fmt) for t in (positives, negatives))
+            if args.lr_schedule == "cosine":  # a function of the iteration alone, so --resume needs no state
+                lr = args.lowlight_lr * lr_factor(it, args.total_itrs, 0, args.lr_min / args.lowlight_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             with session.autocast():
                 out = model(images)
                 enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)

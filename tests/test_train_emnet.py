@@ -19,7 +19,7 @@ from metrics import psnr_float
 from network.memory import ExternalMemory
 from stages.common import read_losses
 from losses import SupervisedLoss
-from stages.enhancer import lr_factor
+from stages.common import lr_factor
 from utils.errors import UserError
 
 

@@ -180,3 +180,21 @@ def test_too_few_images_for_a_batch_is_one_line_error(tmp_path):
     with pytest.raises(UserError, match="--batch_size"):
         train.main(_args(tmp_path, city, contrast, tmp_path / "none.pth", tmp_path / "snap", "--total_itrs", "1",
                          "--w_seg", "0", "--w_segexp", "0", "--w_feat", "0", "--w_percep", "0"))
+
+
+def test_cosine_schedule_sets_the_learning_rate_of_each_iteration(tmp_path):
+    import math
+
+    city = make_cityscapes(tmp_path / "cityscapes", labels=False)
+    contrast = make_contrast(tmp_path / "Contrast")
+    base = _args(tmp_path, city, contrast, tmp_path / "none.pth", tmp_path / "snap", "--total_itrs", "4",
+                 "--w_seg", "0", "--w_segexp", "0", "--w_feat", "0", "--w_percep", "0", "--lowlight_lr", "1e-3")
+    with pytest.raises(UserError, match="--lr_min 0.01: must be <= 0.001"):
+        train.main(base + ["--lr_schedule", "cosine", "--lr_min", "1e-2"])
+    train.main(base + ["--lr_schedule", "cosine", "--lr_min", "1e-5"])
+    state = torch.load(tmp_path / "snap" / "latest.pth", map_location="cpu", weights_only=False)
+    lr_last = 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 3 / 4))  # the 4th step, iteration 3
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [pytest.approx(lr_last, rel=1e-12)]
+    train.main(base + ["--snapshots_folder", str(tmp_path / "const")])  # the reference: constant
+    state = torch.load(tmp_path / "const" / "latest.pth", map_location="cpu", weights_only=False)
+    assert state["optimizer"]["param_groups"][0]["lr"] == 1e-3
