@@ -67,27 +67,35 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
 
     def _fused_curve_maps(self, x: torch.Tensor, split: bool = True) -> torch.Tensor | None:
         """:meth:`curve_maps` with each ReLU/tanh fused into its convolution (oneDNN post-ops, the kernels
-        ``torch.compile`` uses on CPU), and each convolution of a concatenation run as two convolutions,
-        the second adding into the first's output in place (oneDNN's sum post-op), so the 64-channel inputs
-        are never written: the same sums in another order (within 1e-6; ``split=False`` keeps the
-        concatenations, for comparison). None where the fused kernels do not apply (not a CPU tensor, or a
-        dtype other than float32/bfloat16)."""
+        ``torch.compile`` uses on CPU). With ``split``, ``e_conv5``/``e_conv6`` run as two convolutions on
+        the halves of their concatenated input, the second adding into the first's output in place (oneDNN's
+        sum post-op), so those 64-channel inputs are never written; ``e_conv7``
+        keeps its concatenation, because oneDNN fuses no tanh after a sum, and runs with its 24 outputs
+        padded by zero filters to 32, which its kernels handle faster (``benchmarks/bench_enhancer.py``).
+        The same sums in another order (within 1e-6; ``split=False`` keeps every concatenation and the 24
+        outputs, for comparison). None where the fused kernels do not apply (not a CPU tensor, or a dtype
+        other than float32/bfloat16)."""
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         if x.device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16) or not _HAS_FUSED_CONV:
             return None
         geometry = ([1, 1], [1, 1], [1, 1], 1)
 
-        def fused(c: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
-            return torch.ops.mkldnn._convolution_pointwise(t.to(dtype), c.weight.to(dtype), c.bias.to(dtype),
-                                                           *geometry, act, [], "")
+        def fused(c: nn.Conv2d, t: torch.Tensor, act: str = "relu", pad: int = 0) -> torch.Tensor:
+            w, b = c.weight, c.bias
+            if pad:  # zero filters: extra output channels, cut off below
+                w, b = nn.functional.pad(w, (0, 0, 0, 0, 0, 0, 0, pad)), nn.functional.pad(b, (0, pad))
+            y = torch.ops.mkldnn._convolution_pointwise(t.to(dtype), w.to(dtype), b.to(dtype), *geometry, act, [], "")
+            return y[:, :c.out_channels] if pad else y
 
         def join(c: nn.Conv2d, a: torch.Tensor, b: torch.Tensor, act: str = "relu") -> torch.Tensor:
+            if act != "relu":
+                return fused(c, torch.cat([a, b], 1), act, pad=-c.out_channels % 32)
             k = a.shape[1]
             wa, wb = (c.weight[:, s].to(dtype).contiguous() for s in (slice(0, k), slice(k, None)))
             y = torch.ops.mkldnn._convolution_pointwise(a, wa, None, *geometry, "none", [], "")
             y = torch.ops.mkldnn._convolution_pointwise_.binary(y, b, wb, c.bias.to(dtype), *geometry, "add",
                                                                 1.0, None, [], "")
-            return y.relu_() if act == "relu" else y.tanh_()
+            return y.relu_()  # not fused: the sum post-op's ReLU fails on bfloat16 tensors that are not channels-last
 
         return self.curve_maps(x, fused, join if split else None)
 

@@ -28,6 +28,7 @@ from inference import OutputPlan, check_writable_dir, enhance_folder, memory_tex
 from lowlight_model import ENHANCERS, UnknownEnhancer, load_enhancer
 from utils.device import init_distributed, keep_freed_memory, resolve_device
 from utils.errors import UserError, run_cli
+from utils.image_io import load_codecs
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
@@ -221,6 +222,7 @@ def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) ->
                         f"attends to the whole image: run it without --tile")
     plan.prepare()  # every output folder created, nothing in the way, stale temporary files removed
     keep_freed_memory()
+    load_codecs()  # library imports, like the model, before the clock starts
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)

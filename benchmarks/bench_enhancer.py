@@ -5,8 +5,9 @@
 Prints the median time of each variant, its ratio to fp32 in the same run, and the largest
 difference from fp32 (in [0,1] units and in 8-bit levels after rounding). A second table times the
 convolutions alone (the curve maps, channels-last) as ``lowlight_test.py`` runs them on the CPU: oneDNN
-with fused activations, each convolution of a concatenation either on the concatenation or split in two
-(the default), in fp32 and bf16; differences are to the plain layers' curve maps.
+with fused activations, each convolution of a concatenation on the concatenation, or (the default)
+``e_conv5/6`` split in two and ``e_conv7`` padded to 32 outputs, in fp32 and bf16; differences are to
+the plain layers' curve maps.
 """
 from __future__ import annotations
 
@@ -91,12 +92,13 @@ def curve_maps(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> None:
         return
     results = [(name, *timed(fn, repeats)) for name, fn in
                (("plain layers", plain), ("fused, concatenated", fused(False, torch.float32)),
-                ("fused, split", fused(True, torch.float32)), ("bf16 fused, split", fused(True, torch.bfloat16)))]
+                ("fused, split/padded", fused(True, torch.float32)),
+                ("bf16 fused, split/padded", fused(True, torch.bfloat16)))]
     base_t, base = results[0][1], results[0][2]
     print(f"\ncurve maps alone (channels-last input), median of {repeats}")
-    print(f"{'variant':<22}{'time (ms)':>10}{'vs plain':>10}{'max |diff|':>12}")
+    print(f"{'variant':<26}{'time (ms)':>10}{'vs plain':>10}{'max |diff|':>12}")
     for name, t, out in results:
-        print(f"{name:<22}{1000 * t:>10.1f}{base_t / t:>9.2f}x{(out - base).abs().max().item():>12.2e}")
+        print(f"{name:<26}{1000 * t:>10.1f}{base_t / t:>9.2f}x{(out - base).abs().max().item():>12.2e}")
 
 
 if __name__ == "__main__":
