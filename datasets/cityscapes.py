@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from utils.errors import UserError
-from utils.image_io import list_images, read_image_tensor
+from utils.image_io import list_images, pack_8bit, read_image_tensor, unpack_8bit
 
 IGNORE_INDEX = 255
 # labelId → trainId for the 19 evaluated classes (cityscapesScripts ``labels.py``).
@@ -118,8 +118,7 @@ class Cityscapes(Dataset):
         label = label.to(torch.uint8)  # train ids and 255 (ignore)
         if self._cached_bytes + image.numel() + label.numel() > self.cache_bytes:
             return image, label  # cache full: skip the 8-bit check, nothing will be stored
-        as_u8 = image.mul(255.0).round_().to(torch.uint8)
-        stored = as_u8 if torch.equal(as_u8.float().div_(255.0), image) else image  # 8-bit files exactly
+        stored = pack_8bit(image)  # uint8 for 8-bit files
         size = stored.numel() * stored.element_size() + label.numel()
         if self._cached_bytes + size <= self.cache_bytes:
             self._cache[index] = (stored, label)
@@ -148,7 +147,7 @@ class Cityscapes(Dataset):
 
 def _as_float(image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(image float32 in [0,1], label int64) from the cached forms (uint8 image scaled by 1/255)."""
-    return (image.float().div_(255.0) if image.dtype == torch.uint8 else image), label.long()
+    return unpack_8bit(image), label.long()
 
 
 def random_crop_flip(image: torch.Tensor, label: torch.Tensor, crop_size: int | None,

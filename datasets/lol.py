@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from datasets.augment import augment as apply_augment
 from datasets.augment import random_mode
 from utils.errors import UserError
-from utils.image_io import image_size, list_images, read_image_tensor
+from utils.image_io import image_size, list_images, pack_8bit, read_image_tensor, unpack_8bit
 
 LAYOUTS = (("low", "high"), ("Low", "Normal"))
 _SPLIT_HINTS = ("our485", "eval15", "Train", "Test", "Real_captured", "Synthetic")
@@ -99,7 +99,8 @@ class PairedDataset(Dataset):
     ``patch_size``: the same random crop of both (reflect-padded first if smaller).
     ``augment``: the same random transform of :mod:`datasets.augment` (8 modes) on both.
     ``size_check``: check all pair sizes up front from file headers (a mismatch is always an error
-    when a pair is loaded). ``cache``: keep decoded float tensors in memory (≈ 2·12·H·W bytes per pair).
+    when a pair is loaded). ``cache``: keep decoded pairs in memory, 8-bit images as uint8 (2·3·H·W bytes
+    per pair; crops and augmentation run on those, only the patch is converted to float).
     """
 
     def __init__(self, root: str, patch_size: int | None = None, augment: bool = False,
@@ -133,7 +134,12 @@ class PairedDataset(Dataset):
                 raise _size_error(low, high, ls, hs)
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The full pair ``index`` (no crop/augmentation)."""
+        """The full pair ``index`` (no crop/augmentation), float32."""
+        low, high = self._stored(index)
+        return unpack_8bit(low), unpack_8bit(high)
+
+    def _stored(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair ``index`` as cached (uint8 for 8-bit files, else float32), read and cached on a miss."""
         if index in self._cache:
             return self._cache[index]
         low_path, high_path = self.pairs[index]
@@ -141,17 +147,21 @@ class PairedDataset(Dataset):
         if low.shape != high.shape:
             raise _size_error(low_path, high_path, (low.shape[2], low.shape[1]), (high.shape[2], high.shape[1]))
         if self.cache:
+            low, high = pack_8bit(low), pack_8bit(high)
             self._cache[index] = (low, high)
         return low, high
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str, int]:
-        low, high = self.load(index)
+        low, high = self._stored(index)
         if self.patch_size:
+            if min(low.shape[-2:]) < self.patch_size:  # padded by reflection: in float
+                low, high = unpack_8bit(low), unpack_8bit(high)
             low, high = paired_random_crop(low, high, self.patch_size)
         if self.augment:
             mode = random_mode()
             low, high = apply_augment(low, mode), apply_augment(high, mode)
-        return low.contiguous(), high.contiguous(), os.path.basename(self.pairs[index][0]), index
+        return (unpack_8bit(low).contiguous(), unpack_8bit(high).contiguous(), os.path.basename(self.pairs[index][0]),
+                index)
 
 
 def paired_random_crop(low: torch.Tensor, high: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ from datasets import (Cityscapes, ContrastSet, ImageFolder, PairedDataset, augme
 from datasets.cityscapes import encode_labels
 from datasets.prepare_demo import HELD_OUT_PHOTOS, TRAIN_PHOTOS, build_demo
 from utils.errors import UserError
+from utils.image_io import pack_8bit
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = np.array([7, 26, 0, 8, 11, 33, 1], np.uint8)  # 7→0 road, 26→13 car, 0→255, 8→1, 11→2, 33→18, 1→255
@@ -199,6 +200,29 @@ def test_lol_patch_and_augment(tmp_path):
     assert big[0].shape == (3, 32, 32) and torch.equal(big[0], big[1])
     low, _, _, _ = PairedDataset(str(tmp_path), augment=True)[0]
     assert low.shape[1:] in {(20, 24), (24, 20)}
+
+
+def test_lol_cache_keeps_8bit_images_as_uint8_and_gives_the_same_items(tmp_path):
+    from helpers import write_rgb
+
+    for sub in ("low", "high"):
+        for i in range(2):
+            write_rgb(tmp_path / sub / f"{i}.png", 20, 24, seed=i + (sub == "high"))
+    plain = PairedDataset(str(tmp_path), patch_size=16, augment=True)
+    cached = PairedDataset(str(tmp_path), patch_size=16, augment=True, cache=True)
+    def items(ds):
+        torch.manual_seed(5)
+        return [t for i in range(6) for t in ds[i % 2][:2]]
+
+    for size in (16, 32):  # 32 > the image: reflect-padded, in float
+        plain.patch_size = cached.patch_size = size
+        ref, got = items(plain), items(cached)
+        assert all(torch.equal(a, b) and b.dtype == torch.float32 for a, b in zip(ref, got))
+    low, high = cached._cache[0]
+    assert low.dtype == high.dtype == torch.uint8 and low.shape == (3, 20, 24)
+    assert torch.equal(cached.load(1)[0], plain.load(1)[0])  # load() still gives float32
+    unusual = torch.tensor([0.5, 1.0])  # 0.5 is no 8-bit value: kept as float
+    assert pack_8bit(unusual) is unusual and pack_8bit(torch.tensor([0.0, 1.0])).dtype == torch.uint8
 
 
 def test_lol_errors(tmp_path):
