@@ -103,19 +103,28 @@ class L_chroma(nn.Module):
     mean |c(E) − c(I)| over N, channels and cells, a scalar. The curves then keep each pixel's hue and
     saturation of the input while brightening it: without VGG terms nothing else in the SCL-LLE
     total ties the three curve maps together (``L_color`` pulls every image towards grey).
+    ``weighting="brightness"`` weights each cell by the output's brightness Σ_c p(E) (normalised per
+    image, the weights not differentiated): bright cells, where clipping a channel shifts the colour and
+    where a colour shift shows, count most, and dark cells, whose chromaticity is mostly noise, least.
     I, E: (N,3,H,W) in [0,1].
     """
 
-    def __init__(self, patch_size: int = 4, eps: float = 1e-4) -> None:
+    def __init__(self, patch_size: int = 4, eps: float = 1e-4, weighting: str = "uniform") -> None:
         super().__init__()
+        if weighting not in ("uniform", "brightness"):
+            raise ValueError(f"weighting {weighting!r}: uniform or brightness")
         self.pool = nn.AvgPool2d(patch_size)
-        self.eps = float(eps)
+        self.eps, self.weighting = float(eps), weighting
 
     def forward(self, I: Tensor, E: Tensor) -> Tensor:
         pi, pe = self.pool(I), self.pool(E)
         ci = pi / (pi.sum(dim=1, keepdim=True) + self.eps)
-        ce = pe / (pe.sum(dim=1, keepdim=True) + self.eps)
-        return (ce - ci.detach()).abs().mean()
+        se = pe.sum(dim=1, keepdim=True)
+        err = (pe / (se + self.eps) - ci.detach()).abs()
+        if self.weighting == "uniform":
+            return err.mean()
+        w = se.detach() / (se.detach().sum(dim=(2, 3), keepdim=True) + self.eps)  # sums to 1 per image
+        return (err * w).sum() / (I.shape[0] * I.shape[1])
 
 
 class L_TV(nn.Module):

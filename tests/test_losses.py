@@ -457,3 +457,18 @@ def test_chroma_hand_and_invariance():
     L_chroma(4)(I, E).backward()
     assert I.grad is None or float(I.grad.abs().sum()) == 0.0  # the input is a fixed target
     assert float(E.grad.abs().sum()) > 0
+
+
+def test_chroma_brightness_weighting_hand_value():
+    """Two cells: one keeps its grey (output 0.2, weight 0.6/1.8), one turns red (0.6, 0.3, 0.3; weight
+    1.2/1.8, error 1/6 + 1/12 + 1/12): uniform mean 1/18, weighted (2/3 · 1/3) / 3 channels = 2/27."""
+    from Myloss import L_chroma
+
+    I = torch.full((1, 3, 4, 8), 0.2)
+    E = I.clone()
+    E[:, 0, :, 4:], E[:, 1:, :, 4:] = 0.6, 0.3
+    close(L_chroma(4, eps=0)(I, E), 1 / 18, rtol=1e-6)
+    close(L_chroma(4, eps=0, weighting="brightness")(I, E), 2 / 27, rtol=1e-6)
+    close(L_chroma(4, eps=0, weighting="brightness")(I, I * 3), 0.0, atol=1e-7)
+    with pytest.raises(ValueError, match="weighting"):
+        L_chroma(weighting="bright")
