@@ -59,7 +59,9 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
         x3 = conv(self.e_conv3, x2)
         x4 = conv(self.e_conv4, x3)
         x5 = join(self.e_conv5, x3, x4)
+        del x3, x4  # without gradients each feature map is freed as soon as it is last read
         x6 = join(self.e_conv6, x2, x5)
+        del x2, x5
         return join(self.e_conv7, x1, x6, "tanh")
 
     def _conv(self, layer: nn.Conv2d, t: torch.Tensor, act: str = "relu") -> torch.Tensor:
