@@ -191,7 +191,7 @@ def png_table(photos: str | None, repeats: int) -> None:
         first = sorted(os.listdir(photos))[0]
         images[f"{first} (input)"] = np.asarray(Image.open(os.path.join(photos, first)).convert("RGB"))
     print(f"\n| PNG encoding (median of {max(3, repeats)}) | Pillow level 6 | Pillow level 1 "
-          f"| OpenCV level {PNG_COMPRESS_LEVEL}, Z_RLE (written) |")
+          f"| OpenCV level {PNG_COMPRESS_LEVEL}, Z_RLE, up filter (written) |")
     print("|---|---|---|---|")
     for name, a in images.items():
         cells = []
