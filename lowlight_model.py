@@ -71,9 +71,9 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
         """:meth:`curve_maps` with each ReLU/tanh fused into its convolution (oneDNN post-ops, the kernels
         ``torch.compile`` uses on CPU). With ``split``, ``e_conv5``/``e_conv6`` run as two convolutions on
         the halves of their concatenated input, the second adding into the first's output in place (oneDNN's
-        sum post-op), so those 64-channel inputs are never written; ``e_conv7``
-        keeps its concatenation, because oneDNN fuses no tanh after a sum, and runs with its 24 outputs
-        padded by zero filters to 32, which its kernels handle faster (``benchmarks/bench_enhancer.py``).
+        sum post-op), so those 64-channel inputs are never written; ``e_conv7`` keeps its concatenation,
+        because oneDNN fuses no tanh after a sum, and runs with its 24 outputs padded by zero filters to 32,
+        which its kernels handle faster (``benchmarks/bench_enhancer.py``).
         The same sums in another order (within 1e-6; ``split=False`` keeps every concatenation and the 24
         outputs, for comparison). None where the fused kernels do not apply (not a CPU tensor, or a dtype
         other than float32/bfloat16)."""
@@ -97,7 +97,7 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
             y = torch.ops.mkldnn._convolution_pointwise(a, wa, None, *geometry, "none", [], "")
             y = torch.ops.mkldnn._convolution_pointwise_.binary(y, b, wb, c.bias.to(dtype), *geometry, "add",
                                                                 1.0, None, [], "")
-            return y.relu_()  # not fused: the sum post-op's ReLU fails on bfloat16 tensors that are not channels-last
+            return y.relu_()  # not fused: the sum post-op's ReLU fails on bfloat16 NCHW tensors
 
         return self.curve_maps(x, fused, join if split else None)
 

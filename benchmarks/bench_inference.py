@@ -7,9 +7,9 @@ plain ``model(x)``), loaded once; PIL load (``np.asarray(Image.open(p).convert('
 torchvision's rounding. Every variant runs in its own process (``lowlight_test.py`` as a user runs it),
 the variants interleaved ``--repeats`` times; ms/image is the median over the repeats of the folder pass
 (model loading and library imports excluded, in both), peak memory the process's peak RSS. Outputs are
-compared with the reference loop's: largest difference in 8-bit levels and the share of pixels that differ. Image sets: ``--input``
-(default ../shared/data/LIME when present, else synthetic), 8 same-size 600x400 images, and one
-6000x4000 photo (tiled, peak memory); ``png`` times the PNG encoders on one image.
+compared with the reference loop's: largest difference in 8-bit levels and the share of pixels that
+differ. Image sets: ``--input`` (default ../shared/data/LIME when present, else synthetic), 8 same-size
+600x400 images, and one 6000x4000 photo (tiled, peak memory); ``png`` times the PNG encoders on one image.
 """
 from __future__ import annotations
 

@@ -79,8 +79,9 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     check_flags(args, at_least={"batch_size": 2, "crop_size": MIN_CROP, "total_itrs": 1, "snapshot_iter": 1,
                                 "embed_dim": 1, "num_classes": 1, "exp_patch": 1, "lowlight_weight_decay": 0.0,
                                 "cache_mb": 0.0, "lr_min": 0.0, **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
-                positive=("lowlight_lr", "grad_clip_norm"), at_most={"exp_patch": args.crop_size,
-                                                                      "lr_min": args.lowlight_lr})
+                positive=("lowlight_lr", "grad_clip_norm"),
+                at_most={"exp_patch": args.crop_size,
+                         **({"lr_min": args.lowlight_lr} if args.lr_schedule == "cosine" else {})})
     check_crop(args.arch, args.crop_size, "--crop_size")
     if args.arch != "dce" and weights["tv"]:
         raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
