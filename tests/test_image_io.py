@@ -140,6 +140,19 @@ def test_to_uint8_rounding():
     assert to_uint8(torch.full((3, 1, 1), float("nan")))[0, 0].tolist() == [0, 0, 0]
 
 
+def test_to_uint8_in_row_blocks_gives_the_same_bytes(monkeypatch):
+    from utils import image_io
+
+    x = torch.rand(3, 37, 29) * 1.2 - 0.1
+    x[0, 5, 7] = float("nan")
+    whole = to_uint8(x)
+    monkeypatch.setattr(image_io, "_CHUNK", 29 * 3 * 4)  # blocks of 4 rows, the last one of 1
+    np.testing.assert_array_equal(to_uint8(x), whole)
+    np.testing.assert_array_equal(to_uint8(x.permute(1, 2, 0).numpy()), whole)
+    ref = x.mul(255).nan_to_num(nan=0.0).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(whole, ref)
+
+
 def test_save_image_matches_torchvision(tmp_path):
     r = torch.rand(3, 11, 13)
     save_image(r, str(tmp_path / "ours.png"))

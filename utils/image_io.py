@@ -180,8 +180,15 @@ def to_uint8(x: ImageLike) -> np.ndarray:
             return t.contiguous().numpy()
     if not t.is_floating_point():
         t = t.float()
-    # NaN -> 0 after the scaling, so a large image needs one float temporary (same values as before it)
-    return t.mul(255).nan_to_num_(nan=0.0).add_(0.5).clamp_(0, 255).to(torch.uint8).contiguous().numpy()
+    out = np.empty(tuple(t.shape), np.uint8)
+    rows = max(1, _CHUNK // (t.shape[1] * 3))  # a float temporary of at most _CHUNK values, whatever the size
+    # NaN -> 0 after the scaling (same values as before it)
+    for r in range(0, t.shape[0], rows):
+        out[r:r + rows] = t[r:r + rows].mul(255).nan_to_num_(nan=0.0).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+_CHUNK = 1 << 22  # values per block of to_uint8 (16 MB of float32)
 
 
 #: zlib level of written PNGs (lossless whatever it is), encoded through OpenCV's libpng with zlib's
