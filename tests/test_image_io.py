@@ -141,8 +141,6 @@ def test_to_uint8_rounding():
 
 
 def test_to_uint8_in_row_blocks_gives_the_same_bytes(monkeypatch):
-    from utils import image_io
-
     x = torch.rand(3, 37, 29) * 1.2 - 0.1
     x[0, 5, 7] = float("nan")
     whole = to_uint8(x)

@@ -6,7 +6,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from utils.checkpoint import atomic_save, extract_state_dict, load_weights, read_checkpoint
+from utils.checkpoint import atomic_save, atomic_write, extract_state_dict, load_weights, read_checkpoint
 from utils.device import resolve_device
 from utils.errors import UserError
 from utils.pretrained import load_pretrained
@@ -69,6 +69,20 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path):
         atomic_save({"a": Boom()}, str(path))
     assert torch.equal(torch.load(path)["a"], torch.ones(2))
     assert sorted(os.listdir(tmp_path)) == ["ck.pth"]
+
+
+
+def test_atomic_write_gives_a_plain_files_permissions(tmp_path):
+    with atomic_write(str(tmp_path / "a.json"), "w") as f:
+        f.write("{}")
+        (tmp,) = os.listdir(tmp_path)
+        assert tmp.startswith(".tmp-") and tmp.endswith(".json")
+        assert os.stat(tmp_path / tmp).st_mode & 0o777 == 0o600  # mkstemp's private mode while it is written
+    with open(tmp_path / "b.json", "w") as f:
+        f.write("{}")
+    modes = [os.stat(tmp_path / n).st_mode & 0o777 for n in ("a.json", "b.json")]
+    assert modes[0] == modes[1] and modes[1] != 0o600  # the umask's: 0o644 here
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]
 
 
 def test_resolve_device():

@@ -134,16 +134,30 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str = 
     return model
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: setting it to read it is not thread-safe (images are written by threads)
+
+
 @contextlib.contextmanager
-def atomic_write(path: str, mode: str = "wb", **open_kw: Any) -> Iterator[IO]:
-    """Yield a temporary file in ``path``'s folder; on success ``os.replace`` it onto ``path``, on any
-    failure remove it, so ``path`` is never half-written (an old file stays as it was)."""
+def atomic_write(path: str, mode: str = "wb", prefix: str = ".tmp-", suffix: str | None = None,
+                 **open_kw: Any) -> Iterator[IO]:
+    """Yield a temporary file ``<prefix>XXXXXXXX<suffix>`` (suffix: ``path``'s extension by default) in
+    ``path``'s folder; on success ``os.replace`` it onto ``path`` with the permissions of a plain ``open``
+    (``0o666`` less the umask, not ``mkstemp``'s private ``0o600``), on any failure remove it, so
+    ``path`` is never half-written (an old file stays as it was)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix,
+                               suffix=os.path.splitext(path)[1] if suffix is None else suffix)
     try:
         with os.fdopen(fd, mode, **open_kw) as f:
             yield f
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

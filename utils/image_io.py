@@ -9,14 +9,15 @@
 """
 from __future__ import annotations
 
+import functools
 import os
-import tempfile
 from typing import Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from utils.checkpoint import atomic_write
 from utils.errors import UserError
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -83,10 +84,21 @@ def _rawmode(im: Image.Image) -> str:
     return args if isinstance(args, str) else str(args[0]) if args else ""
 
 
+@functools.cache
+def _opencv():
+    """The ``cv2`` module, imported once (about 0.15 s), or None when OpenCV is not installed."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
 def _read_16bit_color(path: str, im: Image.Image) -> np.ndarray:
     """16-bit RGB(A) PNG/TIFF, which Pillow would truncate to 8 bits: decode with OpenCV."""
-    import cv2
-
+    cv2 = _opencv()
+    if cv2 is None:
+        raise ValueError("16-bit colour image: install opencv-python-headless to read it")
     a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim != 3 or a.shape[2] not in (3, 4):
         raise ValueError("16-bit colour image that OpenCV cannot decode")
@@ -198,27 +210,31 @@ PNG_COMPRESS_LEVEL = 1
 
 
 def load_codecs() -> None:
-    """Import the decoders and the PNG encoder now (OpenCV's import alone takes about 0.15 s), so that a
-    timed loop's first image does not pay for them."""
+    """Import the decoders and the PNG encoder now, so that a timed loop's first image does not pay for
+    them."""
     Image.preinit()
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        pass
+    _png_params()
 
 
-def _encode_png(a: np.ndarray) -> bytes | None:
-    """uint8 (H, W, 3) RGB → PNG bytes with OpenCV (``PNG_COMPRESS_LEVEL``, Z_RLE, "up" filter); None without
-    OpenCV."""
-    try:
-        import cv2
-    except ImportError:
+@functools.cache
+def _png_params() -> list[int] | None:
+    """OpenCV's PNG settings (``PNG_COMPRESS_LEVEL``, Z_RLE, the "up" filter); None without OpenCV."""
+    cv2 = _opencv()
+    if cv2 is None:
         return None
     params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL, cv2.IMWRITE_PNG_STRATEGY,
               cv2.IMWRITE_PNG_STRATEGY_RLE]
     if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.10
         params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(a[..., ::-1]), params)
+    return params
+
+
+def _encode_png(a: np.ndarray) -> bytes | None:
+    """uint8 (H, W, 3) RGB → PNG bytes with OpenCV (:func:`_png_params`); None without OpenCV."""
+    params = _png_params()
+    if params is None:
+        return None
+    ok, buf = _opencv().imencode(".png", np.ascontiguousarray(a[..., ::-1]), params)
     return buf.tobytes() if ok else None
 
 
@@ -232,25 +248,14 @@ def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
         raise UserError(f"{path}: unsupported image extension {ext!r}; use one of {', '.join(_SAVE_FORMATS)}")
     a = to_uint8(x)
     png = _encode_png(a) if _SAVE_FORMATS[ext] == "PNG" else None
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if png is not None:
-                f.write(png)
-            else:
-                kwargs = ({"quality": quality} if _SAVE_FORMATS[ext] == "JPEG" else
-                          {"compress_level": PNG_COMPRESS_LEVEL} if _SAVE_FORMATS[ext] == "PNG" else {})
-                Image.fromarray(a, "RGB").save(f, format=_SAVE_FORMATS[ext], **kwargs)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # temporary ".<name>.XXXXXXXX.tmp": inference.OutputPlan removes those a killed run left behind
+    with atomic_write(path, "wb", prefix=f".{os.path.basename(path)}.", suffix=".tmp") as f:
+        if png is not None:
+            f.write(png)
+        else:
+            kwargs = ({"quality": quality} if _SAVE_FORMATS[ext] == "JPEG" else
+                      {"compress_level": PNG_COMPRESS_LEVEL} if _SAVE_FORMATS[ext] == "PNG" else {})
+            Image.fromarray(a, "RGB").save(f, format=_SAVE_FORMATS[ext], **kwargs)
 
 
 def _label_strip(labels: Sequence[str], widths: Sequence[int], gap: int, height: int) -> np.ndarray:
