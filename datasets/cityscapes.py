@@ -107,9 +107,9 @@ class Cityscapes(Dataset):
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The full image float32 (3,H,W) in [0,1] and label int64 (H,W) of item ``index``, cached."""
-        return _as_float(*self._stored(index))
+        return _as_float(*self.stored(index))
 
-    def _stored(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def stored(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Item ``index`` as cached: image uint8 (8-bit files) or float32, label uint8; read and cached
         (while the budget allows) on a miss."""
         if index in self._cache:
@@ -139,7 +139,7 @@ class Cityscapes(Dataset):
         return image, label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = self._stored(index)
+        image, label = self.stored(index)
         if self.train:  # crop first: only the crop is converted to float
             image, label = random_crop_flip(image, label, self.crop_size)
         return _as_float(image, label)

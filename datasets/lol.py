@@ -135,10 +135,10 @@ class PairedDataset(Dataset):
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The full pair ``index`` (no crop/augmentation), float32."""
-        low, high = self._stored(index)
+        low, high = self.stored(index)
         return unpack_8bit(low), unpack_8bit(high)
 
-    def _stored(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def stored(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pair ``index`` as cached (uint8 for 8-bit files, else float32), read and cached on a miss."""
         if index in self._cache:
             return self._cache[index]
@@ -152,7 +152,7 @@ class PairedDataset(Dataset):
         return low, high
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str, int]:
-        low, high = self._stored(index)
+        low, high = self.stored(index)
         if self.patch_size:
             if min(low.shape[-2:]) < self.patch_size:  # padded by reflection: in float
                 low, high = unpack_8bit(low), unpack_8bit(high)

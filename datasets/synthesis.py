@@ -98,6 +98,8 @@ class LightConfig:
             raise ValueError("need 0 <= prob <= 1 and max_count >= 1")
         if not 0 < self.radius_min <= self.radius_max or not 0 < self.peak_min <= self.peak_max:
             raise ValueError("need 0 < radius_min <= radius_max and 0 < peak_min <= peak_max")
+        if not 0.0 <= self.pool_prob <= 1.0 or not 0 < self.pool_min <= self.pool_max:
+            raise ValueError("need 0 <= pool_prob <= 1 and 0 < pool_min <= pool_max")
 
 
 def rng_for(seed: int, key: str) -> np.random.Generator:

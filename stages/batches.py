@@ -79,10 +79,11 @@ def batches_per_epoch(n: int, batch_size: int, seed: int = 0, rank: int = 0, wor
 
 
 def cache_dataset(dataset, what: str) -> None:
-    """Decode every item of a data set that has ``load(i)`` once, up front: a corrupt file stops the run
-    here, naming it, instead of hours in; the decoded images stay cached for every epoch and worker."""
+    """Decode every item of a data set that has ``stored(i)`` (the item as cached, uint8 for 8-bit files)
+    once, up front: a corrupt file stops the run here, naming it, instead of hours in; the decoded images
+    stay cached for every epoch and worker."""
     from tqdm import tqdm
 
     for i in tqdm(range(len(dataset)), desc=f"checking {what}", disable=not is_primary() or len(dataset) < 50,
                   leave=False, dynamic_ncols=True):
-        dataset.load(i)
+        dataset.stored(i)

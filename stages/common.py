@@ -399,7 +399,8 @@ def _write_json(path: str, obj: dict[str, Any]) -> None:
 
 
 def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) -> float:
-    """Learning-rate multiplier of ``epoch`` (0-based): linear warm-up, then cosine down to ``lr_min``."""
+    """Learning-rate multiplier of ``epoch`` (0-based; the SCL stage passes iterations): linear warm-up over
+    ``warmup_epochs``, then cosine from 1 down to ``lr_min_ratio`` at ``nepoch``."""
     if warmup_epochs and epoch < warmup_epochs:
         return (epoch + 1) / warmup_epochs
     span = max(1, nepoch - warmup_epochs)

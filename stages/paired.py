@@ -56,7 +56,7 @@ def load_pairs(args) -> tuple:
 
 def smallest_side(dataset) -> int:
     """The shortest side (pixels) of the low-light images of a cached paired data set."""
-    return min(min(dataset.load(i)[0].shape[-2:]) for i in range(len(dataset)))
+    return min(min(dataset.stored(i)[0].shape[-2:]) for i in range(len(dataset)))
 
 
 def run_dirs(args) -> tuple[str, str]:

@@ -84,6 +84,13 @@ def test_glare_profile_by_hand():
     np.testing.assert_allclose(glare(np.array([0.0, 2.0, 3.0, 5.0, 11.0]), 3.0, 2.0), [1, 1, 1, 0.25, 1 / 289])
 
 
+@pytest.mark.parametrize("bad", [{"prob": 1.5}, {"max_count": 0}, {"radius_min": 0.0}, {"peak_min": 40.0},
+                                 {"pool_prob": -0.1}, {"pool_min": 0.0}, {"pool_min": 4.0}])
+def test_light_config_refuses_out_of_range_fields(bad):
+    with pytest.raises(ValueError, match="need"):
+        LightConfig(**bad)
+
+
 def test_light_sources_share_and_saturation():
     # one lamp: its core is P/s (P in [peak_min, peak_max]) in one palette colour, falling off around it
     cfg = LightConfig(prob=1.0, max_count=1)
