@@ -41,6 +41,7 @@ sd = torch.load(weights, map_location=device, weights_only=True)
 sd = sd.get("state_dict", sd)
 model.load_state_dict({k.replace("module.", ""): v for k, v in sd.items()})
 model.eval()
+Image.preinit()  # Pillow's format plugins imported before the clock, as lowlight_test.py does
 start = time.perf_counter()
 names = sorted(os.listdir(src))
 for name in names:
