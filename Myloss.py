@@ -30,6 +30,12 @@ ImageOrFeatures = Union[Tensor, Features]
 
 
 
+def srgb_to_linear(x: Tensor) -> Tensor:
+    """IEC 61966-2-1 decoding of sRGB values in [0, 1] (the torch twin of ``datasets.synthesis.srgb_to_linear``)."""
+    x = x.clamp(0.0, 1.0)
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4)
+
+
 # ----------------------------------------------------------------------------------------------- Zero-DCE
 class L_color(nn.Module):
     """Colour constancy: x (N,3,H,W) → k (N,1,1,1), k = sqrt((m_r−m_g)⁴ + (m_r−m_b)⁴ + (m_b−m_g)⁴)."""
@@ -106,17 +112,27 @@ class L_chroma(nn.Module):
     ``weighting="brightness"`` weights each cell by the output's brightness Σ_c p(E) (normalised per
     image, the weights not differentiated): bright cells, where clipping a channel shifts the colour and
     where a colour shift shows, count most, and dark cells, whose chromaticity is mostly noise, least.
+    ``space="linear"`` undoes the sRGB curve of I and E before pooling, so the chromaticity kept is that of
+    linear light. A change of exposure scales linear light and keeps its chromaticity, but the sRGB
+    curve's linear toe and offset make dark pixels more saturated in sRGB proportions than the same
+    scene well exposed; keeping linear chromaticity lets the curves desaturate dark pixels as a longer
+    exposure would, while bright pixels (on the power-law part of the curve) keep their sRGB proportions.
     I, E: (N,3,H,W) in [0,1].
     """
 
-    def __init__(self, patch_size: int = 4, eps: float = 1e-4, weighting: str = "uniform") -> None:
+    def __init__(self, patch_size: int = 4, eps: float = 1e-4, weighting: str = "uniform",
+                 space: str = "srgb") -> None:
         super().__init__()
         if weighting not in ("uniform", "brightness"):
             raise ValueError(f"weighting {weighting!r}: uniform or brightness")
+        if space not in ("srgb", "linear"):
+            raise ValueError(f"space {space!r}: srgb or linear")
         self.pool = nn.AvgPool2d(patch_size)
-        self.eps, self.weighting = float(eps), weighting
+        self.eps, self.weighting, self.space = float(eps), weighting, space
 
     def forward(self, I: Tensor, E: Tensor) -> Tensor:
+        if self.space == "linear":
+            I, E = srgb_to_linear(I), srgb_to_linear(E)
         pi, pe = self.pool(I), self.pool(E)
         ci = pi / (pi.sum(dim=1, keepdim=True) + self.eps)
         se = pe.sum(dim=1, keepdim=True)

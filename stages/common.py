@@ -36,7 +36,7 @@ from stages.batches import (SeededItems, batches_per_epoch, cache_dataset, epoch
 from stages.runlog import RunLogger, log, read_losses  # noqa: F401 (re-exported)
 from stages.state import (all_gather_cat, checkpoint_stage, nonfinite_tensor, read_file,  # noqa: F401 (re-exported)
                           replica_digest, restore, seed_everything, training_state)
-from utils.checkpoint import atomic_save
+from utils.checkpoint import atomic_save, atomic_write
 from utils.device import init_distributed, is_primary, resolve_device
 from utils.errors import UserError
 
@@ -392,10 +392,8 @@ class Session:
 
 
 def _write_json(path: str, obj: dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
 
 
 def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) -> float:

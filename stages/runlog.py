@@ -5,6 +5,7 @@ import json
 import logging
 import os
 
+from utils.checkpoint import atomic_write
 from utils.device import is_primary
 
 log = logging.getLogger("train")
@@ -62,10 +63,8 @@ class RunLogger:
         bad = sum(rec is None for _, rec in records)
         if bad:
             log.warning("%s: dropped %d unreadable line(s)", self.path, bad)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_write(self.path, "w") as f:
             f.writelines(keep)
-        os.replace(tmp, self.path)
 
     def close(self, plot_path: str | None = None, prefix: str = "loss") -> None:
         if not self.enabled:
@@ -106,7 +105,8 @@ def plot_losses(jsonl_path: str, png_path: str, prefix: str = "loss") -> None:
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        with atomic_write(png_path, "wb") as f:
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)

@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="L_exp: SCL-LLE's clamped two-term form (reference) or Zero-DCE's original")
     g.add_argument("--chroma_weighting", choices=["uniform", "brightness"], default="uniform",
                    help="L_chroma: every 4x4 cell alike, or cells weighted by the output's brightness")
+    g.add_argument("--chroma_space", choices=["srgb", "linear"], default="srgb",
+                   help="L_chroma: chromaticity of the sRGB values, or of linear light (sRGB curve undone)")
     g.add_argument("--segexp_per_image", action="store_true",
                    help="corrected L_segexp (each image's own labels) instead of the reference's cross-batch broadcast")
     g = p.add_argument_group("optimisation")
@@ -126,7 +128,7 @@ def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss
         return SCLLoss(weights, seg_net=seg_net, seg_detach=args.seg_detach, seg_train_mode=args.seg_train_mode,
                        segexp_per_image=args.segexp_per_image, device=device,
                        exp_patch=args.exp_patch, exp_level=args.exp_level, exp_variant=args.exp_variant,
-                       chroma_weighting=args.chroma_weighting)
+                       chroma_weighting=args.chroma_weighting, chroma_space=args.chroma_space)
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 

@@ -472,3 +472,42 @@ def test_chroma_brightness_weighting_hand_value():
     close(L_chroma(4, eps=0, weighting="brightness")(I, I * 3), 0.0, atol=1e-7)
     with pytest.raises(ValueError, match="weighting"):
         L_chroma(weighting="bright")
+
+
+def test_chroma_linear_space():
+    """space="linear": 0 for a longer exposure (linear light ×k, re-encoded in sRGB), which the sRGB
+    space penalises; hand value on a flat cell; the torch sRGB decoding equals the dataset synthesis'."""
+    import numpy as np
+    from Myloss import L_chroma, srgb_to_linear
+    from datasets.synthesis import linear_to_srgb, srgb_to_linear as srgb_to_linear_np
+
+    c = np.linspace(0.0, 1.0, 257, dtype=np.float32)
+    close(srgb_to_linear(torch.from_numpy(c)), torch.from_numpy(srgb_to_linear_np(c)), rtol=1e-5, atol=1e-7)
+    lin = torch.zeros(1, 3, 4, 4)
+    lin[:, 0], lin[:, 1], lin[:, 2] = 0.002, 0.004, 0.001     # a dark pixel on the sRGB toe
+    I = torch.from_numpy(linear_to_srgb(lin.numpy()))
+    E = torch.from_numpy(linear_to_srgb(lin.numpy() * 40))       # the same scene, 40× the exposure
+    close(L_chroma(4, eps=0, space="linear")(I, E), 0.0, atol=1e-6)
+    assert float(L_chroma(4, eps=0)(I, E)) > 0.01                # sRGB proportions do change
+    # flat cells: linear chromaticity (2/7, 4/7, 1/7) against a grey output (1/3 each)
+    G = torch.full((1, 3, 4, 4), 0.5)
+    close(L_chroma(4, eps=0, space="linear")(I, G), (abs(2 / 7 - 1 / 3) + abs(4 / 7 - 1 / 3) + abs(1 / 7 - 1 / 3)) / 3,
+          rtol=1e-5)
+    with pytest.raises(ValueError, match="space"):
+        L_chroma(space="lab")
+
+
+def test_scl_loss_passes_chroma_options():
+    """SCLLoss builds L_chroma with the stage's --chroma_weighting / --chroma_space: its term is w · the loss."""
+    from losses import SCLLoss
+    from Myloss import L_chroma
+
+    g = torch.Generator().manual_seed(0)
+    I, E = torch.rand(2, 3, 8, 8, generator=g) * 0.1, torch.rand(2, 3, 8, 8, generator=g)
+    A = torch.zeros(2, 24, 8, 8)
+    for space in ("srgb", "linear"):
+        for weighting in ("uniform", "brightness"):
+            t = SCLLoss({"chroma": 7.0}, chroma_space=space, chroma_weighting=weighting)(I, E, A)
+            close(t["chroma"], 7.0 * L_chroma(space=space, weighting=weighting)(I, E), rtol=1e-6)
+    assert not torch.isclose(SCLLoss({"chroma": 1.0}, chroma_space="linear")(I, E, A)["chroma"],
+                             SCLLoss({"chroma": 1.0})(I, E, A)["chroma"])
