@@ -11,7 +11,10 @@ default: ``checkpoints/*.pth`` plus the official ``SCL-LLE.pth`` and ``Zero-DCE-
 (a) **Held-out synthetic pairs** (a paired folder, by default the ``eval15`` split built by
 ``python -m datasets.prepare_demo``, made from held-out photos with :mod:`datasets.synthesis`): PSNR and SSIM
 of the 8-bit output against the ground truth (scikit-image, data range 255, as the papers), LPIPS
-(AlexNet) when its ImageNet file exists. Means over the pairs.
+(AlexNet) when its ImageNet file exists, and the *colour error*: the colour shift of (b) measured from the
+ground truth instead of the input (``Σ_c |p_c(gt) − p_c(out)|``). Means over the pairs. The note under
+the table gives the ground truth's own colour shift from its low input: what a perfect enhancer scores on
+(b)'s measure for this kind of data (dark sRGB pixels are more saturated than the same scene well exposed).
 
 (b) **Real unpaired low-light photos** (``--real_dir``), means over the photos of:
 
@@ -133,10 +136,10 @@ def build_methods(weights: list[tuple[str, str]], device: torch.device, baseline
 
 
 def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_model=None) -> dict[str, dict]:
-    """Mean PSNR / SSIM (/ LPIPS) of each method over ``(low, high)`` file pairs."""
+    """Mean PSNR / SSIM / colour error (/ LPIPS) of each method over ``(low, high)`` file pairs."""
     from metrics import lpips_distance, psnr, ssim
 
-    scores = {name: {"psnr": [], "ssim": [], "lpips": []} for name in methods}
+    scores = {name: {"psnr": [], "ssim": [], "colour": [], "lpips": []} for name in methods}
     for low_path, high_path in pairs:
         low, high = to_uint8(read_image(low_path)), to_uint8(read_image(high_path))
         for name, method in methods.items():
@@ -144,11 +147,17 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_
             s = scores[name]
             s["psnr"].append(psnr(high, out))
             s["ssim"].append(ssim(high, out))
+            s["colour"].append(colour_shift(high, out))
             if lpips_model is not None:
                 to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy()).float().div(255.0)[None]  # noqa: E731
                 with torch.no_grad():
                     s["lpips"].append(float(lpips_distance(lpips_model, to_t(out), to_t(high)).mean()))
     return {n: {k: float(np.mean(v)) if v else None for k, v in s.items()} for n, s in scores.items()}
+
+
+def ground_truth_shift(pairs: list[tuple[str, str]]) -> float:
+    """Mean colour shift of the ground truth from its low input over ``(low, high)`` file pairs."""
+    return float(np.mean([colour_shift(to_uint8(read_image(lo)), to_uint8(read_image(hi))) for lo, hi in pairs]))
 
 
 def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> tuple[dict[str, dict], list[list[np.ndarray]]]:
@@ -180,18 +189,20 @@ def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None,
     has_lpips = bool(paired) and any(v["lpips"] is not None for v in paired.values())
     head = ["method"]
     if paired:
-        head += [f"PSNR ↑ ({n_pairs} pairs)", "SSIM ↑"] + (["LPIPS ↓"] if has_lpips else [])
+        head += [f"PSNR ↑ ({n_pairs} pairs)", "SSIM ↑", "colour error ↓"] + (["LPIPS ↓"] if has_lpips else [])
     if real:
         head += [f"brightness ({n_real} real)", "clipped % ↓", "colour shift ↓", "noise σ ↓"]
     best = {}
     if paired:
         best = {k: max(v[k] for v in paired.values()) for k in ("psnr", "ssim")}
+        best["colour"] = min(v["colour"] for v in paired.values())
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in names:
         cells = [n]
         if paired:
             p = paired[n]
-            cells += [_bold(f"{p['psnr']:.2f}", p["psnr"] == best["psnr"]), _bold(f"{p['ssim']:.3f}", p["ssim"] == best["ssim"])]
+            cells += [_bold(f"{p['psnr']:.2f}", p["psnr"] == best["psnr"]), _bold(f"{p['ssim']:.3f}", p["ssim"] == best["ssim"]),
+                      _bold(f"{p['colour']:.3f}", p["colour"] == best["colour"])]
             if has_lpips:
                 cells.append(f"{p['lpips']:.3f}")
         if real:
@@ -273,7 +284,10 @@ def _main(argv: list[str] | None) -> None:
     table = markdown_table(paired, real_scores, len(pairs), len(real))
     src = [f"pairs: `{os.path.relpath(args.pairs, REPO)}`" if pairs else "",
            f"real photos: `{os.path.relpath(args.real_dir, REPO)}`" if real else ""]
-    note = "; ".join(s for s in src if s) + f"; LPIPS {'on' if lp is not None else 'off (no AlexNet file)'}\n"
+    note = "; ".join(s for s in src if s) + f"; LPIPS {'on' if lp is not None else 'off (no AlexNet file)'}"
+    if pairs:
+        note += f"; colour shift of the ground truth from its low input: {ground_truth_shift(pairs):.3f}"
+    note += "\n"
     _write_text(args.out_md, "<!-- written by benchmarks/quality.py -->\n" + note + "\n" + table)
     if rows:
         save_comparison(rows, ["input"] + list(methods), args.out_grid, args.height)

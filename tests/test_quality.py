@@ -51,11 +51,12 @@ def test_baselines():
 
 
 def test_markdown_table_bolds_the_best():
-    paired = {"a": {"psnr": 20.0, "ssim": 0.5, "lpips": None}, "b": {"psnr": 18.0, "ssim": 0.7, "lpips": None}}
+    paired = {"a": {"psnr": 20.0, "ssim": 0.5, "colour": 0.03, "lpips": None},
+              "b": {"psnr": 18.0, "ssim": 0.7, "colour": 0.05, "lpips": None}}
     real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "noise": 2.0} for k in paired}
     t = quality.markdown_table(paired, real, 2, 3)
-    assert "| a | **20.00** | 0.500 | 0.300 | 1.20 | 0.040 | 2.00 |" in t
-    assert "| b | 18.00 | **0.700** |" in t and "LPIPS" not in t
+    assert "| a | **20.00** | 0.500 | **0.030** | 0.300 | 1.20 | 0.040 | 2.00 |" in t  # colour error: lowest is best
+    assert "| b | 18.00 | **0.700** | 0.050 |" in t and "LPIPS" not in t
 
 
 def test_whole_run_writes_table_and_grid(tmp_path):
@@ -84,8 +85,11 @@ def test_whole_run_writes_table_and_grid(tmp_path):
 
     expected = np.mean([psnr(u8(pairs / "high" / f"{i}.png"), u8(pairs / "low" / f"{i}.png")) for i in range(2)])
     assert float(row.split("|")[2].strip("* ")) == pytest.approx(expected, abs=0.006)  # the input itself
+    colour = np.mean([quality.colour_shift(u8(pairs / "high" / f"{i}.png"), u8(pairs / "low" / f"{i}.png")) for i in range(2)])
+    assert float(row.split("|")[4].strip("* ")) == pytest.approx(colour, abs=6e-4)  # colour error of the input
+    assert f"colour shift of the ground truth from its low input: {colour:.3f}" in text  # the same pairs
     bright = np.mean([u8(real / f"r{i}.png").mean() / 255 for i in range(2)])
-    assert float(row.split("|")[4]) == pytest.approx(bright, abs=6e-4)
+    assert float(row.split("|")[5]) == pytest.approx(bright, abs=6e-4)
     assert grid.is_file() and os.path.getsize(grid) > 0
 
 
