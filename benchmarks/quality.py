@@ -135,13 +135,17 @@ def build_methods(weights: list[tuple[str, str]], device: torch.device, baseline
     return methods
 
 
-def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_model=None) -> dict[str, dict]:
-    """Mean PSNR / SSIM / colour error (/ LPIPS) of each method over ``(low, high)`` file pairs."""
+def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
+                lpips_model=None) -> tuple[dict[str, dict], float]:
+    """Mean PSNR / SSIM / colour error (/ LPIPS) of each method over ``(low, high)`` file pairs, and the
+    mean colour shift of the ground truth from its low input."""
     from metrics import lpips_distance, psnr, ssim
 
     scores = {name: {"psnr": [], "ssim": [], "colour": [], "lpips": []} for name in methods}
+    gt_shift = []
     for low_path, high_path in pairs:
         low, high = to_uint8(read_image(low_path)), to_uint8(read_image(high_path))
+        gt_shift.append(colour_shift(low, high))
         for name, method in methods.items():
             out = method(low)
             s = scores[name]
@@ -152,12 +156,8 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_
                 to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy()).float().div(255.0)[None]  # noqa: E731
                 with torch.no_grad():
                     s["lpips"].append(float(lpips_distance(lpips_model, to_t(out), to_t(high)).mean()))
-    return {n: {k: float(np.mean(v)) if v else None for k, v in s.items()} for n, s in scores.items()}
-
-
-def ground_truth_shift(pairs: list[tuple[str, str]]) -> float:
-    """Mean colour shift of the ground truth from its low input over ``(low, high)`` file pairs."""
-    return float(np.mean([colour_shift(to_uint8(read_image(lo)), to_uint8(read_image(hi))) for lo, hi in pairs]))
+    means = {n: {k: float(np.mean(v)) if v else None for k, v in s.items()} for n, s in scores.items()}
+    return means, float(np.mean(gt_shift))
 
 
 def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> tuple[dict[str, dict], list[list[np.ndarray]]]:
@@ -184,7 +184,7 @@ def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> t
 
 
 def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None, n_pairs: int, n_real: int) -> str:
-    """One row per method: PSNR / SSIM (/ LPIPS) on the pairs, then the real-photo figures."""
+    """One row per method: PSNR / SSIM / colour error (/ LPIPS) on the pairs, then the real-photo figures."""
     names = list((paired or real or {}).keys())
     has_lpips = bool(paired) and any(v["lpips"] is not None for v in paired.values())
     head = ["method"]
@@ -201,7 +201,7 @@ def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None,
         cells = [n]
         if paired:
             p = paired[n]
-            cells += [_bold(f"{p['psnr']:.2f}", p["psnr"] == best["psnr"]), _bold(f"{p['ssim']:.3f}", p["ssim"] == best["ssim"]),
+            cells += [_bold(f"{p['psnr']:.2f}", p["psnr"] == best["psnr"]), _bold(f"{p['ssim']:.4f}", p["ssim"] == best["ssim"]),
                       _bold(f"{p['colour']:.3f}", p["colour"] == best["colour"])]
             if has_lpips:
                 cells.append(f"{p['lpips']:.3f}")
@@ -276,7 +276,7 @@ def _main(argv: list[str] | None) -> None:
         raise UserError("no pairs (--pairs) and no real photos (--real_dir): nothing to measure")
     t0 = time.time()
     lp = build_lpips(device).eval() if pairs and lpips_available() else None
-    paired = score_pairs(methods, pairs, lp) if pairs else None
+    paired, gt_shift = score_pairs(methods, pairs, lp) if pairs else (None, None)
     real_scores, rows = score_real(methods, real, keep=args.grid_rows) if real else (None, [])
     if not rows:
         rows = [[to_uint8(read_image(lo))] + [m(to_uint8(read_image(lo))) for m in methods.values()]
@@ -286,7 +286,7 @@ def _main(argv: list[str] | None) -> None:
            f"real photos: `{os.path.relpath(args.real_dir, REPO)}`" if real else ""]
     note = "; ".join(s for s in src if s) + f"; LPIPS {'on' if lp is not None else 'off (no AlexNet file)'}"
     if pairs:
-        note += f"; colour shift of the ground truth from its low input: {ground_truth_shift(pairs):.3f}"
+        note += f"; colour shift of the ground truth from its low input: {gt_shift:.3f}"
     note += "\n"
     _write_text(args.out_md, "<!-- written by benchmarks/quality.py -->\n" + note + "\n" + table)
     if rows:

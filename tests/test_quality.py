@@ -55,8 +55,8 @@ def test_markdown_table_bolds_the_best():
               "b": {"psnr": 18.0, "ssim": 0.7, "colour": 0.05, "lpips": None}}
     real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "noise": 2.0} for k in paired}
     t = quality.markdown_table(paired, real, 2, 3)
-    assert "| a | **20.00** | 0.500 | **0.030** | 0.300 | 1.20 | 0.040 | 2.00 |" in t  # colour error: lowest is best
-    assert "| b | 18.00 | **0.700** | 0.050 |" in t and "LPIPS" not in t
+    assert "| a | **20.00** | 0.5000 | **0.030** | 0.300 | 1.20 | 0.040 | 2.00 |" in t  # colour error: lowest is best
+    assert "| b | 18.00 | **0.7000** | 0.050 |" in t and "LPIPS" not in t
 
 
 def test_whole_run_writes_table_and_grid(tmp_path):
