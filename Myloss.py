@@ -32,8 +32,8 @@ ImageOrFeatures = Union[Tensor, Features]
 
 def srgb_to_linear(x: Tensor) -> Tensor:
     """IEC 61966-2-1 decoding of sRGB values in [0, 1] (the torch twin of ``datasets.synthesis.srgb_to_linear``)."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4)
+    x = x.clamp(0.0, 1.0)  # the power's base stays positive, so neither branch's gradient is NaN
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
 
 # ----------------------------------------------------------------------------------------------- Zero-DCE
