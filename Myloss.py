@@ -117,22 +117,30 @@ class L_chroma(nn.Module):
     curve's linear toe and offset make dark pixels more saturated in sRGB proportions than the same
     scene well exposed; keeping linear chromaticity lets the curves desaturate dark pixels as a longer
     exposure would, while bright pixels (on the power-law part of the curve) keep their sRGB proportions.
+    ``linear_share`` t in [0, 1] (``space="linear"`` only): the loss is t · (linear-light term) +
+    (1 − t) · (sRGB term), a compromise between the two.
     I, E: (N,3,H,W) in [0,1].
     """
 
     def __init__(self, patch_size: int = 4, eps: float = 1e-4, weighting: str = "uniform",
-                 space: str = "srgb") -> None:
+                 space: str = "srgb", linear_share: float = 1.0) -> None:
         super().__init__()
         if weighting not in ("uniform", "brightness"):
             raise ValueError(f"weighting {weighting!r}: uniform or brightness")
         if space not in ("srgb", "linear"):
             raise ValueError(f"space {space!r}: srgb or linear")
+        if not 0.0 <= linear_share <= 1.0:
+            raise ValueError(f"linear_share {linear_share}: must be in [0, 1]")
         self.pool = nn.AvgPool2d(patch_size)
         self.eps, self.weighting, self.space = float(eps), weighting, space
+        self.linear_share = float(linear_share) if space == "linear" else 0.0
 
     def forward(self, I: Tensor, E: Tensor) -> Tensor:
-        if self.space == "linear":
-            I, E = srgb_to_linear(I), srgb_to_linear(E)
+        t = self.linear_share
+        lin = self._term(srgb_to_linear(I), srgb_to_linear(E)) if t > 0 else 0.0
+        return t * lin + (1.0 - t) * self._term(I, E) if t < 1 else lin
+
+    def _term(self, I: Tensor, E: Tensor) -> Tensor:
         pi, pe = self.pool(I), self.pool(E)
         ci = pi / (pi.sum(dim=1, keepdim=True) + self.eps)
         se = pe.sum(dim=1, keepdim=True)

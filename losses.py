@@ -40,12 +40,13 @@ class SCLLoss(nn.Module):
                  segexp_per_image: bool = False, device: torch.device | None = None,
                  seg_train_mode: bool = False, exp_patch: int = 16, exp_level: float = 0.6,
                  exp_variant: str = "scl", chroma_weighting: str = "uniform",
-                 chroma_space: str = "srgb") -> None:
+                 chroma_space: str = "srgb", chroma_linear_share: float = 1.0) -> None:
         super().__init__()
         self.w = {k: float(v) for k, v in weights.items() if v}
         self.tv, self.color = Myloss.L_TV(), Myloss.L_color()
         self.segexp = Myloss.L_segexp(per_image=segexp_per_image)
-        self.chroma = Myloss.L_chroma(weighting=chroma_weighting, space=chroma_space)
+        self.chroma = Myloss.L_chroma(weighting=chroma_weighting, space=chroma_space,
+                                      linear_share=chroma_linear_share)
         self.spa, self.exp = Myloss.L_spa(), Myloss.L_exp(exp_patch, exp_level, exp_variant)
         self.vgg = Myloss.get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:

@@ -22,6 +22,12 @@ the table gives the ground truth's own colour shift from its low input: what a p
 * *clipped %*: share of pixels with any channel ≥ 254 (8 bit);
 * *colour shift*: ``Σ_c |p_c(in) − p_c(out)|`` with ``p_c = mean_c / (mean_R + mean_G + mean_B)`` the
   channel proportions (0 = the input's colour balance kept; a grey image against a pure red one gives 4/3);
+* *colour shift per pixel*: the mean over pixels of ``Σ_c |q_c(in) − q_c(out)|`` with ``q_c = x_c / Σ x``
+  each pixel's own proportions ((1/3, 1/3, 1/3) for black). The image-level shift above weights each
+  region's colour by its brightness, in the input by the input's and in the output by the output's: an
+  enhancer that brightens dark regions more than bright ones (every tone curve does) moves the image's
+  proportions towards the colour of its dark regions while keeping every pixel's colour. The per-pixel
+  shift compares each pixel with itself and so measures only the change of colour;
 * *noise σ*: Immerkær's estimator (1996) on the 8-bit luminance Y (BT.601), in 8-bit levels:
   ``σ = sqrt(π/2) · Σ|Y ∗ M| / (6 (W−2)(H−2))`` with ``M = [[1,−2,1],[−2,4,−2],[1,−2,1]]`` — how much
   noise an enhancer makes visible (higher = noisier output).
@@ -69,6 +75,16 @@ def channel_proportions(img: np.ndarray) -> np.ndarray:
 def colour_shift(inp: np.ndarray, out: np.ndarray) -> float:
     """L1 distance between the channel proportions of input and output (0 … 2)."""
     return float(np.abs(channel_proportions(inp) - channel_proportions(out)).sum())
+
+
+def pixel_colour_shift(inp: np.ndarray, out: np.ndarray) -> float:
+    """Mean over pixels of the L1 distance between each pixel's channel proportions in input and output (0 … 2)."""
+    def props(img: np.ndarray) -> np.ndarray:
+        a = np.asarray(img, dtype=np.float64)
+        s = a.sum(axis=-1, keepdims=True)
+        return np.divide(a, s, out=np.full_like(a, 1.0 / 3.0), where=s > 0)
+
+    return float(np.abs(props(inp) - props(out)).sum(axis=-1).mean())
 
 
 def noise_sigma(img: np.ndarray) -> float:
@@ -161,11 +177,11 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
 
 
 def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> tuple[dict[str, dict], list[list[np.ndarray]]]:
-    """Mean brightness / clipped fraction / colour shift / noise σ of each method over real photos.
+    """Mean brightness / clipped fraction / colour shift (image, per pixel) / noise σ of each method over real photos.
 
     Also returns the first ``keep`` rows ``[input, output of each method]`` for the grid.
     """
-    scores = {name: {"brightness": [], "clipped": [], "shift": [], "noise": []} for name in methods}
+    scores = {name: {"brightness": [], "clipped": [], "shift": [], "pixel_shift": [], "noise": []} for name in methods}
     rows = []
     for i, path in enumerate(paths):
         x = to_uint8(read_image(path))
@@ -176,6 +192,7 @@ def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> t
             s["brightness"].append(float(out.mean()) / 255.0)
             s["clipped"].append(clipped_fraction(out))
             s["shift"].append(colour_shift(x, out))
+            s["pixel_shift"].append(pixel_colour_shift(x, out))
             s["noise"].append(noise_sigma(out))
             row.append(out)
         if i < keep:
@@ -191,7 +208,7 @@ def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None,
     if paired:
         head += [f"PSNR ↑ ({n_pairs} pairs)", "SSIM ↑", "colour error ↓"] + (["LPIPS ↓"] if has_lpips else [])
     if real:
-        head += [f"brightness ({n_real} real)", "clipped % ↓", "colour shift ↓", "noise σ ↓"]
+        head += [f"brightness ({n_real} real)", "clipped % ↓", "colour shift ↓", "per pixel ↓", "noise σ ↓"]
     best = {}
     if paired:
         best = {k: max(v[k] for v in paired.values()) for k in ("psnr", "ssim")}
@@ -207,7 +224,8 @@ def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None,
                 cells.append(f"{p['lpips']:.3f}")
         if real:
             r = real[n]
-            cells += [f"{r['brightness']:.3f}", f"{100 * r['clipped']:.2f}", f"{r['shift']:.3f}", f"{r['noise']:.2f}"]
+            cells += [f"{r['brightness']:.3f}", f"{100 * r['clipped']:.2f}", f"{r['shift']:.3f}", f"{r['pixel_shift']:.3f}",
+                      f"{r['noise']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="L_chroma: every 4x4 cell alike, or cells weighted by the output's brightness")
     g.add_argument("--chroma_space", choices=["srgb", "linear"], default="srgb",
                    help="L_chroma: chromaticity of the sRGB values, or of linear light (sRGB curve undone)")
+    g.add_argument("--chroma_linear_share", type=float, default=1.0,
+                   help="with --chroma_space linear: weight t of the linear-light term, 1 - t going to the sRGB term")
     g.add_argument("--segexp_per_image", action="store_true",
                    help="corrected L_segexp (each image's own labels) instead of the reference's cross-batch broadcast")
     g = p.add_argument_group("optimisation")
@@ -80,9 +82,9 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
     check_flags(args, at_least={"batch_size": 2, "crop_size": MIN_CROP, "total_itrs": 1, "snapshot_iter": 1,
                                 "embed_dim": 1, "num_classes": 1, "exp_patch": 1, "lowlight_weight_decay": 0.0,
-                                "cache_mb": 0.0, "lr_min": 0.0, **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
+                                "cache_mb": 0.0, "lr_min": 0.0, "chroma_linear_share": 0.0, **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
                 positive=("lowlight_lr", "grad_clip_norm"),
-                at_most={"exp_patch": args.crop_size,
+                at_most={"exp_patch": args.crop_size, "chroma_linear_share": 1.0,
                          **({"lr_min": args.lowlight_lr} if args.lr_schedule == "cosine" else {})})
     check_crop(args.arch, args.crop_size, "--crop_size")
     if args.arch != "dce" and weights["tv"]:
@@ -128,7 +130,8 @@ def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss
         return SCLLoss(weights, seg_net=seg_net, seg_detach=args.seg_detach, seg_train_mode=args.seg_train_mode,
                        segexp_per_image=args.segexp_per_image, device=device,
                        exp_patch=args.exp_patch, exp_level=args.exp_level, exp_variant=args.exp_variant,
-                       chroma_weighting=args.chroma_weighting, chroma_space=args.chroma_space)
+                       chroma_weighting=args.chroma_weighting, chroma_space=args.chroma_space,
+                       chroma_linear_share=args.chroma_linear_share)
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 

@@ -497,6 +497,33 @@ def test_chroma_linear_space():
         L_chroma(space="lab")
 
 
+def test_chroma_linear_share_mixes_the_two_spaces():
+    """linear_share t: t · (linear term) + (1 − t) · (sRGB term), on a hand case and on random data; t = 1
+    is the linear loss, and the share is ignored in sRGB space; t outside [0, 1] is refused."""
+    from Myloss import L_chroma
+
+    # one 4x4 cell: input grey 0.02 (linear 0.02/12.92, in the toe), output (0.5, 0.25, 0.25) both spaces
+    I = torch.full((1, 3, 4, 4), 0.02)
+    E = torch.tensor([0.5, 0.25, 0.25]).view(1, 3, 1, 1).expand(1, 3, 4, 4).contiguous()
+    def err(i: float, e: list[float]) -> float:  # mean |c(E) − c(I)| over channels, eps 1e-4 in both sums
+        return sum(abs(v / (sum(e) + 1e-4) - i / (3 * i + 1e-4)) for v in e) / 3
+
+    srgb = err(0.02, [0.5, 0.25, 0.25])  # about 1/9
+    linear = err(0.02 / 12.92, [((v + 0.055) / 1.055) ** 2.4 for v in (0.5, 0.25, 0.25)])
+    assert abs(srgb - 1 / 9) < 1e-3 and linear > 0.2
+    for t in (0.0, 0.25, 0.7, 1.0):
+        close(L_chroma(space="linear", linear_share=t)(I, E), torch.tensor(t * linear + (1 - t) * srgb), rtol=1e-5)
+    g = torch.Generator().manual_seed(3)
+    I, E = torch.rand(2, 3, 8, 8, generator=g) * 0.1, torch.rand(2, 3, 8, 8, generator=g)
+    a, b = L_chroma(space="linear")(I, E), L_chroma(space="srgb")(I, E)
+    close(L_chroma(space="linear", linear_share=0.3)(I, E), 0.3 * a + 0.7 * b, rtol=1e-6)
+    assert torch.equal(L_chroma(space="linear", linear_share=1.0)(I, E), a)
+    assert torch.equal(L_chroma(space="srgb", linear_share=0.3)(I, E), b)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="linear_share"):
+            L_chroma(space="linear", linear_share=bad)
+
+
 def test_scl_loss_passes_chroma_options():
     """SCLLoss builds L_chroma with the stage's --chroma_weighting / --chroma_space: its term is w · the loss."""
     from losses import SCLLoss
@@ -511,3 +538,5 @@ def test_scl_loss_passes_chroma_options():
             close(t["chroma"], 7.0 * L_chroma(space=space, weighting=weighting)(I, E), rtol=1e-6)
     assert not torch.isclose(SCLLoss({"chroma": 1.0}, chroma_space="linear")(I, E, A)["chroma"],
                              SCLLoss({"chroma": 1.0})(I, E, A)["chroma"])
+    t = SCLLoss({"chroma": 7.0}, chroma_space="linear", chroma_linear_share=0.4)(I, E, A)
+    close(t["chroma"], 7.0 * L_chroma(space="linear", linear_share=0.4)(I, E), rtol=1e-6)

@@ -31,6 +31,24 @@ def test_colour_shift_by_hand():
     assert quality.colour_shift(warm, grey[:1, :1]) == pytest.approx(abs(0.6 - 1 / 3) + abs(0.3 - 1 / 3) + abs(0.1 - 1 / 3))
 
 
+def test_pixel_colour_shift_by_hand_and_against_the_image_level_shift():
+    """Per pixel: a gain keeps it 0; a pixel turned grey counts its own distance; black pixels are grey.
+    Brightening the dark one of two differently coloured pixels moves the image-level proportions but
+    no pixel's colour."""
+    warm = np.array([[[120, 60, 20], [30, 30, 30]]], np.uint8)  # (.6 .3 .1) and grey
+    assert quality.pixel_colour_shift(warm, warm * 2) == 0.0  # a gain: every pixel keeps its proportions
+    grey = np.array([[[60, 60, 60], [30, 30, 30]]], np.uint8)
+    d = abs(0.6 - 1 / 3) + abs(0.3 - 1 / 3) + abs(0.1 - 1 / 3)
+    assert quality.pixel_colour_shift(warm, grey) == pytest.approx(d / 2)  # one of two pixels changed
+    black = np.zeros((1, 2, 3), np.uint8)
+    assert quality.pixel_colour_shift(black, grey) == 0.0
+    lifted = np.array([[[120, 60, 20], [150, 150, 150]]], np.uint8)  # the grey pixel ×5, the warm one kept
+    assert quality.pixel_colour_shift(warm, lifted) == 0.0
+    # image level: (150,90,50)/290 against (270,210,170)/650
+    expected = sum(abs(a / 290 - b / 650) for a, b in ((150, 270), (90, 210), (50, 170)))
+    assert quality.colour_shift(warm, lifted) == pytest.approx(expected) and expected > 0.1
+
+
 def test_noise_sigma_recovers_gaussian_noise_and_ignores_flat_and_ramp():
     rng = np.random.default_rng(0)
     flat = np.full((200, 200, 3), 128.0)
@@ -53,9 +71,9 @@ def test_baselines():
 def test_markdown_table_bolds_the_best():
     paired = {"a": {"psnr": 20.0, "ssim": 0.5, "colour": 0.03, "lpips": None},
               "b": {"psnr": 18.0, "ssim": 0.7, "colour": 0.05, "lpips": None}}
-    real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "noise": 2.0} for k in paired}
+    real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "pixel_shift": 0.021, "noise": 2.0} for k in paired}
     t = quality.markdown_table(paired, real, 2, 3)
-    assert "| a | **20.00** | 0.5000 | **0.030** | 0.300 | 1.20 | 0.040 | 2.00 |" in t  # colour error: lowest is best
+    assert "| a | **20.00** | 0.5000 | **0.030** | 0.300 | 1.20 | 0.040 | 0.021 | 2.00 |" in t  # colour error: lowest is best
     assert "| b | 18.00 | **0.7000** | 0.050 |" in t and "LPIPS" not in t
 
 
@@ -90,6 +108,11 @@ def test_whole_run_writes_table_and_grid(tmp_path):
     assert f"colour shift of the ground truth from its low input: {colour:.3f}" in text  # the same pairs
     bright = np.mean([u8(real / f"r{i}.png").mean() / 255 for i in range(2)])
     assert float(row.split("|")[5]) == pytest.approx(bright, abs=6e-4)
+    assert [float(row.split("|")[i]) for i in (7, 8)] == [0.0, 0.0]  # the input's colour shifts from itself
+    mine = next(line for line in text.splitlines() if line.startswith("| mine |"))
+    w8 = [quality.pixel_colour_shift(u8(real / f"r{i}.png"), quality.enhancer_method(str(w), torch.device("cpu"))(
+        u8(real / f"r{i}.png"))) for i in range(2)]
+    assert float(mine.split("|")[8]) == pytest.approx(np.mean(w8), abs=6e-4) and np.mean(w8) > 0.001
     assert grid.is_file() and os.path.getsize(grid) > 0
 
 
