@@ -47,6 +47,12 @@ def test_pixel_colour_shift_by_hand_and_against_the_image_level_shift():
     # image level: (150,90,50)/290 against (270,210,170)/650
     expected = sum(abs(a / 290 - b / 650) for a, b in ((150, 270), (90, 210), (50, 170)))
     assert quality.colour_shift(warm, lifted) == pytest.approx(expected) and expected > 0.1
+    assert quality.tone_shift(warm, lifted) == pytest.approx(expected)  # all of it comes from the tone
+    orange = np.array([[[90, 60, 30], [30, 30, 30]]], np.uint8)  # → grey keeps each pixel's sum: no tone part
+    assert quality.tone_shift(orange, grey) == pytest.approx(0.0, abs=1e-12) and quality.colour_shift(orange, grey) > 0.1
+    half = np.array([[[120, 60, 20], [15, 15, 15]]], np.uint8)  # grey pixel darker: (150,90,50) → (135,75,35)
+    assert quality.tone_shift(warm, half) == pytest.approx(
+        sum(abs(a / 290 - b / 245) for a, b in ((150, 135), (90, 75), (50, 35))))
 
 
 def test_noise_sigma_recovers_gaussian_noise_and_ignores_flat_and_ramp():
@@ -71,9 +77,9 @@ def test_baselines():
 def test_markdown_table_bolds_the_best():
     paired = {"a": {"psnr": 20.0, "ssim": 0.5, "colour": 0.03, "lpips": None},
               "b": {"psnr": 18.0, "ssim": 0.7, "colour": 0.05, "lpips": None}}
-    real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "pixel_shift": 0.021, "noise": 2.0} for k in paired}
+    real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "tone": 0.03, "pixel_shift": 0.021, "noise": 2.0} for k in paired}
     t = quality.markdown_table(paired, real, 2, 3)
-    assert "| a | **20.00** | 0.5000 | **0.030** | 0.300 | 1.20 | 0.040 | 0.021 | 2.00 |" in t  # colour error: lowest is best
+    assert "| a | **20.00** | 0.5000 | **0.030** | 0.300 | 1.20 | 0.040 | 0.030 | 0.021 | 2.00 |" in t  # colour error: lowest is best
     assert "| b | 18.00 | **0.7000** | 0.050 |" in t and "LPIPS" not in t
 
 
@@ -105,14 +111,16 @@ def test_whole_run_writes_table_and_grid(tmp_path):
     assert float(row.split("|")[2].strip("* ")) == pytest.approx(expected, abs=0.006)  # the input itself
     colour = np.mean([quality.colour_shift(u8(pairs / "high" / f"{i}.png"), u8(pairs / "low" / f"{i}.png")) for i in range(2)])
     assert float(row.split("|")[4].strip("* ")) == pytest.approx(colour, abs=6e-4)  # colour error of the input
-    assert f"colour shift of the ground truth from its low input: {colour:.3f}" in text  # the same pairs
+    pix = np.mean([quality.pixel_colour_shift(u8(pairs / "low" / f"{i}.png"), u8(pairs / "high" / f"{i}.png"))
+                   for i in range(2)])
+    assert f"colour shift of the ground truth from its low input: {colour:.3f}, per pixel {pix:.3f}" in text
     bright = np.mean([u8(real / f"r{i}.png").mean() / 255 for i in range(2)])
     assert float(row.split("|")[5]) == pytest.approx(bright, abs=6e-4)
-    assert [float(row.split("|")[i]) for i in (7, 8)] == [0.0, 0.0]  # the input's colour shifts from itself
+    assert [float(row.split("|")[i]) for i in (7, 8, 9)] == [0.0, 0.0, 0.0]  # the input's shifts from itself
     mine = next(line for line in text.splitlines() if line.startswith("| mine |"))
     w8 = [quality.pixel_colour_shift(u8(real / f"r{i}.png"), quality.enhancer_method(str(w), torch.device("cpu"))(
         u8(real / f"r{i}.png"))) for i in range(2)]
-    assert float(mine.split("|")[8]) == pytest.approx(np.mean(w8), abs=6e-4) and np.mean(w8) > 0.001
+    assert float(mine.split("|")[9]) == pytest.approx(np.mean(w8), abs=6e-4) and np.mean(w8) > 0.001
     assert grid.is_file() and os.path.getsize(grid) > 0
 
 
