@@ -82,23 +82,23 @@ def colour_shift(inp: np.ndarray, out: np.ndarray) -> float:
     return float(np.abs(channel_proportions(inp) - channel_proportions(out)).sum())
 
 
+def pixel_proportions(img: np.ndarray) -> np.ndarray:
+    """``x_c / Σ x`` of every pixel of an (H, W, 3) image, float64 (H, W, 3); (1/3, 1/3, 1/3) for black."""
+    a = np.asarray(img, dtype=np.float64)
+    s = a.sum(axis=-1, keepdims=True)
+    return np.divide(a, s, out=np.full_like(a, 1.0 / 3.0), where=s > 0)
+
+
 def pixel_colour_shift(inp: np.ndarray, out: np.ndarray) -> float:
     """Mean over pixels of the L1 distance between each pixel's channel proportions in input and output (0 … 2)."""
-    def props(img: np.ndarray) -> np.ndarray:
-        a = np.asarray(img, dtype=np.float64)
-        s = a.sum(axis=-1, keepdims=True)
-        return np.divide(a, s, out=np.full_like(a, 1.0 / 3.0), where=s > 0)
-
-    return float(np.abs(props(inp) - props(out)).sum(axis=-1).mean())
+    return float(np.abs(pixel_proportions(inp) - pixel_proportions(out)).sum(axis=-1).mean())
 
 
 def tone_shift(inp: np.ndarray, out: np.ndarray) -> float:
     """Image-level colour shift of ``q(in) · Σ_c out_c`` (each pixel's input proportions at the output's
     brightness): the part of :func:`colour_shift` that the tone curve makes without changing any colour."""
-    a, b = np.asarray(inp, dtype=np.float64), np.asarray(out, dtype=np.float64)
-    s = a.sum(axis=-1, keepdims=True)
-    q = np.divide(a, s, out=np.full_like(a, 1.0 / 3.0), where=s > 0)
-    return colour_shift(a, q * b.sum(axis=-1, keepdims=True))
+    brightness = np.asarray(out, dtype=np.float64).sum(axis=-1, keepdims=True)
+    return colour_shift(inp, pixel_proportions(inp) * brightness)
 
 
 def noise_sigma(img: np.ndarray) -> float:
@@ -192,11 +192,13 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
 
 
 def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> tuple[dict[str, dict], list[list[np.ndarray]]]:
-    """Mean brightness / clipped fraction / colour shift (image, per pixel) / noise σ of each method over real photos.
+    """Mean brightness / clipped fraction / colour shift (image level, tone part, per pixel) / noise σ of each
+    method over real photos.
 
     Also returns the first ``keep`` rows ``[input, output of each method]`` for the grid.
     """
-    scores = {name: {"brightness": [], "clipped": [], "shift": [], "tone": [], "pixel_shift": [], "noise": []} for name in methods}
+    keys = ("brightness", "clipped", "shift", "tone", "pixel_shift", "noise")
+    scores = {name: {k: [] for k in keys} for name in methods}
     rows = []
     for i, path in enumerate(paths):
         x = to_uint8(read_image(path))
@@ -240,8 +242,8 @@ def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None,
                 cells.append(f"{p['lpips']:.3f}")
         if real:
             r = real[n]
-            cells += [f"{r['brightness']:.3f}", f"{100 * r['clipped']:.2f}", f"{r['shift']:.3f}", f"{r['tone']:.3f}", f"{r['pixel_shift']:.3f}",
-                      f"{r['noise']:.2f}"]
+            cells += [f"{r['brightness']:.3f}", f"{100 * r['clipped']:.2f}", f"{r['shift']:.3f}", f"{r['tone']:.3f}",
+                      f"{r['pixel_shift']:.3f}", f"{r['noise']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

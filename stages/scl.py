@@ -90,6 +90,9 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     if args.arch != "dce" and weights["tv"]:
         raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
                         f"pass --w_tv 0")
+    if args.chroma_linear_share != 1.0 and args.chroma_space != "linear":
+        raise UserError(f"--chroma_linear_share {args.chroma_linear_share:g} applies to --chroma_space linear "
+                        f"(here {args.chroma_space}): add --chroma_space linear or drop it")
     if not any(weights.values()):
         raise UserError("every loss weight is 0: set at least one --w_<term>")
     return weights

@@ -63,6 +63,7 @@ BAD_FLAGS = [  # the probe's cases: (stage, flags, what the one line must name)
     ("scl", ["--lowlight_lr=-1e-4"], "--lowlight_lr -0.0001"), ("scl", ["--w_con", "-1"], "--w_con -1"),
     ("scl", ["--amp", "fp16"], "--amp fp16 needs a CUDA device"),
     ("scl", ["--chroma_linear_share", "1.5"], "--chroma_linear_share 1.5: must be"),
+    ("scl", ["--chroma_linear_share", "0.3"], "--chroma_linear_share 0.3 applies to --chroma_space linear"),
     ("scl", ["--chroma_linear_share=-0.5"], "--chroma_linear_share -0.5: must be"),
     ("enhancer", ["--nepoch", "0"], "--nepoch 0"), ("enhancer", ["--nepoch", "-1"], "--nepoch -1"),
     ("enhancer", ["--batch_size", "0"], "--batch_size 0"), ("enhancer", ["--batch_size", "-4"], "--batch_size -4"),
