@@ -18,6 +18,7 @@ import signal
 import sys
 
 from stages.common import Interrupted
+from utils.device import close_distributed
 from utils.errors import UserError, run_cli
 
 # stage name -> module with add_arguments(parser) and run(args); imported only when chosen.
@@ -41,15 +42,18 @@ def main(argv: list[str] | None = None) -> None:
     stage = pre.parse_known_args(argv)[0].stage
     args = build_parser(stage).parse_args(argv)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    done = False
     try:
         importlib.import_module(STAGES[stage]).run(args)
+        done = True
     except OSError as e:  # a file-system fault while training (disk full, folder removed): one line, the path
         if e.filename is None:
             raise
         raise UserError(f"{e.filename}: {e.strerror or e}; free space or choose another folder") from None
-    finally:  # a run that failed leaves no handler of its own behind
+    finally:  # a run that failed leaves no handler of its own behind, nor a process group
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        close_distributed(barrier=done)
 
 
 def _cli() -> None:

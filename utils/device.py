@@ -57,6 +57,18 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def close_distributed(barrier: bool = True) -> None:
+    """Leave the process group, if one was joined: wait for every process (``barrier``, on success only:
+    after an error the others may never arrive), then destroy it. Left to the interpreter's exit instead,
+    the group's teardown races its background threads and can abort a process (SIGABRT) after a
+    successful run."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if barrier:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def is_primary() -> bool:
     """True on rank 0 (or when not distributed): only this process logs and writes files."""
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
