@@ -193,24 +193,26 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
     bar = tqdm(total=len(flat), desc="enhance", unit="img", dynamic_ncols=True, disable=not progress)
     try:
         for batch in batches:
-            items = [next(decoded) for _ in batch]
-            for i, img in items:
-                if isinstance(img, Exception):
-                    tqdm.write(f"error: {img}", file=sys.stderr)
-                    failures.append(data.files[i])
-            good = [(i, img) for i, img in items if not isinstance(img, Exception)]
-            for shape in dict.fromkeys(img.shape for _, img in good):  # EXIF may differ from the header
+            good = _decoded(decoded, len(batch), data, failures)
+            while good:  # one forward pass per image size (EXIF may differ from the header)
+                shape = good[0][1].shape
                 group = [(i, img) for i, img in good if img.shape == shape]
+                good = [(i, img) for i, img in good if img.shape != shape]
                 x = group[0][1][None] if len(group) == 1 else torch.stack([img for _, img in group])
+                group = [i for i, _ in group]  # from here x alone holds the input
                 x = x.to(device).contiguous(memory_format=torch.channels_last)  # no copy for one CPU image
                 try:
                     y = enhance_batch(model, x, dtype, budget_bytes, tile).cpu()
                 except ImageFailed as e:
-                    tqdm.write(f"error: {data.files[group[0][0]]}: {e}", file=sys.stderr)
-                    failures += [data.files[i] for i, _ in group]
+                    tqdm.write(f"error: {data.files[group[0]]}: {e}", file=sys.stderr)
+                    failures += [data.files[i] for i in group]
                     continue
-                for k, (i, _) in enumerate(group):
-                    if not torch.isfinite(y[k]).all():
+                finally:
+                    del x  # the input is freed before the results are checked and written
+                for k, i in enumerate(group):
+                    # y is clamped to [0, 1] (Inf became 0 or 1): NaN is the only non-finite value left, and
+                    # isnan needs no float temporary of the image's size (isfinite does)
+                    if y[k].isnan().any():
                         tqdm.write(f"error: {data.files[i]}: the enhancer produced NaN/Inf pixels; not written",
                                    file=sys.stderr)
                         failures.append(data.files[i])
@@ -229,6 +231,20 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
     return written, failures
+
+
+def _decoded(decoded, n: int, data: ImageFolder, failures: list[str]) -> list[tuple[int, torch.Tensor]]:
+    """The next ``n`` images of ``decoded`` as (index, image); those that failed are reported and left out.
+    (A function, so that no loop variable of the caller keeps an image alive after it is enhanced.)"""
+    good = []
+    for _ in range(n):
+        i, img = next(decoded)
+        if isinstance(img, Exception):
+            tqdm.write(f"error: {img}", file=sys.stderr)
+            failures.append(data.files[i])
+        else:
+            good.append((i, img))
+    return good
 
 
 def _done(fn, *args) -> Future:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
@@ -102,12 +102,14 @@ def ordered_map(pool: Executor | None, fn: Callable[[T], R], items: Iterable[T],
         for item in items:
             yield item, call(item)
         return
+
+    def take(entry: tuple[T, Future]) -> tuple[T, R | Exception]:
+        return entry[0], entry[1].result()  # a local of the generator would keep the result alive while it waits
+
     queue: deque = deque()
     for item in items:
         queue.append((item, pool.submit(call, item)))
         if len(queue) > ahead:
-            first, fut = queue.popleft()
-            yield first, fut.result()
+            yield take(queue.popleft())
     while queue:
-        first, fut = queue.popleft()
-        yield first, fut.result()
+        yield take(queue.popleft())
