@@ -252,13 +252,18 @@ def enhance_tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int = 8
     h, w = x.shape[-2:]
     if tile <= 0 or (h <= tile and w <= tile):
         return enhance(model, x)
+    # Each side is split into equal tiles of at most ``tile`` pixels, and every window has the same shape
+    # (the tile plus ``overlap`` on both sides, or the image side): an edge window is moved inwards rather
+    # than cut. The allocator then reuses one set of buffers instead of fragmenting the heap with windows
+    # of several shapes, and hardly any pixel is computed twice.
+    th, tw = -(-h // -(-h // tile)), -(-w // -(-w // tile))
+    wh, ww = min(h, th + 2 * overlap), min(w, tw + 2 * overlap)
     out = None
-    for top in range(0, h, tile):
-        for left in range(0, w, tile):
-            t0, l0 = max(0, top - overlap), max(0, left - overlap)
-            t1, l1 = min(h, top + tile + overlap), min(w, left + tile + overlap)
-            y = enhance(model, x[..., t0:t1, l0:l1])
+    for top in range(0, h, th):
+        for left in range(0, w, tw):
+            t0, l0 = min(max(0, top - overlap), h - wh), min(max(0, left - overlap), w - ww)
+            y = enhance(model, x[..., t0:t0 + wh, l0:l0 + ww])
             if out is None:
                 out = y.new_empty(*y.shape[:-2], h, w)
-            out[..., top:top + tile, left:left + tile] = y[..., top - t0:top - t0 + tile, left - l0:left - l0 + tile]
+            out[..., top:top + th, left:left + tw] = y[..., top - t0:top - t0 + th, left - l0:left - l0 + tw]
     return out
