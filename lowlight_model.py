@@ -243,7 +243,7 @@ def enhance(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def enhance_tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int = 8) -> torch.Tensor:
-    """:func:`enhance` in ``tile`` x ``tile`` pieces with ``overlap`` pixels of context on each side.
+    """:func:`enhance` in equal pieces of at most ``tile`` x ``tile`` with ``overlap`` pixels of context on each side.
 
     Bounds memory on large images. For a purely convolutional enhancer whose receptive-field radius is
     at most ``overlap`` (DCE-Net: 7) the stitched result equals the whole-image result up to float

@@ -126,6 +126,21 @@ def test_tiled_enhancement_equals_whole_image():
         assert (enhance_tiled(m, x, 16, overlap=2) - whole).abs().max() > 1e-4
 
 
+def test_tiles_split_each_side_evenly_into_windows_of_one_shape(monkeypatch):
+    """45x70 with tile 16: rows 3 tiles of 15, columns 5 tiles of 14, every window 31x30 (edge windows
+    moved inwards, not cut), 15 windows; the result still equals the whole image."""
+    import lowlight_model
+
+    m = random_dce()
+    x = torch.rand(1, 3, 45, 70)
+    shapes, real = [], lowlight_model.enhance
+    monkeypatch.setattr(lowlight_model, "enhance", lambda model, t: shapes.append(tuple(t.shape[-2:])) or real(model, t))
+    with torch.no_grad():
+        out = lowlight_model.enhance_tiled(m, x, 16)
+        torch.testing.assert_close(out, real(m, x), atol=1e-5, rtol=1e-5)
+    assert shapes == [(31, 30)] * 15
+
+
 def test_enhancers_carry_their_facts():
     """Issue 7 item 5: size multiple and receptive radius are class attributes that enhance() reads."""
     from network.emnet import EMNet
