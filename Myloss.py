@@ -132,13 +132,14 @@ class L_chroma(nn.Module):
         if not 0.0 <= linear_share <= 1.0:
             raise ValueError(f"linear_share {linear_share}: must be in [0, 1]")
         self.pool = nn.AvgPool2d(patch_size)
-        self.eps, self.weighting, self.space = float(eps), weighting, space
-        self.linear_share = float(linear_share) if space == "linear" else 0.0
+        self.eps, self.weighting = float(eps), weighting
+        self.linear_share = float(linear_share) if space == "linear" else 0.0  # sRGB space: share 0
 
     def forward(self, I: Tensor, E: Tensor) -> Tensor:
-        t = self.linear_share
+        t = self.linear_share  # a term whose weight is 0 is not computed
         lin = self._term(srgb_to_linear(I), srgb_to_linear(E)) if t > 0 else 0.0
-        return t * lin + (1.0 - t) * self._term(I, E) if t < 1 else lin
+        srgb = self._term(I, E) if t < 1 else 0.0
+        return t * lin + (1.0 - t) * srgb
 
     def _term(self, I: Tensor, E: Tensor) -> Tensor:
         pi, pe = self.pool(I), self.pool(E)

@@ -199,17 +199,18 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
                 group = [(i, img) for i, img in good if img.shape == shape]
                 good = [(i, img) for i, img in good if img.shape != shape]
                 x = group[0][1][None] if len(group) == 1 else torch.stack([img for _, img in group])
-                group = [i for i, _ in group]  # from here x alone holds the input
+                ids = [i for i, _ in group]
+                del group  # from here x alone holds the input
                 x = x.to(device).contiguous(memory_format=torch.channels_last)  # no copy for one CPU image
                 try:
                     y = enhance_batch(model, x, dtype, budget_bytes, tile).cpu()
                 except ImageFailed as e:
-                    tqdm.write(f"error: {data.files[group[0]]}: {e}", file=sys.stderr)
-                    failures += [data.files[i] for i in group]
+                    tqdm.write(f"error: {data.files[ids[0]]}: {e}", file=sys.stderr)
+                    failures += [data.files[i] for i in ids]
                     continue
                 finally:
                     del x  # the input is freed before the results are checked and written
-                for k, i in enumerate(group):
+                for k, i in enumerate(ids):
                     # y is clamped to [0, 1] (Inf became 0 or 1): NaN is the only non-finite value left, and
                     # isnan needs no float temporary of the image's size (isfinite does)
                     if y[k].isnan().any():

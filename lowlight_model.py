@@ -5,6 +5,7 @@ triple, so the official SCL-LLE and Zero-DCE checkpoints load unchanged (SPEC §
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -242,6 +243,12 @@ def enhance(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out[..., :h, :w]
 
 
+def _even_tile(side: int, tile: int) -> int:
+    """The size of the fewest equal tiles of at most ``tile`` pixels that cover ``side``."""
+    parts = math.ceil(side / tile)
+    return math.ceil(side / parts)
+
+
 def enhance_tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int = 8) -> torch.Tensor:
     """:func:`enhance` in equal pieces of at most ``tile`` x ``tile`` with ``overlap`` pixels of context on each side.
 
@@ -256,7 +263,7 @@ def enhance_tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int = 8
     # (the tile plus ``overlap`` on both sides, or the image side): an edge window is moved inwards rather
     # than cut. The allocator then reuses one set of buffers instead of fragmenting the heap with windows
     # of several shapes, and hardly any pixel is computed twice.
-    th, tw = -(-h // -(-h // tile)), -(-w // -(-w // tile))
+    th, tw = _even_tile(h, tile), _even_tile(w, tile)
     wh, ww = min(h, th + 2 * overlap), min(w, tw + 2 * overlap)
     out = None
     for top in range(0, h, th):

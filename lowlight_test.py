@@ -26,7 +26,7 @@ import torch
 
 from inference import OutputPlan, check_writable_dir, enhance_folder, memory_text, peak_memory
 from lowlight_model import ENHANCERS, UnknownEnhancer, load_enhancer
-from utils.device import init_distributed, keep_freed_memory, resolve_device
+from utils.device import close_distributed, init_distributed, keep_freed_memory, resolve_device
 from utils.errors import UserError, run_cli
 from utils.image_io import load_codecs
 
@@ -249,7 +249,7 @@ def _summary(written: int, failures: list[str], data, out_dir: str, elapsed: flo
         written = sum(p[0] for p in parts)
         failures = [f for p in parts for f in p[1]]
         peak = memory_text(max(p[2] for p in parts), max(p[3] for p in parts)) + f" (largest of {world} processes)"
-        dist.destroy_process_group()
+        close_distributed(barrier=False)  # the gather above already waited for every process
         if int(os.environ.get("RANK", 0)) != 0:
             return 1 if failures else 0
     per = f", {1000 * elapsed / written:.0f} ms/image" if written else ""

@@ -107,6 +107,8 @@ def time_steps(step, steps: int, device: torch.device, clock=time.perf_counter) 
 def _ddp_worker(rank: int, world: int, port: int, args, queue) -> None:
     import torch.distributed as dist
 
+    from utils.device import close_distributed
+
     torch.set_num_threads(max(1, args.threads // world))
     device = torch.device(f"cuda:{rank}" if args.device == "cuda" else "cpu")
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -134,7 +136,7 @@ def _ddp_worker(rank: int, world: int, port: int, args, queue) -> None:
     t, _ = time_steps(step, args.steps, device)
     if rank == 0:
         queue.put(t)
-    dist.destroy_process_group()
+    close_distributed()
 
 
 def ddp_images_per_second(world: int, args) -> float:

@@ -89,16 +89,19 @@ def pixel_proportions(img: np.ndarray) -> np.ndarray:
     return np.divide(a, s, out=np.full_like(a, 1.0 / 3.0), where=s > 0)
 
 
-def pixel_colour_shift(inp: np.ndarray, out: np.ndarray) -> float:
-    """Mean over pixels of the L1 distance between each pixel's channel proportions in input and output (0 … 2)."""
-    return float(np.abs(pixel_proportions(inp) - pixel_proportions(out)).sum(axis=-1).mean())
+def pixel_colour_shift(inp: np.ndarray, out: np.ndarray, q_in: np.ndarray | None = None) -> float:
+    """Mean over pixels of the L1 distance between each pixel's channel proportions in input and output (0 … 2).
+    ``q_in``: ``pixel_proportions(inp)`` when the caller has it already."""
+    q_in = pixel_proportions(inp) if q_in is None else q_in
+    return float(np.abs(q_in - pixel_proportions(out)).sum(axis=-1).mean())
 
 
-def tone_shift(inp: np.ndarray, out: np.ndarray) -> float:
+def tone_shift(inp: np.ndarray, out: np.ndarray, q_in: np.ndarray | None = None) -> float:
     """Image-level colour shift of ``q(in) · Σ_c out_c`` (each pixel's input proportions at the output's
-    brightness): the part of :func:`colour_shift` that the tone curve makes without changing any colour."""
-    brightness = np.asarray(out, dtype=np.float64).sum(axis=-1, keepdims=True)
-    return colour_shift(inp, pixel_proportions(inp) * brightness)
+    brightness): the part of :func:`colour_shift` that the tone curve makes without changing any colour.
+    ``q_in``: ``pixel_proportions(inp)`` when the caller has it already."""
+    q_in = pixel_proportions(inp) if q_in is None else q_in
+    return colour_shift(inp, q_in * np.asarray(out, dtype=np.float64).sum(axis=-1, keepdims=True))
 
 
 def noise_sigma(img: np.ndarray) -> float:
@@ -202,6 +205,7 @@ def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> t
     rows = []
     for i, path in enumerate(paths):
         x = to_uint8(read_image(path))
+        q = pixel_proportions(x)  # shared by every method's tone part and per-pixel shift
         row = [x]
         for name, method in methods.items():
             out = method(x)
@@ -209,8 +213,8 @@ def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> t
             s["brightness"].append(float(out.mean()) / 255.0)
             s["clipped"].append(clipped_fraction(out))
             s["shift"].append(colour_shift(x, out))
-            s["tone"].append(tone_shift(x, out))
-            s["pixel_shift"].append(pixel_colour_shift(x, out))
+            s["tone"].append(tone_shift(x, out, q))
+            s["pixel_shift"].append(pixel_colour_shift(x, out, q))
             s["noise"].append(noise_sigma(out))
             row.append(out)
         if i < keep:

@@ -82,7 +82,8 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
     check_flags(args, at_least={"batch_size": 2, "crop_size": MIN_CROP, "total_itrs": 1, "snapshot_iter": 1,
                                 "embed_dim": 1, "num_classes": 1, "exp_patch": 1, "lowlight_weight_decay": 0.0,
-                                "cache_mb": 0.0, "lr_min": 0.0, "chroma_linear_share": 0.0, **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
+                                "cache_mb": 0.0, "lr_min": 0.0, "chroma_linear_share": 0.0,
+                                **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
                 positive=("lowlight_lr", "grad_clip_norm"),
                 at_most={"exp_patch": args.crop_size, "chroma_linear_share": 1.0,
                          **({"lr_min": args.lowlight_lr} if args.lr_schedule == "cosine" else {})})

@@ -329,3 +329,35 @@ def test_lol_crop_offsets_as_the_reference_draws_them():
     assert tops == {0, 1} and lefts == {0, 1, 2}
     exact, _ = paired_random_crop(img[:, :ps, :ps], img[:, :ps, :ps], ps)
     assert torch.equal(exact, img[:, :ps, :ps])
+
+
+def test_ordered_map_keeps_no_result_alive_once_the_caller_drops_it():
+    """The folder pipeline frees each decoded image when it is done with it: the generator, suspended
+    while the caller works, holds no reference to a result it has already handed over."""
+    import gc
+    import weakref
+    from concurrent.futures import ThreadPoolExecutor
+
+    from datasets.folder import ordered_map
+
+    class Image_:
+        pass
+
+    refs = []
+
+    def make(i):
+        obj = Image_()
+        refs.append(weakref.ref(obj))
+        return obj
+
+    for pool in (ThreadPoolExecutor(1), None):
+        refs.clear()
+        gen = ordered_map(pool, make, range(4), ahead=1)
+        item, obj = next(gen)
+        assert item == 0 and refs[0]() is obj
+        del obj
+        gc.collect()
+        assert refs[0]() is None  # freed although the generator is suspended mid-iteration
+        assert [i for i, _ in gen] == [1, 2, 3]
+        if pool is not None:
+            pool.shutdown()

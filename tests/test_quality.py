@@ -53,6 +53,9 @@ def test_pixel_colour_shift_by_hand_and_against_the_image_level_shift():
     half = np.array([[[120, 60, 20], [15, 15, 15]]], np.uint8)  # grey pixel darker: (150,90,50) → (135,75,35)
     assert quality.tone_shift(warm, half) == pytest.approx(
         sum(abs(a / 290 - b / 245) for a, b in ((150, 135), (90, 75), (50, 35))))
+    q = quality.pixel_proportions(warm)  # what score_real passes once per photo
+    assert quality.tone_shift(warm, half, q) == quality.tone_shift(warm, half)
+    assert quality.pixel_colour_shift(warm, grey, q) == quality.pixel_colour_shift(warm, grey)
 
 
 def test_noise_sigma_recovers_gaussian_noise_and_ignores_flat_and_ramp():
