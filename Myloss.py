@@ -152,6 +152,30 @@ class L_chroma(nn.Module):
         return (err * w).sum() / (I.shape[0] * I.shape[1])
 
 
+class L_balance(nn.Module):
+    """Image-level colour balance (this project's addition, not in SCL-LLE or Zero-DCE).
+
+    P(x) = m / Σ_c m with m the per-channel mean of the whole image; returns the batch mean of
+    Σ_c |P(E) − P(I)| (the "colour shift" of ``benchmarks/quality.py``), I's proportions held fixed.
+    Brightening dark regions more than bright ones moves the image's proportions towards the dark
+    regions' colour even when every pixel keeps its own (``L_chroma`` keeps those); this term asks
+    the curves to keep the image's overall colour balance as well. I, E: (N,3,H,W) in [0,1].
+    """
+
+    def __init__(self, eps: float = 1e-4, colour_only: bool = False) -> None:
+        super().__init__()
+        self.eps, self.colour_only = float(eps), bool(colour_only)
+
+    def forward(self, I: Tensor, E: Tensor) -> Tensor:
+        if self.colour_only:  # same value; no gradient through each pixel's brightness Σ_c E
+            s = E.sum(dim=1, keepdim=True)
+            E = E / (s + self.eps) * s.detach()
+        mi, me = I.mean(dim=(2, 3)), E.mean(dim=(2, 3))
+        pi = (mi / (mi.sum(dim=1, keepdim=True) + self.eps)).detach()
+        pe = me / (me.sum(dim=1, keepdim=True) + self.eps)
+        return (pe - pi).abs().sum(dim=1).mean()
+
+
 class L_TV(nn.Module):
     """Illumination smoothness of the curve maps A (N,C,H,W) → scalar.
 

@@ -21,6 +21,7 @@ LOSS_WEIGHTS = {
     "segexp": (1.0, "L_segexp: semantic brightness consistency (needs labels)"),
     "seg": (1.0, "cross-entropy of the frozen DeepLab on the output (needs labels and --ckpt)"),
     "chroma": (0.0, "L_chroma: chromaticity of output vs input, 4x4 cells (this project's addition; 0 = reference)"),
+    "balance": (0.0, "L_balance: image-level channel proportions of output vs input (this project's addition)"),
     "spa": (0.0, "Zero-DCE spatial consistency L_spa (not in SCL-LLE's total)"),
     "exp": (0.0, "exposure control L_exp(--exp_patch, --exp_level) (not in SCL-LLE's total)"),
 }
@@ -40,13 +41,15 @@ class SCLLoss(nn.Module):
                  segexp_per_image: bool = False, device: torch.device | None = None,
                  seg_train_mode: bool = False, exp_patch: int = 16, exp_level: float = 0.6,
                  exp_variant: str = "scl", chroma_weighting: str = "uniform",
-                 chroma_space: str = "srgb", chroma_linear_share: float = 1.0) -> None:
+                 chroma_space: str = "srgb", chroma_linear_share: float = 1.0,
+                 balance_colour_only: bool = False) -> None:
         super().__init__()
         self.w = {k: float(v) for k, v in weights.items() if v}
         self.tv, self.color = Myloss.L_TV(), Myloss.L_color()
         self.segexp = Myloss.L_segexp(per_image=segexp_per_image)
         self.chroma = Myloss.L_chroma(weighting=chroma_weighting, space=chroma_space,
                                       linear_share=chroma_linear_share)
+        self.balance = Myloss.L_balance(colour_only=balance_colour_only)
         self.spa, self.exp = Myloss.L_spa(), Myloss.L_exp(exp_patch, exp_level, exp_variant)
         self.vgg = Myloss.get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:
@@ -108,6 +111,8 @@ class SCLLoss(nn.Module):
             t["seg"] = w["seg"] * self.seg(E, y)
         if "chroma" in w:
             t["chroma"] = w["chroma"] * self.chroma(I, E)
+        if "balance" in w:
+            t["balance"] = w["balance"] * self.balance(I, E)
         if "spa" in w:
             t["spa"] = w["spa"] * self.spa(I, E).mean()
         if "exp" in w:

@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="L_chroma: chromaticity of the sRGB values, or of linear light (sRGB curve undone)")
     g.add_argument("--chroma_linear_share", type=float, default=1.0,
                    help="with --chroma_space linear: weight t of the linear-light term, 1 - t going to the sRGB term")
+    g.add_argument("--balance_colour_only", action="store_true",
+                   help="L_balance: no gradient through each pixel's brightness (the term recolours, never darkens)")
     g.add_argument("--segexp_per_image", action="store_true",
                    help="corrected L_segexp (each image's own labels) instead of the reference's cross-batch broadcast")
     g = p.add_argument_group("optimisation")
@@ -135,7 +137,8 @@ def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss
                        segexp_per_image=args.segexp_per_image, device=device,
                        exp_patch=args.exp_patch, exp_level=args.exp_level, exp_variant=args.exp_variant,
                        chroma_weighting=args.chroma_weighting, chroma_space=args.chroma_space,
-                       chroma_linear_share=args.chroma_linear_share)
+                       chroma_linear_share=args.chroma_linear_share,
+                       balance_colour_only=args.balance_colour_only)
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 

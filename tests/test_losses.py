@@ -540,3 +540,61 @@ def test_scl_loss_passes_chroma_options():
                              SCLLoss({"chroma": 1.0})(I, E, A)["chroma"])
     t = SCLLoss({"chroma": 7.0}, chroma_space="linear", chroma_linear_share=0.4)(I, E, A)
     close(t["chroma"], 7.0 * L_chroma(space="linear", linear_share=0.4)(I, E), rtol=1e-6)
+
+
+def test_balance_hand_value_counts_the_tone_curve_and_matches_the_benchmark():
+    """L_balance: image-level proportions. A dark green half brightened 10× next to an unchanged grey
+    half keeps every pixel's colour (L_chroma 0) but moves the image's channel means: means
+    (0.26, 0.27, 0.26) → (0.35, 0.45, 0.35). Equal to quality.colour_shift on random images."""
+    import numpy as np
+    from Myloss import L_balance, L_chroma
+    from benchmarks.quality import colour_shift
+
+    I = torch.zeros(1, 3, 4, 8)
+    I[:, 0, :, :4], I[:, 1, :, :4], I[:, 2, :, :4] = 0.02, 0.04, 0.02
+    I[:, :, :, 4:] = 0.5
+    E = I.clone()
+    E[:, :, :, :4] *= 10
+    close(L_chroma(4, eps=0)(I, E), 0.0, atol=1e-7)
+    hand = 2 * abs(0.26 / 0.79 - 0.35 / 1.15) + abs(0.27 / 0.79 - 0.45 / 1.15)
+    close(L_balance(eps=0)(I, E), hand, rtol=1e-5)
+    close(L_balance(eps=0)(I, I * 3), 0.0, atol=1e-7)
+    g = torch.Generator().manual_seed(5)
+    I, E = torch.rand(3, 3, 6, 5, generator=g), torch.rand(3, 3, 6, 5, generator=g)
+    ref = np.mean([colour_shift(i.permute(1, 2, 0).numpy(), e.permute(1, 2, 0).numpy()) for i, e in zip(I, E)])
+    close(L_balance(eps=0)(I, E), float(ref), rtol=1e-5)
+    E.requires_grad_(True)
+    I.requires_grad_(True)
+    L_balance()(I, E).backward()
+    assert I.grad is None or float(I.grad.abs().sum()) == 0.0  # the input is a fixed target
+    assert float(E.grad.abs().sum()) > 0
+
+
+def test_scl_loss_balance_term_is_its_weight_times_the_loss():
+    from losses import SCLLoss
+    from Myloss import L_balance
+
+    g = torch.Generator().manual_seed(1)
+    I, E = torch.rand(2, 3, 8, 8, generator=g) * 0.1, torch.rand(2, 3, 8, 8, generator=g)
+    t = SCLLoss({"balance": 3.0, "chroma": 0.0})(I, E, torch.zeros(2, 24, 8, 8))
+    assert set(t) == {"balance"}
+    close(t["balance"], 3.0 * L_balance()(I, E), rtol=1e-6)
+
+
+def test_balance_colour_only_has_the_same_value_and_no_gradient_through_brightness():
+    """colour_only: the value is unchanged, but scaling a pixel's three channels alike (its brightness)
+    gets no gradient, while a channel of its own does."""
+    from Myloss import L_balance
+
+    g = torch.Generator().manual_seed(2)
+    I, E = torch.rand(2, 3, 5, 5, generator=g), torch.rand(2, 3, 5, 5, generator=g)
+    close(L_balance(eps=0, colour_only=True)(I, E), L_balance(eps=0)(I, E), rtol=1e-6)
+    k = torch.ones(2, 1, 5, 5, requires_grad=True)
+    L_balance(eps=0, colour_only=True)(I, E * k).backward()
+    close(k.grad, torch.zeros_like(k), atol=1e-6)
+    k.grad = None
+    L_balance(eps=0)(I, E * k).backward()
+    assert float(k.grad.abs().sum()) > 1e-3
+    r = torch.ones(2, 3, 5, 5, requires_grad=True)
+    L_balance(eps=0, colour_only=True)(I, E * r).backward()
+    assert float(r.grad.abs().sum()) > 1e-3
