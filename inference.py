@@ -148,8 +148,10 @@ def enhance_batch(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = 
 
 
 def _read(path: str) -> torch.Tensor:
-    """(3,H,W) float32 in [0,1], a view of the decoded HxWx3 array (channels-last layout, no copy)."""
-    return torch.from_numpy(read_image(path)).permute(2, 0, 1)
+    """(3,H,W), a view of the decoded HxWx3 array (channels-last layout, no copy): uint8 for an image of
+    8-bit values (:func:`lowlight_model.enhance` divides by 255, a window at a time when tiled), else
+    float32 in [0,1]."""
+    return torch.from_numpy(read_image(path, keep_8bit=True)).permute(2, 0, 1)
 
 
 def _write(y: torch.Tensor, path: str) -> None:
@@ -198,6 +200,8 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
                 shape = good[0][1].shape
                 group = [(i, img) for i, img in good if img.shape == shape]
                 good = [(i, img) for i, img in good if img.shape != shape]
+                if len({img.dtype for _, img in group}) > 1:  # 8-bit and 16-bit/float images of one size
+                    group = [(i, img.float().div_(255) if img.dtype == torch.uint8 else img) for i, img in group]
                 x = group[0][1][None] if len(group) == 1 else torch.stack([img for _, img in group])
                 ids = [i for i, _ in group]
                 del group  # from here x alone holds the input

@@ -232,8 +232,11 @@ def enhance(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The enhanced image (N,3,H,W) of any enhancer: DCE-Net's final image or EMNet's output.
 
     The input is reflect-padded to a multiple of the model's ``size_multiple`` (EMNet: 8) and the
-    result cropped back. A model with a ``final_image`` method (DCE-Net) uses it.
+    result cropped back. A model with a ``final_image`` method (DCE-Net) uses it. A uint8 x (8-bit values)
+    is taken as ``x / 255`` in float32, so that :func:`enhance_tiled` converts one window at a time.
     """
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255)
     base = model.module if hasattr(model, "module") else model  # DDP/DataParallel keep the model inside
     x, (h, w) = pad_to_multiple(x, getattr(base, "size_multiple", 1))
     final = getattr(model, "final_image", None)

@@ -219,3 +219,22 @@ def test_save_grid(tmp_path):
     rows = save_grid_rows([[a], [a, b]], str(tmp_path / "rows.png"), gap=0)  # narrower rows padded white
     assert rows.shape == (40, 25, 3) and (rows[:20, 10:] == 255).all()
     np.testing.assert_array_equal(rows[20:, 10:], b)
+
+
+def test_keep_8bit_returns_the_decoded_bytes_and_float_for_16bit(tmp_path):
+    """keep_8bit: RGB, RGBA, grey and palette PNGs come back as uint8 whose v / 255 (float32) is exactly
+    the float read; a 16-bit PNG stays float32."""
+    a = _rgb()
+    Image.fromarray(a).save(tmp_path / "rgb.png")
+    Image.fromarray(np.concatenate([a, a[..., :1]], axis=2), "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(a[..., 1], "L").save(tmp_path / "g.png")
+    Image.fromarray(a).quantize(colors=16).save(tmp_path / "p.png")
+    for name in ("rgb.png", "rgba.png", "g.png", "p.png"):
+        u = read_image(str(tmp_path / name), keep_8bit=True)
+        assert u.dtype == np.uint8 and u.shape == (10, 14, 3) and u.flags.c_contiguous and u.flags.writeable, name
+        np.testing.assert_array_equal(u.astype(np.float32) / 255, read_image(str(tmp_path / name)))
+    np.testing.assert_array_equal(read_image(str(tmp_path / "rgb.png"), keep_8bit=True), a)
+    cv2.imwrite(str(tmp_path / "c16.png"), np.full((4, 5, 3), 1000, np.uint16))
+    x = read_image(str(tmp_path / "c16.png"), keep_8bit=True)
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(x, 1000 / 65535, atol=1e-7)

@@ -126,6 +126,22 @@ def test_tiled_enhancement_equals_whole_image():
         assert (enhance_tiled(m, x, 16, overlap=2) - whole).abs().max() > 1e-4
 
 
+def test_uint8_input_is_enhanced_as_its_float_image_window_by_window(monkeypatch):
+    """enhance/enhance_tiled on uint8 x give exactly the result for x / 255 in float32; tiled, only the
+    windows are converted (enhance sees uint8 windows)."""
+    import lowlight_model
+
+    m = random_dce()
+    u = torch.randint(0, 256, (1, 3, 45, 70), dtype=torch.uint8)
+    x = u.float() / 255
+    seen, real = [], lowlight_model.enhance
+    monkeypatch.setattr(lowlight_model, "enhance", lambda model, t: seen.append(t.dtype) or real(model, t))
+    with torch.no_grad():
+        assert torch.equal(real(m, u), real(m, x))
+        assert torch.equal(lowlight_model.enhance_tiled(m, u, 16), lowlight_model.enhance_tiled(m, x, 16))
+    assert seen == [torch.uint8] * 15 + [torch.float32] * 15
+
+
 def test_tiles_split_each_side_evenly_into_windows_of_one_shape(monkeypatch):
     """45x70 with tile 16: rows 3 tiles of 15, columns 5 tiles of 14, every window 31x30 (edge windows
     moved inwards, not cut), 15 windows; the result still equals the whole image."""

@@ -209,6 +209,30 @@ def test_same_size_images_are_batched_with_the_single_image_result(tmp_path, dce
         assert np.abs(a - b).max() <= 1, name
 
 
+def test_a_batch_mixing_8bit_and_16bit_images_of_one_size_is_scaled_alike(tmp_path, dce_weights, monkeypatch):
+    """8-bit images are read as uint8 and 16-bit ones as float: batched together (one size), each still
+    gets the same output as alone (stacked unscaled, the 8-bit one would be 255 times too bright)."""
+    import cv2
+    import inference
+
+    batches = []
+    real = inference.enhance_batch
+    monkeypatch.setattr(inference, "enhance_batch", lambda m, x, *a: batches.append(x.dtype) or real(m, x, *a))
+
+    weights, _ = dce_weights
+    src = tmp_path / "in"
+    write_rgb(src / "a8.png", 24, 32, seed=1, scale=0.3)
+    rgb16 = np.random.default_rng(2).integers(0, 20000, (24, 32, 3), dtype=np.uint16)
+    cv2.imwrite(str(src / "b16.png"), rgb16[..., ::-1])
+    for bs in (1, 2):
+        assert lowlight_test.main(["--input_dir", str(src), "--output_dir", str(tmp_path / f"b{bs}"), "--weights",
+                                   str(weights), "--device", "cpu", "--batch_size", str(bs), "--workers", "0"]) == 0
+    for name in ("a8.png", "b16.png"):
+        a, b = (np.asarray(Image.open(tmp_path / d / name), int) for d in ("b1", "b2"))
+        assert np.abs(a - b).max() <= 1, name
+    assert sorted(map(str, batches)) == ["torch.float32", "torch.float32", "torch.uint8"]  # alone, then together
+
+
 def test_shards_partition_the_folder(tmp_path):
     from datasets.folder import ImageFolder
 

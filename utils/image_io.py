@@ -106,8 +106,9 @@ def _read_16bit_color(path: str, im: Image.Image) -> np.ndarray:
     return _orient(rgb, int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1))
 
 
-def _pil_to_float(im: Image.Image) -> np.ndarray:
-    """A loaded, already oriented PIL image → float32 HxWx3 in [0, 1]."""
+def _pil_to_float(im: Image.Image, keep_8bit: bool = False) -> np.ndarray:
+    """A loaded, already oriented PIL image → float32 HxWx3 in [0, 1] (``keep_8bit``: uint8 HxWx3 when the
+    image holds 8-bit values)."""
     mode = im.mode
     if mode in ("P", "PA"):
         im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
@@ -119,9 +120,14 @@ def _pil_to_float(im: Image.Image) -> np.ndarray:
         if not np.isfinite(a).all():
             raise ValueError(f"{int((~np.isfinite(a)).sum())} pixel value(s) are NaN/Inf")
     elif mode in ("L", "LA", "1"):
-        a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+        a = np.asarray(im.convert("L"))
+        if keep_8bit:
+            return np.repeat(a[:, :, None], 3, axis=2)
+        a = a.astype(np.float32) / 255.0
     else:
         a = np.asarray(im if mode == "RGB" else im.convert("RGBA" if mode == "RGBA" else "RGB"))
+        if keep_8bit:  # a writable copy (PIL's array is read-only, which torch.from_numpy warns about)
+            return np.array(a[..., :3], order="C")
         a = a[..., :3].astype(np.float32)
         a /= 255.0  # in place: one float copy of a large photo, not two
     if a.ndim == 2:
@@ -131,8 +137,10 @@ def _pil_to_float(im: Image.Image) -> np.ndarray:
     return np.clip(a, 0.0, 1.0, out=a)
 
 
-def read_image(path: str) -> np.ndarray:
-    """Read ``path`` as float32 HxWx3 RGB in [0, 1].
+def read_image(path: str, keep_8bit: bool = False) -> np.ndarray:
+    """Read ``path`` as float32 HxWx3 RGB in [0, 1]; with ``keep_8bit``, an image of 8-bit values (RGB,
+    RGBA, palette, grey) is returned as uint8 HxWx3 instead, a quarter of the memory (``v / 255`` in
+    float32 gives the float image exactly); 16-bit and float images stay float32.
 
     A missing path or a corrupt/truncated/non-image file raises :class:`UserError` naming the file.
     """
@@ -143,7 +151,7 @@ def read_image(path: str) -> np.ndarray:
             if im.mode in ("RGB", "RGBA") and ";16" in _rawmode(im):
                 return _read_16bit_color(path, im)
             im.load()
-            return _pil_to_float(ImageOps.exif_transpose(im))
+            return _pil_to_float(ImageOps.exif_transpose(im), keep_8bit)
     except UserError:
         raise
     except Exception as e:  # any decoder failure means the file cannot be used
@@ -229,13 +237,14 @@ def _png_params() -> list[int] | None:
     return params
 
 
-def _encode_png(a: np.ndarray) -> bytes | None:
-    """uint8 (H, W, 3) RGB → PNG bytes with OpenCV (:func:`_png_params`); None without OpenCV."""
+def _encode_png(a: np.ndarray) -> np.ndarray | None:
+    """uint8 (H, W, 3) RGB → the PNG file's bytes (a 1-D uint8 array, not copied into ``bytes``) with
+    OpenCV (:func:`_png_params`); None without OpenCV."""
     params = _png_params()
     if params is None:
         return None
     ok, buf = _opencv().imencode(".png", np.ascontiguousarray(a[..., ::-1]), params)
-    return buf.tobytes() if ok else None
+    return buf.reshape(-1) if ok else None
 
 
 def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
