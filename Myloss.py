@@ -119,12 +119,23 @@ class L_chroma(nn.Module):
     exposure would, while bright pixels (on the power-law part of the curve) keep their sRGB proportions.
     ``linear_share`` t in [0, 1] (``space="linear"`` only): the loss is t · (linear-light term) +
     (1 − t) · (sRGB term), a compromise between the two.
+    ``linear_fade=(a, b)`` (``space="linear"``, uniform weighting): each cell's share fades from t to 0
+    as its input's brightest channel v goes from a to b, t · clamp((b − v) / (b − a), 0, 1): dark cells,
+    where the sRGB toe distorts the proportions (and chroma noise is worst), keep linear chromaticity,
+    brighter ones their sRGB colour.
     I, E: (N,3,H,W) in [0,1].
     """
 
     def __init__(self, patch_size: int = 4, eps: float = 1e-4, weighting: str = "uniform",
-                 space: str = "srgb", linear_share: float = 1.0) -> None:
+                 space: str = "srgb", linear_share: float = 1.0,
+                 linear_fade: tuple[float, float] | None = None) -> None:
         super().__init__()
+        if linear_fade is not None:
+            if space != "linear" or weighting != "uniform":
+                raise ValueError("linear_fade needs space='linear' and uniform weighting")
+            if not 0.0 <= linear_fade[0] < linear_fade[1]:
+                raise ValueError(f"linear_fade {tuple(linear_fade)}: need 0 <= a < b")
+        self.fade = None if linear_fade is None else (float(linear_fade[0]), float(linear_fade[1]))
         if weighting not in ("uniform", "brightness"):
             raise ValueError(f"weighting {weighting!r}: uniform or brightness")
         if space not in ("srgb", "linear"):
@@ -137,15 +148,24 @@ class L_chroma(nn.Module):
 
     def forward(self, I: Tensor, E: Tensor) -> Tensor:
         t = self.linear_share  # a term whose weight is 0 is not computed
+        if self.fade is not None and t > 0:
+            a, b = self.fade
+            tc = t * ((b - self.pool(I).amax(dim=1, keepdim=True)) / (b - a)).clamp(0.0, 1.0)
+            lin, srgb = self._err(srgb_to_linear(I), srgb_to_linear(E))[0], self._err(I, E)[0]
+            return (tc * lin + (1.0 - tc) * srgb).mean()
         lin = self._term(srgb_to_linear(I), srgb_to_linear(E)) if t > 0 else 0.0
         srgb = self._term(I, E) if t < 1 else 0.0
         return t * lin + (1.0 - t) * srgb
 
-    def _term(self, I: Tensor, E: Tensor) -> Tensor:
+    def _err(self, I: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
+        """|c(E) − c(I)| per channel and cell (N,3,h,w), and the output cells' sums Σ_c p(E) (N,1,h,w)."""
         pi, pe = self.pool(I), self.pool(E)
         ci = pi / (pi.sum(dim=1, keepdim=True) + self.eps)
         se = pe.sum(dim=1, keepdim=True)
-        err = (pe / (se + self.eps) - ci.detach()).abs()
+        return (pe / (se + self.eps) - ci.detach()).abs(), se
+
+    def _term(self, I: Tensor, E: Tensor) -> Tensor:
+        err, se = self._err(I, E)
         if self.weighting == "uniform":
             return err.mean()
         w = se.detach() / (se.detach().sum(dim=(2, 3), keepdim=True) + self.eps)  # sums to 1 per image

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from datasets.folder import ImageFolder, ordered_map, same_size_batches
 from lowlight_model import enhance, enhance_tiled
 from utils.errors import UserError
-from utils.image_io import read_image, save_image
+from utils.image_io import read_image, save_image, to_uint8
 
 DTYPES = {"fp32": torch.float32, "channels_last": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TILE_OVERLAP = 8
@@ -223,8 +223,10 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
                         failures.append(data.files[i])
                     else:
                         target = os.path.join(output_dir, data.relpath(i))
-                        fut = writer.submit(_write, y[k], target) if writer else _done(_write, y[k], target)
+                        out = to_uint8(y[k])  # here, so that the float result is freed before it is encoded
+                        fut = writer.submit(_write, out, target) if writer else _done(_write, out, target)
                         pending.append((fut, data.files[i]))
+                del y
                 while len(pending) > max(1, workers):
                     written += _finish(*pending.pop(0), failures)
             bar.update(len(batch))
@@ -262,10 +264,23 @@ def _done(fn, *args) -> Future:
     return fut
 
 
+def peak_rss() -> int:
+    """Peak resident bytes of this process. On Linux /proc's VmHWM, which starts afresh with the program:
+    getrusage's ru_maxrss keeps the peak from before exec, so a child started by a large process (a
+    benchmark, a test runner) would report its parent's resident size at the fork. Elsewhere ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
 def peak_memory(device: torch.device) -> tuple[int, int]:
     """(peak resident bytes of this process, peak CUDA allocation in bytes or 0 off the GPU)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return rss, torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return peak_rss(), torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
 
 
 def memory_text(rss: int, cuda: int = 0) -> str:

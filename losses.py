@@ -42,13 +42,13 @@ class SCLLoss(nn.Module):
                  seg_train_mode: bool = False, exp_patch: int = 16, exp_level: float = 0.6,
                  exp_variant: str = "scl", chroma_weighting: str = "uniform",
                  chroma_space: str = "srgb", chroma_linear_share: float = 1.0,
-                 balance_colour_only: bool = False) -> None:
+                 balance_colour_only: bool = False, chroma_linear_fade: tuple[float, float] | None = None) -> None:
         super().__init__()
         self.w = {k: float(v) for k, v in weights.items() if v}
         self.tv, self.color = Myloss.L_TV(), Myloss.L_color()
         self.segexp = Myloss.L_segexp(per_image=segexp_per_image)
         self.chroma = Myloss.L_chroma(weighting=chroma_weighting, space=chroma_space,
-                                      linear_share=chroma_linear_share)
+                                      linear_share=chroma_linear_share, linear_fade=chroma_linear_fade)
         self.balance = Myloss.L_balance(colour_only=balance_colour_only)
         self.spa, self.exp = Myloss.L_spa(), Myloss.L_exp(exp_patch, exp_level, exp_variant)
         self.vgg = Myloss.get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None

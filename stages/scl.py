@@ -58,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="L_chroma: chromaticity of the sRGB values, or of linear light (sRGB curve undone)")
     g.add_argument("--chroma_linear_share", type=float, default=1.0,
                    help="with --chroma_space linear: weight t of the linear-light term, 1 - t going to the sRGB term")
+    g.add_argument("--chroma_linear_fade", type=float, nargs=2, default=None, metavar=("A", "B"),
+                   help="with --chroma_space linear: each 4x4 cell's linear share fades to 0 as its input's "
+                        "brightest channel goes from A to B (dark cells linear, bright ones sRGB)")
     g.add_argument("--balance_colour_only", action="store_true",
                    help="L_balance: no gradient through each pixel's brightness (the term recolours, never darkens)")
     g.add_argument("--segexp_per_image", action="store_true",
@@ -96,6 +99,12 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     if args.chroma_linear_share != 1.0 and args.chroma_space != "linear":
         raise UserError(f"--chroma_linear_share {args.chroma_linear_share:g} applies to --chroma_space linear "
                         f"(here {args.chroma_space}): add --chroma_space linear or drop it")
+    if args.chroma_linear_fade is not None:
+        a, b = args.chroma_linear_fade
+        if args.chroma_space != "linear" or args.chroma_weighting != "uniform":
+            raise UserError("--chroma_linear_fade applies to --chroma_space linear with --chroma_weighting uniform")
+        if not 0.0 <= a < b:
+            raise UserError(f"--chroma_linear_fade {a:g} {b:g}: need 0 <= A < B")
     if not any(weights.values()):
         raise UserError("every loss weight is 0: set at least one --w_<term>")
     return weights
@@ -138,7 +147,8 @@ def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss
                        exp_patch=args.exp_patch, exp_level=args.exp_level, exp_variant=args.exp_variant,
                        chroma_weighting=args.chroma_weighting, chroma_space=args.chroma_space,
                        chroma_linear_share=args.chroma_linear_share,
-                       balance_colour_only=args.balance_colour_only)
+                       balance_colour_only=args.balance_colour_only,
+                       chroma_linear_fade=tuple(args.chroma_linear_fade) if args.chroma_linear_fade else None)
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 

@@ -598,3 +598,42 @@ def test_balance_colour_only_has_the_same_value_and_no_gradient_through_brightne
     r = torch.ones(2, 3, 5, 5, requires_grad=True)
     L_balance(eps=0, colour_only=True)(I, E * r).backward()
     assert float(r.grad.abs().sum()) > 1e-3
+
+
+def test_chroma_linear_fade_gives_dark_cells_the_share_and_bright_cells_srgb():
+    """linear_fade=(0.2, 0.6), t = 0.5: a cell whose input's brightest channel is 0.1 gets share 0.5, one at
+    0.4 (halfway) 0.25, one at 0.8 share 0; the loss is the mean of the three cells' own losses."""
+    from Myloss import L_chroma
+
+    def cell(rgb_in, rgb_out):
+        i = torch.tensor(rgb_in).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+        return i.contiguous(), torch.tensor(rgb_out).view(1, 3, 1, 1).expand(1, 3, 4, 4).contiguous()
+
+    cells = [cell([0.1, 0.05, 0.02], [0.5, 0.4, 0.3]), cell([0.4, 0.2, 0.1], [0.7, 0.5, 0.2]),
+             cell([0.8, 0.3, 0.3], [0.9, 0.5, 0.3])]
+    I, E = torch.cat([c[0] for c in cells], dim=3), torch.cat([c[1] for c in cells], dim=3)
+    faded = L_chroma(space="linear", linear_share=0.5, linear_fade=(0.2, 0.6))(I, E)
+    own = [L_chroma(space="linear", linear_share=s)(i, e) for s, (i, e) in zip((0.5, 0.25, 0.0), cells)]
+    close(faded, sum(own) / 3, rtol=1e-5)
+    assert abs(float(faded) - float(L_chroma(space="linear", linear_share=0.5)(I, E))) > 1e-3  # the fade matters
+    for kwargs in ({"space": "srgb"}, {"space": "linear", "weighting": "brightness"}):
+        with pytest.raises(ValueError, match="linear_fade"):
+            L_chroma(linear_fade=(0.2, 0.6), **kwargs)
+    with pytest.raises(ValueError, match="a < b"):
+        L_chroma(space="linear", linear_fade=(0.6, 0.2))
+
+
+def test_scl_stage_passes_the_fade_and_balance_flags_to_its_loss():
+    """train.py --stage scl flags reach SCLLoss: --chroma_linear_fade, --balance_colour_only, --w_balance."""
+    import argparse
+
+    from stages import scl
+
+    p = argparse.ArgumentParser()
+    scl.add_arguments(p)
+    args = p.parse_args(["--w_seg", "0", "--w_feat", "0", "--w_percep", "0", "--w_chroma", "2", "--chroma_space",
+                         "linear", "--chroma_linear_share", "0.5", "--chroma_linear_fade", "0.2", "0.6",
+                         "--w_balance", "3", "--balance_colour_only"])
+    crit = scl._criterion(args, scl.check_arguments(args), torch.device("cpu"))
+    assert crit.chroma.fade == (0.2, 0.6) and crit.chroma.linear_share == 0.5
+    assert crit.balance.colour_only and crit.w["balance"] == 3.0
