@@ -17,6 +17,7 @@ import sys
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -154,7 +155,7 @@ def _read(path: str) -> torch.Tensor:
     return torch.from_numpy(read_image(path, keep_8bit=True)).permute(2, 0, 1)
 
 
-def _write(y: torch.Tensor, path: str) -> None:
+def _write(y: np.ndarray | torch.Tensor, path: str) -> None:
     try:
         save_image(y, path)
     except OSError as e:

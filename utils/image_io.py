@@ -106,7 +106,7 @@ def _read_16bit_color(path: str, im: Image.Image) -> np.ndarray:
     return _orient(rgb, int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1))
 
 
-def _pil_to_float(im: Image.Image, keep_8bit: bool = False) -> np.ndarray:
+def _pil_to_array(im: Image.Image, keep_8bit: bool = False) -> np.ndarray:
     """A loaded, already oriented PIL image → float32 HxWx3 in [0, 1] (``keep_8bit``: uint8 HxWx3 when the
     image holds 8-bit values)."""
     mode = im.mode
@@ -151,7 +151,7 @@ def read_image(path: str, keep_8bit: bool = False) -> np.ndarray:
             if im.mode in ("RGB", "RGBA") and ";16" in _rawmode(im):
                 return _read_16bit_color(path, im)
             im.load()
-            return _pil_to_float(ImageOps.exif_transpose(im), keep_8bit)
+            return _pil_to_array(ImageOps.exif_transpose(im), keep_8bit)
     except UserError:
         raise
     except Exception as e:  # any decoder failure means the file cannot be used
