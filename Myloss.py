@@ -130,18 +130,18 @@ class L_chroma(nn.Module):
                  space: str = "srgb", linear_share: float = 1.0,
                  linear_fade: tuple[float, float] | None = None) -> None:
         super().__init__()
-        if linear_fade is not None:
-            if space != "linear" or weighting != "uniform":
-                raise ValueError("linear_fade needs space='linear' and uniform weighting")
-            if not 0.0 <= linear_fade[0] < linear_fade[1]:
-                raise ValueError(f"linear_fade {tuple(linear_fade)}: need 0 <= a < b")
-        self.fade = None if linear_fade is None else (float(linear_fade[0]), float(linear_fade[1]))
         if weighting not in ("uniform", "brightness"):
             raise ValueError(f"weighting {weighting!r}: uniform or brightness")
         if space not in ("srgb", "linear"):
             raise ValueError(f"space {space!r}: srgb or linear")
         if not 0.0 <= linear_share <= 1.0:
             raise ValueError(f"linear_share {linear_share}: must be in [0, 1]")
+        if linear_fade is not None:
+            if space != "linear" or weighting != "uniform":
+                raise ValueError("linear_fade needs space='linear' and uniform weighting")
+            if not 0.0 <= linear_fade[0] < linear_fade[1]:
+                raise ValueError(f"linear_fade {tuple(linear_fade)}: need 0 <= a < b")
+        self.fade = None if linear_fade is None else (float(linear_fade[0]), float(linear_fade[1]))
         self.pool = nn.AvgPool2d(patch_size)
         self.eps, self.weighting = float(eps), weighting
         self.linear_share = float(linear_share) if space == "linear" else 0.0  # sRGB space: share 0
@@ -150,22 +150,23 @@ class L_chroma(nn.Module):
         t = self.linear_share  # a term whose weight is 0 is not computed
         if self.fade is not None and t > 0:
             a, b = self.fade
-            tc = t * ((b - self.pool(I).amax(dim=1, keepdim=True)) / (b - a)).clamp(0.0, 1.0)
-            lin, srgb = self._err(srgb_to_linear(I), srgb_to_linear(E))[0], self._err(I, E)[0]
-            return (tc * lin + (1.0 - tc) * srgb).mean()
+            pi = self.pool(I)
+            tc = t * ((b - pi.amax(dim=1, keepdim=True)) / (b - a)).clamp(0.0, 1.0)
+            lin = self._err(self.pool(srgb_to_linear(I)), self.pool(srgb_to_linear(E)))[0]
+            return (tc * lin + (1.0 - tc) * self._err(pi, self.pool(E))[0]).mean()
         lin = self._term(srgb_to_linear(I), srgb_to_linear(E)) if t > 0 else 0.0
         srgb = self._term(I, E) if t < 1 else 0.0
         return t * lin + (1.0 - t) * srgb
 
-    def _err(self, I: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
-        """|c(E) − c(I)| per channel and cell (N,3,h,w), and the output cells' sums Σ_c p(E) (N,1,h,w)."""
-        pi, pe = self.pool(I), self.pool(E)
+    def _err(self, pi: Tensor, pe: Tensor) -> tuple[Tensor, Tensor]:
+        """From pooled input and output cells: |c(E) − c(I)| per channel and cell (N,3,h,w), and the output
+        cells' sums Σ_c p(E) (N,1,h,w)."""
         ci = pi / (pi.sum(dim=1, keepdim=True) + self.eps)
         se = pe.sum(dim=1, keepdim=True)
         return (pe / (se + self.eps) - ci.detach()).abs(), se
 
     def _term(self, I: Tensor, E: Tensor) -> Tensor:
-        err, se = self._err(I, E)
+        err, se = self._err(self.pool(I), self.pool(E))
         if self.weighting == "uniform":
             return err.mean()
         w = se.detach() / (se.detach().sum(dim=(2, 3), keepdim=True) + self.eps)  # sums to 1 per image

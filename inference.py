@@ -197,12 +197,10 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
     try:
         for batch in batches:
             good = _decoded(decoded, len(batch), data, failures)
-            while good:  # one forward pass per image size (EXIF may differ from the header)
-                shape = good[0][1].shape
-                group = [(i, img) for i, img in good if img.shape == shape]
-                good = [(i, img) for i, img in good if img.shape != shape]
-                if len({img.dtype for _, img in group}) > 1:  # 8-bit and 16-bit/float images of one size
-                    group = [(i, img.float().div_(255) if img.dtype == torch.uint8 else img) for i, img in group]
+            while good:  # one forward pass per image size (EXIF may differ from the header) and type (uint8/float)
+                kind = (good[0][1].shape, good[0][1].dtype)
+                group = [(i, img) for i, img in good if (img.shape, img.dtype) == kind]
+                good = [(i, img) for i, img in good if (img.shape, img.dtype) != kind]
                 x = group[0][1][None] if len(group) == 1 else torch.stack([img for _, img in group])
                 ids = [i for i, _ in group]
                 del group  # from here x alone holds the input
@@ -268,7 +266,8 @@ def _done(fn, *args) -> Future:
 def peak_rss() -> int:
     """Peak resident bytes of this process. On Linux /proc's VmHWM, which starts afresh with the program:
     getrusage's ru_maxrss keeps the peak from before exec, so a child started by a large process (a
-    benchmark, a test runner) would report its parent's resident size at the fork. Elsewhere ru_maxrss."""
+    benchmark, a test runner) would report its parent's peak (Python starts children with vfork, which
+    shares the parent's memory until exec). Elsewhere ru_maxrss."""
     try:
         with open("/proc/self/status") as f:
             for line in f:

@@ -58,7 +58,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from utils.checkpoint import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.image_io import list_images, read_image, save_grid_rows, to_uint8  # noqa: E402
+from utils.image_io import list_images, read_image_uint8, save_grid_rows, to_uint8  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 OFFICIAL = {"official SCL-LLE": "SCL-LLE.pth", "official Zero-DCE": "Zero-DCE-Epoch99.pth"}
@@ -177,7 +177,7 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
     scores = {name: {"psnr": [], "ssim": [], "colour": [], "lpips": []} for name in methods}
     gt = {"shift": [], "pixel_shift": []}
     for low_path, high_path in pairs:
-        low, high = to_uint8(read_image(low_path)), to_uint8(read_image(high_path))
+        low, high = read_image_uint8(low_path), read_image_uint8(high_path)
         gt["shift"].append(colour_shift(low, high))
         gt["pixel_shift"].append(pixel_colour_shift(low, high))
         for name, method in methods.items():
@@ -204,7 +204,7 @@ def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> t
     scores = {name: {k: [] for k in keys} for name in methods}
     rows = []
     for i, path in enumerate(paths):
-        x = to_uint8(read_image(path))
+        x = read_image_uint8(path)
         q = pixel_proportions(x)  # shared by every method's tone part and per-pixel shift
         row = [x]
         for name, method in methods.items():
@@ -319,8 +319,8 @@ def _main(argv: list[str] | None) -> None:
     paired, gt_shift = score_pairs(methods, pairs, lp) if pairs else (None, None)
     real_scores, rows = score_real(methods, real, keep=args.grid_rows) if real else (None, [])
     if not rows:
-        rows = [[to_uint8(read_image(lo))] + [m(to_uint8(read_image(lo))) for m in methods.values()]
-                for lo, _ in pairs[:args.grid_rows]]
+        rows = [[x] + [m(x) for m in methods.values()]
+                for x in (read_image_uint8(lo) for lo, _ in pairs[:args.grid_rows])]
     table = markdown_table(paired, real_scores, len(pairs), len(real))
     src = [f"pairs: `{os.path.relpath(args.pairs, REPO)}`" if pairs else "",
            f"real photos: `{os.path.relpath(args.real_dir, REPO)}`" if real else ""]

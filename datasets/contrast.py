@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from utils.errors import UserError
-from utils.image_io import list_images, read_image, to_uint8
+from utils.image_io import list_images, read_image_uint8
 
 POSITIVE_DIR = "GT"
 NEGATIVE_DIR = "low"
@@ -23,7 +23,7 @@ NEGATIVE_DIR = "low"
 
 def load_resized(path: str, size: int) -> torch.Tensor:
     """Read ``path`` and resize to ``size x size`` with LANCZOS: uint8 tensor (3, size, size)."""
-    img = Image.fromarray(to_uint8(read_image(path)), "RGB")
+    img = Image.fromarray(read_image_uint8(path), "RGB")
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.LANCZOS)
     return torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy())

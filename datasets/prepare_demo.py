@@ -65,7 +65,7 @@ from datasets.synthesis import (DEFAULT, LightConfig, config_dict, rng_for, synt
                                 synthesize_pair)
 from utils.checkpoint import atomic_write
 from utils.errors import UserError, run_cli
-from utils.image_io import list_images, read_image, save_image, to_uint8
+from utils.image_io import list_images, read_image_uint8, save_image
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle", "immunohistochemistry")
 HELD_OUT_PHOTOS = ("chelsea", "coffee")
@@ -104,7 +104,7 @@ def gather_photos(folders: list[str], seed: int, val_fraction: float) -> tuple[d
             for stem, path in sorted(group.items()):
                 if stem in photos:
                     raise UserError(f"--photos {folder}: photo name {stem!r} is used twice; rename one of them")
-                photos[stem] = to_uint8(read_image(path))
+                photos[stem] = read_image_uint8(path)
                 names.append(stem)
     return photos, train, held
 

@@ -238,3 +238,6 @@ def test_keep_8bit_returns_the_decoded_bytes_and_float_for_16bit(tmp_path):
     x = read_image(str(tmp_path / "c16.png"), keep_8bit=True)
     assert x.dtype == np.float32
     np.testing.assert_allclose(x, 1000 / 65535, atol=1e-7)
+    # read_image_uint8: the decoded bytes of an 8-bit image, to_uint8's rounding of a 16-bit one (1000/257 → 4)
+    np.testing.assert_array_equal(image_io.read_image_uint8(str(tmp_path / "rgb.png")), a)
+    np.testing.assert_array_equal(image_io.read_image_uint8(str(tmp_path / "c16.png")), np.full((4, 5, 3), 4, np.uint8))

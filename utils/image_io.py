@@ -159,6 +159,12 @@ def read_image(path: str, keep_8bit: bool = False) -> np.ndarray:
         raise UserError(f"{path}: cannot read image ({msg}); replace or remove it") from e
 
 
+def read_image_uint8(path: str) -> np.ndarray:
+    """Read ``path`` as uint8 HxWx3 RGB: an 8-bit image as decoded, a 16-bit or float one rounded as
+    :func:`to_uint8` rounds (``read_image``'s errors)."""
+    return to_uint8(read_image(path, keep_8bit=True))
+
+
 def read_image_tensor(path: str) -> torch.Tensor:
     """Read ``path`` as a float32 tensor (3, H, W) in [0, 1]."""
     return torch.from_numpy(read_image(path).transpose(2, 0, 1).copy())
