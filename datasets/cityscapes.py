@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from utils.errors import UserError
-from utils.image_io import list_images, pack_8bit, read_image_tensor, unpack_8bit
+from utils.image_io import list_images, read_image_tensor, unpack_8bit
 
 IGNORE_INDEX = 255
 # labelId → trainId for the 19 evaluated classes (cityscapesScripts ``labels.py``).
@@ -116,18 +116,15 @@ class Cityscapes(Dataset):
             return self._cache[index]
         image, label = self._read(index)
         label = label.to(torch.uint8)  # train ids and 255 (ignore)
-        if self._cached_bytes + image.numel() + label.numel() > self.cache_bytes:
-            return image, label  # cache full: skip the 8-bit check, nothing will be stored
-        stored = pack_8bit(image)  # uint8 for 8-bit files
-        size = stored.numel() * stored.element_size() + label.numel()
+        size = image.numel() * image.element_size() + label.numel()
         if self._cached_bytes + size <= self.cache_bytes:
-            self._cache[index] = (stored, label)
+            self._cache[index] = (image, label)
             self._cached_bytes += size
-        return stored, label
+        return image, label
 
     def _read(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         img_path, lbl_path = self.files[index]
-        image = read_image_tensor(img_path)
+        image = read_image_tensor(img_path, keep_8bit=True)  # uint8 for 8-bit files
         h, w = image.shape[-2:]
         if lbl_path is None:
             label = torch.full((h, w), IGNORE_INDEX, dtype=torch.int64)

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from datasets.augment import augment as apply_augment
 from datasets.augment import random_mode
 from utils.errors import UserError
-from utils.image_io import image_size, list_images, pack_8bit, read_image_tensor, unpack_8bit
+from utils.image_io import image_size, list_images, read_image_tensor, unpack_8bit
 
 LAYOUTS = (("low", "high"), ("Low", "Normal"))
 _SPLIT_HINTS = ("our485", "eval15", "Train", "Test", "Real_captured", "Synthetic")
@@ -143,11 +143,10 @@ class PairedDataset(Dataset):
         if index in self._cache:
             return self._cache[index]
         low_path, high_path = self.pairs[index]
-        low, high = read_image_tensor(low_path), read_image_tensor(high_path)
+        low, high = read_image_tensor(low_path, keep_8bit=True), read_image_tensor(high_path, keep_8bit=True)
         if low.shape != high.shape:
             raise _size_error(low_path, high_path, (low.shape[2], low.shape[1]), (high.shape[2], high.shape[1]))
         if self.cache:
-            low, high = pack_8bit(low), pack_8bit(high)
             self._cache[index] = (low, high)
         return low, high
 

@@ -15,7 +15,6 @@ from datasets import (Cityscapes, ContrastSet, ImageFolder, PairedDataset, augme
 from datasets.cityscapes import encode_labels
 from datasets.prepare_demo import HELD_OUT_PHOTOS, TRAIN_PHOTOS, build_demo
 from utils.errors import UserError
-from utils.image_io import pack_8bit
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = np.array([7, 26, 0, 8, 11, 33, 1], np.uint8)  # 7→0 road, 26→13 car, 0→255, 8→1, 11→2, 33→18, 1→255
@@ -221,8 +220,6 @@ def test_lol_cache_keeps_8bit_images_as_uint8_and_gives_the_same_items(tmp_path)
     low, high = cached._cache[0]
     assert low.dtype == high.dtype == torch.uint8 and low.shape == (3, 20, 24)
     assert torch.equal(cached.load(1)[0], plain.load(1)[0])  # load() still gives float32
-    unusual = torch.tensor([0.5, 1.0])  # 0.5 is no 8-bit value: kept as float
-    assert pack_8bit(unusual) is unusual and pack_8bit(torch.tensor([0.0, 1.0])).dtype == torch.uint8
 
 
 def test_lol_errors(tmp_path):
@@ -361,3 +358,24 @@ def test_ordered_map_keeps_no_result_alive_once_the_caller_drops_it():
         assert [i for i, _ in gen] == [1, 2, 3]
         if pool is not None:
             pool.shutdown()
+
+
+def test_cityscapes_cache_keeps_8bit_files_as_uint8_and_16bit_as_float(tmp_path):
+    """The cache holds what the file holds: an 8-bit image as its bytes (uint8), a 16-bit one as float32
+    v / 65535; items are the same float images with or without the cache, and a budget too small caches none."""
+    import cv2
+
+    _city_tree(tmp_path)
+    files = sorted((tmp_path / "leftImg8bit" / "train").rglob("*.png"))
+    deep = np.random.default_rng(0).integers(0, 65536, (48, 64, 3), dtype=np.uint16)
+    cv2.imwrite(str(files[1]), deep[:, :, ::-1])  # OpenCV writes BGR
+    ds = Cityscapes(str(tmp_path), crop_size=None, train=False, cache_mb=1)
+    none = Cityscapes(str(tmp_path), crop_size=None, train=False, cache_mb=1e-3)
+    u8, f32 = ds.stored(0)[0], ds.stored(1)[0]
+    assert u8.dtype == torch.uint8 and torch.equal(u8, torch.from_numpy(np.array(Image.open(files[0]))).permute(2, 0, 1))
+    assert f32.dtype == torch.float32
+    torch.testing.assert_close(f32, torch.from_numpy(deep.astype(np.float32) / 65535).permute(2, 0, 1))
+    assert set(ds._cache) == {0, 1} and not none._cache
+    for i in range(4):
+        assert torch.equal(ds[i][0], none[i][0]) and ds[i][0].dtype == torch.float32
+    torch.testing.assert_close(ds[0][0], u8.float() / 255, rtol=0, atol=0)

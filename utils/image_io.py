@@ -165,20 +165,14 @@ def read_image_uint8(path: str) -> np.ndarray:
     return to_uint8(read_image(path, keep_8bit=True))
 
 
-def read_image_tensor(path: str) -> torch.Tensor:
-    """Read ``path`` as a float32 tensor (3, H, W) in [0, 1]."""
-    return torch.from_numpy(read_image(path).transpose(2, 0, 1).copy())
-
-
-def pack_8bit(image: torch.Tensor) -> torch.Tensor:
-    """A uint8 copy of a float image in [0, 1] when it holds 8-bit values exactly (``unpack_8bit`` gives
-    it back bit for bit), else the image itself: what caches keep, in a quarter of the memory."""
-    as_u8 = image.mul(255.0).round_().to(torch.uint8)
-    return as_u8 if torch.equal(as_u8.float().div_(255.0), image) else image
+def read_image_tensor(path: str, keep_8bit: bool = False) -> torch.Tensor:
+    """Read ``path`` as a float32 tensor (3, H, W) in [0, 1]; with ``keep_8bit``, 8-bit images as uint8
+    (3, H, W) (see :func:`read_image`; :func:`unpack_8bit` gives the float image exactly)."""
+    return torch.from_numpy(read_image(path, keep_8bit).transpose(2, 0, 1).copy())
 
 
 def unpack_8bit(image: torch.Tensor) -> torch.Tensor:
-    """The float32 image in [0, 1] of :func:`pack_8bit`'s result."""
+    """The float32 image in [0, 1] of a uint8 image (``v / 255``); a float image as it is."""
     return image.float().div_(255.0) if image.dtype == torch.uint8 else image
 
 
