@@ -13,6 +13,7 @@ from torch import nn
 
 from utils.checkpoint import extract_state_dict, load_state, read_checkpoint
 from utils.errors import UserError
+from utils.image_io import unpack_8bit
 
 # oneDNN's convolution with a fused activation (what torch.compile emits on CPU); absent without mkldnn
 _HAS_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
@@ -235,8 +236,7 @@ def enhance(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     result cropped back. A model with a ``final_image`` method (DCE-Net) uses it. A uint8 x (8-bit values)
     is taken as ``x / 255`` in float32, so that :func:`enhance_tiled` converts one window at a time.
     """
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255)
+    x = unpack_8bit(x)
     base = model.module if hasattr(model, "module") else model  # DDP/DataParallel keep the model inside
     x, (h, w) = pad_to_multiple(x, getattr(base, "size_multiple", 1))
     final = getattr(model, "final_image", None)
