@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from datasets.folder import ImageFolder, ordered_map, same_size_batches
 from lowlight_model import enhance, enhance_tiled
+from network.registry import UNMEASURED_BYTES_PER_PIXEL, spec_of
 from utils.errors import UserError
 from utils.image_io import read_image, save_image, to_uint8
 
@@ -97,8 +98,9 @@ class OutputPlan:
 def _plan(model: torch.nn.Module, n: int, h: int, w: int, dtype: torch.dtype, budget: float,
           tile: int) -> tuple[int, int]:
     """(images per forward pass, tile size or 0) keeping the estimated working memory under ``budget`` bytes."""
-    bpp = getattr(model, "bytes_per_pixel", {}).get(dtype, 8000)
-    tileable = getattr(model, "receptive_radius", None) is not None
+    spec = spec_of(model)
+    bpp = spec.bytes_per_pixel.get(dtype, UNMEASURED_BYTES_PER_PIXEL)
+    tileable = spec.tileable
     if tile and tileable and max(h, w) > tile:
         return max(1, int(budget // ((tile + 2 * TILE_OVERLAP) ** 2 * bpp))), tile
     if n * h * w * bpp <= budget:
@@ -141,8 +143,9 @@ def enhance_batch(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = 
     if n > 1:
         return torch.cat([enhance_batch(model, x[k:k + 1], dtype, budget, tile) for k in range(n)])
     side = (tile or max(h, w)) // 2
-    if getattr(model, "receptive_radius", None) is None or side < 128:
-        gb = h * w * getattr(model, "bytes_per_pixel", {}).get(dtype, 8000) / 1e9
+    spec = spec_of(model)
+    if not spec.tileable or side < 128:
+        gb = h * w * spec.bytes_per_pixel.get(dtype, UNMEASURED_BYTES_PER_PIXEL) / 1e9
         raise ImageFailed(f"out of memory ({h}x{w} needs about {gb:.1f} GB); free memory or pass a smaller "
                           f"--memory_budget/--tile")
     return enhance_batch(model, x, dtype, budget, side)

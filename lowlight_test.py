@@ -26,6 +26,7 @@ import torch
 
 from inference import OutputPlan, check_writable_dir, enhance_folder, memory_text, peak_memory
 from lowlight_model import ENHANCERS, UnknownEnhancer, load_enhancer
+from network.registry import spec_of
 from utils.device import close_distributed, init_distributed, keep_freed_memory, resolve_device
 from utils.errors import UserError, run_cli
 from utils.image_io import load_codecs
@@ -217,7 +218,7 @@ def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) ->
     indices = data.shard(rank, world)
     plan = OutputPlan(data, indices, out_dir)
     model = _load_model(args, device)
-    if args.tile and model.receptive_radius is None:
+    if args.tile and not spec_of(model).tileable:
         raise UserError(f"--tile works only for enhancers with a bounded receptive field (dce); --arch {model.arch} "
                         f"attends to the whole image: run it without --tile")
     plan.prepare()  # every output folder created, nothing in the way, stale temporary files removed

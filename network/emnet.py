@@ -141,12 +141,9 @@ class EMNet(nn.Module):
     """EMNet enhancer. (N, inp_channels, H, W) in [0,1], H and W multiples of 8 -> (N, out_channels, H, W).
 
     The output is ``output_conv(features) + input`` (global residual; needs out_channels == inp_channels).
+    What callers need to know about it (inputs padded to multiples of 8; attention spans the whole image,
+    so tiles cannot reproduce the whole-image result) is in its record in :mod:`network.registry`.
     """
-
-    # Facts callers read (lowlight_model.enhance, lowlight_test.py): inputs are padded to multiples of 8;
-    # attention spans the whole image, so tiles cannot reproduce the whole-image result.
-    size_multiple = 8
-    receptive_radius = None
 
     def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = 32,
                  num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 4,

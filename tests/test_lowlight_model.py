@@ -157,22 +157,30 @@ def test_tiles_split_each_side_evenly_into_windows_of_one_shape(monkeypatch):
     assert shapes == [(31, 30)] * 15
 
 
-def test_enhancers_carry_their_facts():
-    """Issue 7 item 5: size multiple and receptive radius are class attributes that enhance() reads."""
-    from network.emnet import EMNet
+def test_the_registry_owns_each_architectures_facts():
+    """Issue 22 item 2: one record per architecture; enhance() pads to the record's multiple, widths follow it."""
+    from network.registry import ARCHS, get_spec, spec_from_state, spec_of
+    from utils.errors import UserError
 
-    assert (enhance_net_nopool.size_multiple, enhance_net_nopool.receptive_radius) == (1, 7)
-    assert (EMNet.size_multiple, EMNet.receptive_radius) == (8, None)
-
-    class Needs8(torch.nn.Module):
-        size_multiple = 8
-
-        def forward(self, x):
-            assert x.shape[-1] % 8 == 0 and x.shape[-2] % 8 == 0
-            return x * 2
-
+    dce, emnet = get_spec("dce"), get_spec("emnet")
+    assert (dce.size_multiple, dce.receptive_radius, dce.tileable, dce.channels_last) == (1, 7, True, True)
+    assert (emnet.size_multiple, emnet.receptive_radius, emnet.tileable, emnet.channels_last) == (8, None, False, False)
+    assert dce.curve_maps and not emnet.curve_maps and sorted(ARCHS) == ["dce", "emnet"]
+    assert dce.build(16).e_conv1.out_channels == 16  # the width is honoured (it used to be ignored)
+    assert spec_from_state(dce.build(16).state_dict()) == (dce, 16)
+    assert spec_from_state(emnet.build(4).state_dict()) == (emnet, 4)
+    assert spec_from_state({"foo.weight": torch.zeros(1)}) is None
+    assert spec_of(emnet.build(4)) is emnet and spec_of(enhance_net_nopool()) is dce
+    with pytest.raises(UserError, match="even width"):
+        emnet.build(5)
+    with pytest.raises(UserError, match="unknown enhancer 'x'"):
+        get_spec("x")
     x = torch.rand(1, 3, 13, 21)
-    torch.testing.assert_close(enhance(Needs8(), x), x * 2)  # padded to the model's multiple, cropped back
+    m = emnet.build(4).eval()
+    with torch.no_grad():  # padded to the multiple of 8, cropped back; EMNet alone refuses 13x21
+        assert enhance(m, x).shape == x.shape
+        with pytest.raises(ValueError, match="multiples of 8"):
+            m(x)
 
 
 def test_receptive_radius_is_exact():
@@ -185,7 +193,9 @@ def test_receptive_radius_is_exact():
     x2[..., 15, 15] += 0.5
     with torch.no_grad():
         d = (m(x2)[1] - m(x)[1]).abs().amax(dim=(0, 1))
-    r = enhance_net_nopool.receptive_radius
+    from network.registry import get_spec
+
+    r = get_spec("dce").receptive_radius
     rows, cols = torch.nonzero(d > 0, as_tuple=True)
     assert rows.min() == 15 - r and rows.max() == 15 + r and cols.min() == 15 - r and cols.max() == 15 + r
 
@@ -208,7 +218,7 @@ def test_final_image_equals_the_forward_up_to_float_rounding(monkeypatch):
         with torch.autocast("cpu", torch.bfloat16):
             half = m.final_image(x)
         assert random_dce(std=0.05).double()._fused_curve_maps(x.double()) is None  # float64: the plain layers
-        monkeypatch.setattr("lowlight_model._HAS_FUSED_CONV", False)
+        monkeypatch.setattr("network.dce._HAS_FUSED_CONV", False)
         assert torch.equal(m.final_image(x), ref)  # without the fused kernel: bit for bit
     assert (fast - ref).abs().max() <= 1e-6  # channels-last convolutions: float rounding at most
     assert half.dtype == torch.float32 and (half - ref).abs().max() <= 4e-3  # bf16 convolutions
@@ -226,7 +236,7 @@ def test_messages_name_no_command_line_flags():
     with pytest.raises(UserError, match="--crop_size 100 is not a multiple of 8") as e:
         check_crop("emnet", 100, "--crop_size")
     assert "--arch" not in str(e.value)
-    with pytest.raises(UserError, match="positive"):
+    with pytest.raises(UserError, match="width 0: EMNet needs an even width"):
         build_enhancer("emnet", 0)
 
 

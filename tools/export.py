@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lowlight_model import ENHANCERS, enhance, load_enhancer
+from network.registry import spec_of
 from utils.errors import UserError, run_cli
 
 FORMATS = ("onnx", "torchscript")
@@ -68,7 +69,7 @@ def wrap(model: nn.Module) -> nn.Module:
     arch = getattr(model, "arch", "dce")
     if arch == "dce":
         return EnhancedImage(model).eval()
-    multiple = getattr(model, "size_multiple", 1)
+    multiple = spec_of(model).size_multiple
     return (PadCrop(model, multiple) if multiple > 1 else model).eval()
 
 
