@@ -30,7 +30,7 @@ test-fast: venv
 demo-data: venv
 	$(PY) -m datasets.prepare_demo
 
-## Performance figures quoted in the README
+## Performance figures of docs/performance.md
 bench: venv
 	$(PY) benchmarks/bench_enhancer.py --repeats 5
 	$(PY) benchmarks/bench_inference.py --repeats 3

@@ -267,9 +267,19 @@ def save_comparison(rows: list[list[np.ndarray]], labels: list[str], path: str, 
     save_grid_rows(scaled, path, labels=labels)
 
 
+GENERATED_MARK = "<!-- written by benchmarks/quality.py -->"
+
+
 def _write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path``, keeping what an existing file holds above its last ``GENERATED_MARK``
+    (the prose of docs/quality.md): the table is replaced, the page above it stays."""
+    head = ""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+        head = old[:old.rindex(GENERATED_MARK)] if GENERATED_MARK in old else ""
     with atomic_write(path, "w") as f:
-        f.write(text)
+        f.write(head + text)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -329,7 +339,7 @@ def _main(argv: list[str] | None) -> None:
         note += (f"; colour shift of the ground truth from its low input: {gt_shift['shift']:.3f}, per pixel "
                  f"{gt_shift['pixel_shift']:.3f}")
     note += "\n"
-    _write_text(args.out_md, "<!-- written by benchmarks/quality.py -->\n" + note + "\n" + table)
+    _write_text(args.out_md, GENERATED_MARK + "\n" + note + "\n" + table)
     if rows:
         save_comparison(rows, ["input"] + list(methods), args.out_grid, args.height)
     print(table)

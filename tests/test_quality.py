@@ -86,6 +86,18 @@ def test_markdown_table_bolds_the_best():
     assert "| b | 18.00 | **0.7000** | 0.050 |" in t and "LPIPS" not in t
 
 
+def test_table_rewrite_keeps_the_page_above_it(tmp_path):
+    """docs/quality.md is prose + the generated table: a new run replaces the table only."""
+    md = tmp_path / "quality.md"
+    prose = f"# Quality\n\nProse naming `{quality.GENERATED_MARK}`.\n\n"
+    md.write_text(prose + quality.GENERATED_MARK + "\nold note\n\n| old |\n")
+    quality._write_text(str(md), quality.GENERATED_MARK + "\nnew note\n\n| new |\n")
+    assert md.read_text() == prose + quality.GENERATED_MARK + "\nnew note\n\n| new |\n"
+    fresh = tmp_path / "fresh.md"
+    quality._write_text(str(fresh), "table only\n")
+    assert fresh.read_text() == "table only\n"
+
+
 def test_whole_run_writes_table_and_grid(tmp_path):
     pairs, real = tmp_path / "pairs", tmp_path / "real"
     rng = np.random.default_rng(0)
