@@ -16,7 +16,8 @@ import os
 import torch
 from tqdm import tqdm
 
-from lowlight_model import build_enhancer, enhance, size_multiple
+from lowlight_model import build_enhancer, enhance
+from network.registry import get_spec
 from losses import SupervisedLoss
 from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log, lr_factor,
                            read_file, restore, training_state)
@@ -65,7 +66,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 def _data(args):
     """Training and validation pairs, checked and cached up front; the patch must fit every image."""
     train_set, val_set = load_pairs(args)
-    check_fits(train_set, args.train_ps, "--train_ps", "training", args.train_dir, size_multiple(args.arch))
+    check_fits(train_set, args.train_ps, "--train_ps", "training", args.train_dir, get_spec(args.arch).size_multiple)
     return train_set, val_set
 
 

@@ -41,7 +41,7 @@ def test_dce_net_shipped_equals_direct_load():
     assert not model.training and model.arch == "dce"
     x = _x()
     with torch.inference_mode():
-        got, ref = model(x)[1], enhance(direct, x)
+        got, ref = model(x), enhance(direct, x)
     assert (got - ref).abs().max() <= 1e-6  # enhance() fuses the activations on the CPU: float rounding
     assert (got - x).abs().max() > 0.05  # a trained model, not an identity
     assert hub("dce_net").state_dict().keys() == direct.state_dict().keys()  # "shipped" is the default
@@ -54,12 +54,13 @@ def test_dce_net_path_and_random(tmp_path):
     model = hub("dce_net", weights=str(path), map_location="cpu")
     x = _x(seed=1)
     with torch.inference_mode():
-        assert torch.equal(model(x)[1], ref_model(x)[1])
+        assert torch.equal(model.net(x)[1], ref_model(x)[1])
+        torch.testing.assert_close(model(x), ref_model(x)[1], atol=1e-6, rtol=0)  # the fused inference path
     rand = hub("dce_net", weights=None)
     assert not rand.training
-    w = rand.e_conv2.weight
+    w = rand.net.e_conv2.weight
     assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.002  # the reference init
-    assert not torch.equal(rand.e_conv1.weight, model.e_conv1.weight)
+    assert not torch.equal(rand.net.e_conv1.weight, model.net.e_conv1.weight)
 
 
 @requires_shared
@@ -67,7 +68,7 @@ def test_dce_net_official_checkpoint_golden():
     model = hub("dce_net", weights=str(COMPAT / "SCL-LLE.pth"))
     golden = torch.load(COMPAT / "golden_vectors.pt", map_location="cpu", weights_only=True)["dce_scl_lle"]
     with torch.inference_mode():
-        out = model(golden["input"])
+        out = model.net(golden["input"])
     torch.testing.assert_close(out[1], golden["enhance_image"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out[2], golden["r"], atol=1e-5, rtol=1e-5)
 
@@ -82,13 +83,14 @@ def test_emnet_checkpoint_and_width(tmp_path):
     x = _x(16, 24, seed=2)
     with torch.inference_mode():
         assert torch.equal(model(x), direct(x))
-        y = _x(20, 29, seed=4)  # the docstring's recipe for other sizes = the project's padded enhance()
+        y = _x(20, 29, seed=4)  # other sizes: padded to multiples of 8 inside, cropped back
         h, w = y.shape[-2:]
-        padded = model(torch.nn.functional.pad(y, (0, -w % 8, 0, -h % 8), mode="reflect"))[..., :h, :w]
-        assert torch.equal(padded, enhance(direct, y))
+        padded = direct(torch.nn.functional.pad(y, (0, -w % 8, 0, -h % 8), mode="reflect"))[..., :h, :w]
+        assert model(y).shape == y.shape and torch.equal(model(y), padded)
     with pytest.raises(UserError, match="embed dim 8; pass embed_dim=8"):
-        hub("emnet", weights=str(path))  # default 32
-    assert hub("emnet", embed_dim=8).patch_embed.proj.out_channels == 8
+        hub("emnet", weights=str(path), embed_dim=32)
+    assert hub("emnet", embed_dim=8).net.patch_embed.proj.out_channels == 8
+    assert hub("emnet", weights=str(path)).net.patch_embed.proj.out_channels == 8  # the checkpoint's width
 
 
 def test_deeplab_checkpoint_equals_direct(tmp_path):
@@ -149,9 +151,9 @@ def test_wrong_checkpoint_kind(tmp_path):
 def test_load_from_another_folder(tmp_path):
     """A fresh interpreter outside the repository: torch.hub puts the clone on sys.path itself."""
     code = (f"import torch; m = torch.hub.load({REPO!r}, 'dce_net', source='local'); "
-            "x = torch.full((1, 3, 8, 8), 0.2); print(type(m).__name__, round(m(x)[1].mean().item(), 6))")
+            "x = torch.full((1, 3, 8, 8), 0.2); print(type(m.net).__name__, round(m(x).mean().item(), 6))")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     model = load_enhancer("auto", str(ROOT / "checkpoints" / "LLE_model.pth"), torch.device("cpu"))
     with torch.inference_mode():
-        ref = model(torch.full((1, 3, 8, 8), 0.2))[1].mean().item()
+        ref = model(torch.full((1, 3, 8, 8), 0.2)).mean().item()
     assert r.stdout.split() == ["enhance_net_nopool", str(round(ref, 6))]

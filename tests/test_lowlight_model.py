@@ -77,7 +77,7 @@ def test_official_checkpoints_load(name, sha):
     assert hashlib.sha256(path.read_bytes()).hexdigest().startswith(sha)
     m = load_enhancer("dce", str(path), torch.device("cpu"))
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    assert torch.equal(m.e_conv7.weight, raw["e_conv7.weight"])
+    assert torch.equal(m.net.e_conv7.weight, raw["e_conv7.weight"]) and m.state_dict().keys() == raw.keys()
 
 
 @requires_shared
@@ -85,7 +85,7 @@ def test_official_scl_lle_outputs_match_golden():
     g = torch.load(COMPAT / "golden_vectors.pt")["dce_scl_lle"]
     m = load_enhancer("dce", str(COMPAT / "SCL-LLE.pth"), torch.device("cpu"))
     with torch.no_grad():
-        e1, e, r = m(g["input"])
+        e1, e, r = m.net(g["input"])
     torch.testing.assert_close(e1, g["enhance_image_1"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(e, g["enhance_image"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(r, g["r"], atol=1e-5, rtol=1e-5)
@@ -104,7 +104,7 @@ def test_load_enhancer_recognises_the_architecture(tmp_path):
                tmp_path / "e.pth")
     torch.save(enhance_net_nopool().state_dict(), tmp_path / "d.pth")
     m = load_enhancer("auto", str(tmp_path / "e.pth"), torch.device("cpu"))
-    assert m.arch == "emnet" and m.patch_embed.proj.weight.shape[0] == 8
+    assert m.arch == "emnet" and m.net.patch_embed.proj.weight.shape[0] == 8
     assert load_enhancer("auto", str(tmp_path / "d.pth"), torch.device("cpu")).arch == "dce"
     with pytest.raises(UserError, match="missing keys"):
         load_enhancer("emnet", str(tmp_path / "d.pth"), torch.device("cpu"))
@@ -130,14 +130,17 @@ def test_uint8_input_is_enhanced_as_its_float_image_window_by_window(monkeypatch
     """enhance/enhance_tiled on uint8 x give exactly the result for x / 255 in float32; tiled, only the
     windows are converted (enhance sees uint8 windows)."""
     import lowlight_model
+    from network.enhancer import Enhancer
 
     m = random_dce()
     u = torch.randint(0, 256, (1, 3, 45, 70), dtype=torch.uint8)
     x = u.float() / 255
-    seen, real = [], lowlight_model.enhance
-    monkeypatch.setattr(lowlight_model, "enhance", lambda model, t: seen.append(t.dtype) or real(model, t))
+    seen, real = [], Enhancer.forward
+    monkeypatch.setattr(Enhancer, "forward", lambda self, t: seen.append(t.dtype) or real(self, t))
     with torch.no_grad():
-        assert torch.equal(real(m, u), real(m, x))
+        assert torch.equal(lowlight_model.enhance(m, u), lowlight_model.enhance(m, x))
+    seen.clear()
+    with torch.no_grad():
         assert torch.equal(lowlight_model.enhance_tiled(m, u, 16), lowlight_model.enhance_tiled(m, x, 16))
     assert seen == [torch.uint8] * 15 + [torch.float32] * 15
 
@@ -146,14 +149,17 @@ def test_tiles_split_each_side_evenly_into_windows_of_one_shape(monkeypatch):
     """45x70 with tile 16: rows 3 tiles of 15, columns 5 tiles of 14, every window 31x30 (edge windows
     moved inwards, not cut), 15 windows; the result still equals the whole image."""
     import lowlight_model
+    from network.enhancer import Enhancer
 
     m = random_dce()
     x = torch.rand(1, 3, 45, 70)
-    shapes, real = [], lowlight_model.enhance
-    monkeypatch.setattr(lowlight_model, "enhance", lambda model, t: shapes.append(tuple(t.shape[-2:])) or real(model, t))
+    shapes, real = [], Enhancer.forward
+    monkeypatch.setattr(Enhancer, "forward", lambda self, t: shapes.append(tuple(t.shape[-2:])) or real(self, t))
     with torch.no_grad():
         out = lowlight_model.enhance_tiled(m, x, 16)
-        torch.testing.assert_close(out, real(m, x), atol=1e-5, rtol=1e-5)
+        whole = lowlight_model.enhance(m, x)
+    shapes.pop()
+    torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
     assert shapes == [(31, 30)] * 15
 
 

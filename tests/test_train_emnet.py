@@ -130,7 +130,7 @@ def test_emnet_enhancer_trains_and_resumes(tmp_path, fake_torch_home):
     assert latest["epoch"] == 2
     assert latest["scheduler"]["last_epoch"] == 2
     m = load_enhancer("emnet", str(models / "model_latest.pth"), torch.device("cpu"), embed_dim=8)
-    assert m.patch_embed.proj.weight.shape[0] == 8
+    assert m.net.patch_embed.proj.weight.shape[0] == 8
     resumed = read_losses(str(tmp_path / "log" / "t_emnet" / "losses.jsonl"))
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]  # 3 batches per epoch, none logged twice
     # the resumed second epoch repeats an uninterrupted two-epoch run

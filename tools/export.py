@@ -5,7 +5,7 @@
 
 The architecture (and EMNet's width) is recognised from the checkpoint. The exported graph maps one
 input ``input`` (N,3,H,W) float32 in [0,1] to one output ``enhanced`` (N,3,H,W), the same values as
-``lowlight_model.enhance`` (not clamped: clamp to [0,1] before converting to 8 bits). EMNet's graph
+its :class:`network.enhancer.Enhancer` (not clamped: clamp to [0,1] before converting to 8 bits). EMNet's graph
 reflect-pads H and W up to multiples of 8 and crops back, so any H, W >= 8 works. Before the file is
 moved into place (atomically), it is run on an input of another size than the export example and
 compared with PyTorch; a difference above ``--tol`` is an error and nothing is written.
@@ -20,11 +20,10 @@ import tempfile
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lowlight_model import ENHANCERS, enhance, load_enhancer
-from network.registry import spec_of
+from network.enhancer import Enhancer, as_enhancer, load_enhancer, reflect_pad
+from network.registry import ARCH_NAMES
 from utils.errors import UserError, run_cli
 
 FORMATS = ("onnx", "torchscript")
@@ -35,46 +34,27 @@ CHECK_SHAPE = (3, 45, 71)
 MIN_OPSET = 18  # the oldest opset torch.export-based ONNX export produces
 
 
-class EnhancedImage(nn.Module):
-    """DCE-Net's enhanced image alone: element [1] of its (4-step, 8-step, curves) triple, (N,3,H,W)."""
+class _ScriptedPad(nn.Module):
+    """TorchScript's form of :class:`Enhancer`'s padding (scripted, so the pad follows the input size) around a
+    traced network: :func:`network.enhancer.reflect_pad` to ``multiple``, the network, the crop back."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, net: nn.Module, multiple: int) -> None:
         super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)[1]
-
-
-class PadCrop(nn.Module):
-    """``model`` on ``x`` (N,3,H,W) reflect-padded at the bottom/right to multiples of ``multiple``,
-    cropped back to (N,3,H,W); needs H, W >= ``multiple`` (reflect padding is shorter than the side)."""
-
-    def __init__(self, model: nn.Module, multiple: int = 8) -> None:
-        super().__init__()
-        self.model = model
+        self.net = net
         self.multiple = multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        pad_h = (self.multiple - h % self.multiple) % self.multiple
-        pad_w = (self.multiple - w % self.multiple) % self.multiple
-        out = self.model(F.pad(x, [0, pad_w, 0, pad_h], mode="reflect"))
-        return out[:, :, :h, :w]
+        return self.net(reflect_pad(x, self.multiple))[:, :, :h, :w]
 
 
-def wrap(model: nn.Module) -> nn.Module:
-    """The exportable (N,3,H,W) -> (N,3,H,W) module for an enhancer from ``lowlight_model.load_enhancer``
-    (``arch`` attribute): DCE-Net's final image, or EMNet padded and cropped to multiples of 8."""
-    arch = getattr(model, "arch", "dce")
-    if arch == "dce":
-        return EnhancedImage(model).eval()
-    multiple = spec_of(model).size_multiple
-    return (PadCrop(model, multiple) if multiple > 1 else model).eval()
+def wrap(model: nn.Module) -> Enhancer:
+    """The exportable (N,3,H,W) -> (N,3,H,W) module of an enhancer: its :class:`Enhancer`, eval mode."""
+    return as_enhancer(model).eval()
 
 
-def _min_side(wrapper: nn.Module) -> int:
-    return wrapper.multiple if isinstance(wrapper, PadCrop) else 2
+def _min_side(wrapper: Enhancer) -> int:
+    return max(2, wrapper.spec.size_multiple)
 
 
 def _example(shape: tuple[int, int, int], seed: int) -> torch.Tensor:
@@ -105,12 +85,14 @@ def _export_onnx(wrapper: nn.Module, path: str, opset: int | None) -> None:
 
 
 def _export_torchscript(wrapper: nn.Module, path: str) -> None:
-    """Trace the network on the example; for EMNet, script the padding around it so it stays dynamic."""
+    """Trace the Enhancer on the example; where it pads (EMNet, whose network returns the image itself), trace
+    the network and script the padding around it, so the pad follows the input size."""
     x = _example(EXAMPLE_SHAPE, 0)
+    multiple = wrapper.spec.size_multiple
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if isinstance(wrapper, PadCrop):
-            module = torch.jit.script(PadCrop(torch.jit.trace(wrapper.model, x, check_trace=False), wrapper.multiple))
+        if multiple > 1:
+            module = torch.jit.script(_ScriptedPad(torch.jit.trace(wrapper.net, x, check_trace=False), multiple))
         else:
             module = torch.jit.trace(wrapper, x, check_trace=False)
         torch.jit.save(module, path)  # deprecated in favour of torch.export, still supported
@@ -170,7 +152,7 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
             _export_torchscript(wrapper, tmp)
         x = _example(CHECK_SHAPE, 1)
         with torch.inference_mode():
-            ref = enhance(model, x)
+            ref = wrapper(x)
         diff = (run_exported(tmp, fmt, x) - ref).abs().max().item()
         if not diff <= tol:
             raise UserError(f"the exported {fmt} model differs from PyTorch by {diff:.2e} (> --tol {tol:g}) on a "
@@ -185,7 +167,7 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
     return diff
 
 
-def export(weights: str, fmt: str, out: str, arch: str = "auto", embed_dim: int = 32,
+def export(weights: str, fmt: str, out: str, arch: str = "auto", embed_dim: int | None = None,
            opset: int | None = None, tol: float = 1e-4) -> tuple[str, float]:
     """Load ``weights`` on the CPU (``arch`` ``auto``: recognised from the checkpoint) and export it;
     returns ``(arch, max difference from PyTorch)``."""
@@ -201,9 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", required=True, help="enhancer checkpoint (any layout the project loads)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="output file (.onnx / .pt); its folder must exist")
-    p.add_argument("--arch", default="auto", choices=["auto", *sorted(ENHANCERS)],
+    p.add_argument("--arch", default="auto", choices=["auto", *ARCH_NAMES],
                    help="enhancer; auto recognises it (and EMNet's width) from the checkpoint")
-    p.add_argument("--embed_dim", type=int, default=32, help="EMNet width when --arch emnet")
+    p.add_argument("--embed_dim", type=int, default=None,
+                   help="width when --arch names the architecture (default: the architecture's own)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
     p.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
     args = p.parse_args(argv)

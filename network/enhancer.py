@@ -1,0 +1,175 @@
+"""The enhance path: :class:`Enhancer` turns images into enhanced images for any architecture of the registry.
+
+An :class:`Enhancer` holds a network of :mod:`network.registry` (DCE-Net, EMNet, or a DDP wrapper of one) and
+owns what every caller used to redo: the 8-bit input (``v / 255``), padding to the architecture's size
+multiple and cropping back, picking the enhanced image out of the network's output (DCE-Net's
+``(4-step image, final image, curve maps)`` triple), tiling with enough context to reproduce the whole-image
+result, and the 8-bit output. Its checkpoint is its network's (same state-dict keys as the reference), so
+``Enhancer.state_dict()`` loads into the reference code and back. :func:`load_enhancer` reads any accepted
+checkpoint layout into one; ``tools/export.py`` traces it; the torch.hub builders return one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from network.registry import ARCH_NAMES, ArchSpec, get_spec, spec_from_state, spec_of
+from utils.checkpoint import extract_state_dict, load_state, read_checkpoint
+from utils.errors import UserError
+from utils.image_io import unpack_8bit
+
+#: Context (pixels) around each tile; at least the receptive radius of every tileable architecture.
+TILE_OVERLAP = 8
+
+
+class UnknownEnhancer(UserError):
+    """The architecture of a checkpoint could not be recognised (the caller names its flag)."""
+
+
+def pad_to_multiple(x: torch.Tensor, m: int = 8) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (N,C,h,w) at the bottom/right up to multiples of ``m``; returns (padded, (h, w)).
+
+    Reflect padding as in Restormer's test script; an axis shorter than or equal to its pad
+    (where reflect is impossible) is padded with replicate instead.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % m, (-w) % m
+    if pad_h:
+        x = F.pad(x, (0, 0, 0, pad_h), mode="reflect" if pad_h < h else "replicate")
+    if pad_w:
+        x = F.pad(x, (0, pad_w, 0, 0), mode="reflect" if pad_w < w else "replicate")
+    return x, (h, w)
+
+
+def reflect_pad(x: torch.Tensor, m: int) -> torch.Tensor:
+    """:func:`pad_to_multiple` without branches on the size (TorchScript- and export-friendly): always
+    reflect, so H and W must be >= ``m``; the same values wherever reflect padding is possible."""
+    h, w = x.shape[-2], x.shape[-1]
+    return F.pad(x, [0, (m - w % m) % m, 0, (m - h % m) % m], mode="reflect")
+
+
+def _even_tile(side: int, tile: int) -> int:
+    """The size of the fewest equal tiles of at most ``tile`` pixels that cover ``side``."""
+    parts = math.ceil(side / tile)
+    return math.ceil(side / parts)
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+class Enhancer(nn.Module):
+    """An enhancer network of the registry with its whole enhance path (see the module docstring).
+
+    ``forward(x)``: x (N,3,H,W), float in [0, 1] or uint8 (8-bit values, taken as ``x / 255``), any H, W →
+    the enhanced image (N,3,H,W) float, *not* clamped (EMNet's memory pools the raw output; clamp before
+    converting to 8 bits, or use :meth:`enhance_8bit`). ``net`` is the network itself (the reference's
+    forward, e.g. DCE-Net's triple); ``spec`` its registry record.
+    """
+
+    def __init__(self, net: nn.Module, spec: ArchSpec | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.spec = spec or spec_of(net)
+
+    @property
+    def arch(self) -> str:
+        return self.spec.name
+
+    # --- checkpoints are the network's (reference keys, no "net." prefix)
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.net.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    # --- the enhance path
+    def final(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's enhanced image of an input already of a valid size (DCE-Net: its fused
+        inference path without gradients, else element [1] of its triple; traced or exported: the plain
+        forward, whose operators every exporter knows)."""
+        final_image = None if _tracing() else getattr(self.net, "final_image", None)  # DDP has none: it runs forward
+        out = final_image(x) if final_image is not None else self.net(x)
+        return out[1] if isinstance(out, (tuple, list)) else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = unpack_8bit(x)
+        m = self.spec.size_multiple
+        if m == 1:
+            return self.final(x)
+        h, w = x.shape[-2], x.shape[-1]
+        x = reflect_pad(x, m) if _tracing() else pad_to_multiple(x, m)[0]
+        return self.final(x)[..., :h, :w]
+
+    def enhance(self, x: torch.Tensor, tile: int = 0, overlap: int = TILE_OVERLAP) -> torch.Tensor:
+        """:meth:`forward` in equal pieces of at most ``tile`` x ``tile`` with ``overlap`` pixels of context on
+        each side (``tile`` 0, or an image that fits: in one piece). Bounds memory on large images; for an
+        architecture whose receptive radius is at most ``overlap`` (DCE-Net: 7) the stitched result equals the
+        whole-image result up to float rounding (a few 1e-6; at most one 8-bit level)."""
+        h, w = x.shape[-2:]
+        if tile <= 0 or (h <= tile and w <= tile):
+            return self(x)
+        if not self.spec.tileable:
+            raise UserError(f"tile {tile}: {self.spec.title} attends to the whole image, so tiles would change "
+                            f"its output; enhance it in one piece (tile 0)")
+        # Each side is split into equal tiles of at most ``tile`` pixels, and every window has the same shape
+        # (the tile plus ``overlap`` on both sides, or the image side): an edge window is moved inwards rather
+        # than cut. The allocator then reuses one set of buffers instead of fragmenting the heap with windows
+        # of several shapes, and hardly any pixel is computed twice.
+        th, tw = _even_tile(h, tile), _even_tile(w, tile)
+        wh, ww = min(h, th + 2 * overlap), min(w, tw + 2 * overlap)
+        out = None
+        for top in range(0, h, th):
+            for left in range(0, w, tw):
+                t0, l0 = min(max(0, top - overlap), h - wh), min(max(0, left - overlap), w - ww)
+                y = self(x[..., t0:t0 + wh, l0:l0 + ww])
+                if out is None:
+                    out = y.new_empty(*y.shape[:-2], h, w)
+                out[..., top:top + th, left:left + tw] = y[..., top - t0:top - t0 + th, left - l0:left - l0 + tw]
+        return out
+
+    @torch.inference_mode()
+    def enhance_8bit(self, x: torch.Tensor, tile: int = 0) -> torch.Tensor:
+        """uint8 in, uint8 out: the enhanced image (N,3,H,W) of ``x`` (uint8 or float in [0, 1]) clamped and
+        rounded as ``torchvision.utils.save_image`` does (``y·255 + 0.5``, truncated)."""
+        y = self.enhance(x, tile).float().clamp_(0, 1)
+        return y.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
+def as_enhancer(model: nn.Module) -> Enhancer:
+    """``model`` itself if it is an :class:`Enhancer`, else an Enhancer around it (no copy)."""
+    return model if isinstance(model, Enhancer) else Enhancer(model)
+
+
+def build_enhancer(arch: str = "dce", embed_dim: int | None = None) -> nn.Module:
+    """The network ``arch`` of the registry of width ``embed_dim`` (default: the architecture's own), torch's
+    initialisation; wrap it in :class:`Enhancer` to enhance images."""
+    return get_spec(arch).build(embed_dim)
+
+
+def load_enhancer(arch: str, weights: str, device: torch.device | str = "cpu",
+                  embed_dim: int | None = None) -> Enhancer:
+    """The :class:`Enhancer` of checkpoint ``weights`` (any accepted layout) on ``device``, eval mode.
+
+    ``arch`` ``"auto"`` recognises the architecture and width from the checkpoint's keys; a named one is
+    built with width ``embed_dim`` (default: the architecture's own) and must match the checkpoint.
+    """
+    state = extract_state_dict(read_checkpoint(weights, map_location=device), weights)
+    if arch == "auto":
+        found = spec_from_state(state)
+        if found is None:
+            raise UnknownEnhancer(f"{weights}: not a checkpoint of a known enhancer ({', '.join(ARCH_NAMES)})"
+                                  f"; name its architecture")
+        spec, embed_dim = found
+    else:
+        spec = get_spec(arch)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{weights}: {len(bad)} tensor(s) hold NaN/Inf (first: {bad[0]}); the run that wrote it "
+                        f"diverged: use an earlier checkpoint")
+    net = load_state(spec.build(embed_dim), state, weights)
+    return Enhancer(net, spec).to(device).eval()
