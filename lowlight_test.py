@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="enhancer checkpoint (raw state dict or wrapped)")
     p.add_argument("--arch", default="auto", choices=["auto", *sorted(ENHANCERS)],
                    help="enhancer architecture (auto: recognised from the checkpoint)")
-    p.add_argument("--embed_dim", type=int, default=None, help="EMNet width, > 0 (only with --arch emnet; auto reads it)")
+    p.add_argument("--embed_dim", type=int, default=None, help="enhancer width, > 0, checked against the checkpoint (only with a named --arch; default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default): reference numerics in channels-last layout (within one 8-bit level of "
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_range(args: argparse.Namespace) -> None:
     """Every numeric flag in its range: one line naming the flag and the allowed values."""
-    rules = [("embed_dim", 1, "a positive integer (EMNet: 32)"), ("tile", 0, ">= 0 (0: automatic)"),
+    rules = [("embed_dim", 1, "a positive integer"), ("tile", 0, ">= 0 (0: automatic)"),
              ("batch_size", 1, ">= 1"), ("workers", 0, ">= 0"), ("mem_size", 1, ">= 1"),
              ("pooling_size", 1, ">= 1"), ("V_feat_dim", 1, ">= 1"), ("testing_top_k", 1, ">= 1"), ("grid", 0, ">= 0")]
     for name, low, allowed in rules:
@@ -96,8 +96,9 @@ def _check_range(args: argparse.Namespace) -> None:
         raise UserError(f"--tile {args.tile} is too small to be useful: use 0 (automatic) or >= 8, e.g. 512")
     if not args.memory_budget > 0 or args.memory_budget != args.memory_budget or args.memory_budget > 1e6:
         raise UserError(f"--memory_budget {args.memory_budget} is out of range: use a number of GB > 0, e.g. 0.4")
-    if args.embed_dim is not None and args.arch != "emnet":
-        raise UserError("--embed_dim applies only with --arch emnet (--arch auto reads the width from the checkpoint)")
+    if args.embed_dim is not None and args.arch == "auto":
+        raise UserError("--embed_dim applies only with a named --arch, e.g. --arch emnet (--arch auto reads the width from "
+                        "the checkpoint)")
 
 
 def _check_mode_flags(args: argparse.Namespace, mode: str, device: torch.device) -> None:
@@ -144,7 +145,7 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     if not os.path.isfile(args.weights):
         raise UserError(f"--weights {args.weights} is a folder; pass the checkpoint file")
     try:
-        return load_enhancer(args.arch, args.weights, device, args.embed_dim or 32)
+        return load_enhancer(args.arch, args.weights, device, args.embed_dim)
     except UnknownEnhancer as e:
         raise UserError(f"{e} with --arch ({', '.join(sorted(ENHANCERS))})") from e
 

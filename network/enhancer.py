@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from network.registry import ARCH_NAMES, ArchSpec, get_spec, spec_from_state, spec_of
+from network.registry import ARCH_NAMES, CUSTOM, ArchSpec, get_spec, spec_from_state, spec_of
 from utils.checkpoint import extract_state_dict, load_state, read_checkpoint
 from utils.errors import UserError
 from utils.image_io import unpack_8bit
@@ -74,7 +74,7 @@ class Enhancer(nn.Module):
     def __init__(self, net: nn.Module, spec: ArchSpec | None = None) -> None:
         super().__init__()
         self.net = net
-        self.spec = spec or spec_of(net)
+        self.spec = spec or spec_of(net, CUSTOM)
 
     @property
     def arch(self) -> str:
@@ -156,17 +156,19 @@ def load_enhancer(arch: str, weights: str, device: torch.device | str = "cpu",
     """The :class:`Enhancer` of checkpoint ``weights`` (any accepted layout) on ``device``, eval mode.
 
     ``arch`` ``"auto"`` recognises the architecture and width from the checkpoint's keys; a named one is
-    built with width ``embed_dim`` (default: the architecture's own) and must match the checkpoint.
+    built with width ``embed_dim`` (default: the checkpoint's) and must match the checkpoint.
     """
     state = extract_state_dict(read_checkpoint(weights, map_location=device), weights)
+    found = spec_from_state(state)
     if arch == "auto":
-        found = spec_from_state(state)
         if found is None:
             raise UnknownEnhancer(f"{weights}: not a checkpoint of a known enhancer ({', '.join(ARCH_NAMES)})"
                                   f"; name its architecture")
         spec, embed_dim = found
     else:
         spec = get_spec(arch)
+        if embed_dim is None and found is not None and found[0] is spec:
+            embed_dim = found[1]  # the checkpoint's own width
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise UserError(f"{weights}: {len(bad)} tensor(s) hold NaN/Inf (first: {bad[0]}); the run that wrote it "

@@ -141,13 +141,22 @@ def spec_from_state(state: Mapping[str, torch.Tensor]) -> tuple[ArchSpec, int] |
     return None
 
 
-def spec_of(model: nn.Module) -> ArchSpec:
+#: The facts assumed for a network that is not in the registry (a researcher's own module): any input size,
+#: not tileable, memory per pixel unmeasured.
+CUSTOM = ArchSpec(name="custom", title="custom enhancer", class_name="", hub="", builder=lambda w: nn.Identity(),
+                  default_width=0, width_rule=lambda w: None, signature="", width_of=lambda s: 0)
+
+
+def spec_of(model: nn.Module, default: ArchSpec | None = None) -> ArchSpec:
     """The record of a network built from the registry (matched by class name), looking inside
-    DistributedDataParallel's ``module`` and the :class:`network.enhancer.Enhancer`'s ``net``."""
+    DistributedDataParallel's ``module`` and the :class:`network.enhancer.Enhancer`'s ``net``; ``default``
+    (e.g. :data:`CUSTOM`) for a network the registry does not know, else a :class:`UserError`."""
     model = getattr(model, "module", model)  # DistributedDataParallel
     if isinstance(getattr(model, "spec", None), ArchSpec):  # the Enhancer wrapper
         return model.spec
     for spec in ARCHS.values():
         if spec.class_name == type(model).__name__:
             return spec
+    if default is not None:
+        return default
     raise UserError(f"{type(model).__name__} is not an enhancer of the registry ({', '.join(ARCH_NAMES)})")

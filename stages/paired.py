@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from lowlight_model import ENHANCERS, check_crop, enhance
+from network.registry import get_spec
 from metrics import psnr_float, quantise, scores_8bit
 from utils.errors import UserError
 
@@ -25,7 +26,8 @@ def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: in
     choices = sorted(ENHANCERS) + (["auto"] if arch == "auto" else [])
     g.add_argument("--arch", default=arch, choices=choices,
                    help="enhancer architecture" + (" (auto: recognised from the checkpoint)" if arch == "auto" else ""))
-    g.add_argument("--embed_dim", type=int, default=32, help="EMNet width")
+    g.add_argument("--embed_dim", type=int, default=None,
+                   help="enhancer width (default: the architecture's own, or the checkpoint's)")
     g.add_argument("--nepoch", type=int, default=nepoch)
     g.add_argument("--random_seed", type=int, default=1234)
 
@@ -35,8 +37,11 @@ def check_paired_arguments(args) -> None:
     from stages.common import check_flags
 
     check_flags(args, at_least={"train_ps": 8, "batch_size": 1, "nepoch": 1, "embed_dim": 2})
-    if args.arch == "emnet" and args.embed_dim % 2:
-        raise UserError(f"--embed_dim {args.embed_dim}: EMNet needs an even width")
+    if args.arch != "auto" and args.embed_dim is not None:
+        try:
+            get_spec(args.arch).check_width(args.embed_dim)
+        except UserError as e:
+            raise UserError(f"--embed_dim {args.embed_dim}: {e}") from None
     if args.arch != "auto":
         check_crop(args.arch, args.train_ps, "--train_ps")
 
