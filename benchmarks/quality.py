@@ -16,7 +16,8 @@ ground truth instead of the input (``Σ_c |p_c(gt) − p_c(out)|``). Means over 
 the table gives the ground truth's own colour shift from its low input: what a perfect enhancer scores on
 (b)'s measure for this kind of data (dark sRGB pixels are more saturated than the same scene well exposed).
 
-(b) **Real unpaired low-light photos** (``--real_dir``), means over the photos of:
+(b) **Real unpaired low-light photos** (``--real_dir``), means over the photos of (the functions of
+:mod:`metrics.exposure` and :mod:`metrics.colour`):
 
 * *brightness*: mean of the output in [0, 1] over pixels and channels;
 * *clipped %*: share of pixels with any channel ≥ 254 (8 bit);
@@ -44,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import math
 import os
 import sys
 import time
@@ -56,6 +56,8 @@ import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from metrics import (brightness, build_lpips, clipped_fraction, colour_shift, lpips_available, lpips_distance,  # noqa: E402
+                     noise_sigma, pixel_colour_shift, pixel_proportions, psnr, ssim, tone_shift)
 from utils.checkpoint import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.image_io import list_images, read_image_uint8, save_grid_rows, to_uint8  # noqa: E402
@@ -63,56 +65,6 @@ from utils.image_io import list_images, read_image_uint8, save_grid_rows, to_uin
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 OFFICIAL = {"official SCL-LLE": "SCL-LLE.pth", "official Zero-DCE": "Zero-DCE-Epoch99.pth"}
 Method = Callable[[np.ndarray], np.ndarray]  # uint8 HxWx3 -> uint8 HxWx3
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
-
-
-def clipped_fraction(img: np.ndarray, level: int = 254) -> float:
-    """Share of pixels of a uint8 (H, W, 3) image with any channel ≥ ``level``, in [0, 1]."""
-    return float((np.asarray(img) >= level).any(axis=-1).mean())
-
-
-def channel_proportions(img: np.ndarray) -> np.ndarray:
-    """``mean_c / Σ mean`` of an (H, W, 3) image, float64 (3,); (1/3, 1/3, 1/3) for a black image."""
-    m = np.asarray(img, dtype=np.float64).reshape(-1, 3).mean(axis=0)
-    return m / m.sum() if m.sum() > 0 else np.full(3, 1.0 / 3.0)
-
-
-def colour_shift(inp: np.ndarray, out: np.ndarray) -> float:
-    """L1 distance between the channel proportions of input and output (0 … 2)."""
-    return float(np.abs(channel_proportions(inp) - channel_proportions(out)).sum())
-
-
-def pixel_proportions(img: np.ndarray) -> np.ndarray:
-    """``x_c / Σ x`` of every pixel of an (H, W, 3) image, float64 (H, W, 3); (1/3, 1/3, 1/3) for black."""
-    a = np.asarray(img, dtype=np.float64)
-    s = a.sum(axis=-1, keepdims=True)
-    return np.divide(a, s, out=np.full_like(a, 1.0 / 3.0), where=s > 0)
-
-
-def pixel_colour_shift(inp: np.ndarray, out: np.ndarray, q_in: np.ndarray | None = None) -> float:
-    """Mean over pixels of the L1 distance between each pixel's channel proportions in input and output (0 … 2).
-    ``q_in``: ``pixel_proportions(inp)`` when the caller has it already."""
-    q_in = pixel_proportions(inp) if q_in is None else q_in
-    return float(np.abs(q_in - pixel_proportions(out)).sum(axis=-1).mean())
-
-
-def tone_shift(inp: np.ndarray, out: np.ndarray, q_in: np.ndarray | None = None) -> float:
-    """Image-level colour shift of ``q(in) · Σ_c out_c`` (each pixel's input proportions at the output's
-    brightness): the part of :func:`colour_shift` that the tone curve makes without changing any colour.
-    ``q_in``: ``pixel_proportions(inp)`` when the caller has it already."""
-    q_in = pixel_proportions(inp) if q_in is None else q_in
-    return colour_shift(inp, q_in * np.asarray(out, dtype=np.float64).sum(axis=-1, keepdims=True))
-
-
-def noise_sigma(img: np.ndarray) -> float:
-    """Immerkær's noise estimate of a uint8 (H, W, 3) image's BT.601 luminance, in 8-bit levels."""
-    a = np.asarray(img, dtype=np.float64)
-    y = 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
-    h, w = y.shape
-    if h < 3 or w < 3:
-        return 0.0
-    conv = sum(_IMMERKAER[i, j] * y[i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3))
-    return float(math.sqrt(math.pi / 2) * np.abs(conv).sum() / (6.0 * (w - 2) * (h - 2)))
 
 
 def gamma_method(g: float = 0.45) -> Method:
@@ -172,8 +124,6 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
                 lpips_model=None) -> tuple[dict[str, dict], dict[str, float]]:
     """Mean PSNR / SSIM / colour error (/ LPIPS) of each method over ``(low, high)`` file pairs, and the
     ground truth's mean colour shift from its low input (``shift``: image level, ``pixel_shift``: per pixel)."""
-    from metrics import lpips_distance, psnr, ssim
-
     scores = {name: {"psnr": [], "ssim": [], "colour": [], "lpips": []} for name in methods}
     gt = {"shift": [], "pixel_shift": []}
     for low_path, high_path in pairs:
@@ -210,7 +160,7 @@ def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> t
         for name, method in methods.items():
             out = method(x)
             s = scores[name]
-            s["brightness"].append(float(out.mean()) / 255.0)
+            s["brightness"].append(brightness(out))
             s["clipped"].append(clipped_fraction(out))
             s["shift"].append(colour_shift(x, out))
             s["tone"].append(tone_shift(x, out, q))
@@ -306,7 +256,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     from datasets.lol import find_pairs
-    from metrics import build_lpips, lpips_available
     from utils.device import resolve_device
 
     args = parse_args(argv)

@@ -48,6 +48,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from utils.colour import linear_to_srgb, srgb_to_linear
+
 # Brooks et al. 2019: log(read variance) = 2.18·log(shot variance per unit signal) + 1.2 + N(0, 0.26²).
 READ_SLOPE, READ_OFFSET, READ_JITTER = 2.18, 1.2, 0.26
 
@@ -107,19 +109,6 @@ def rng_for(seed: int, key: str) -> np.random.Generator:
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, *words])
-
-
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] → linear light in [0, 1] (IEC 61966-2-1), float32."""
-    c = np.asarray(c, dtype=np.float32)
-    return np.where(c <= 0.04045, c / 12.92, np.power((np.maximum(c, 0.04045) + 0.055) / 1.055, 2.4)).astype(np.float32)
-
-
-def linear_to_srgb(lin: np.ndarray) -> np.ndarray:
-    """Linear light in [0, 1] → sRGB-encoded values in [0, 1], float32 (inverse of :func:`srgb_to_linear`)."""
-    lin = np.clip(np.asarray(lin, dtype=np.float32), 0.0, 1.0)
-    hi = 1.055 * np.power(np.maximum(lin, 0.0031308), 1.0 / 2.4) - 0.055
-    return np.where(lin <= 0.0031308, 12.92 * lin, hi).astype(np.float32)
 
 
 def quantize8(x: np.ndarray) -> np.ndarray:

@@ -1,6 +1,5 @@
 """DeepLabV3 / DeepLabV3+ (MobileNetV2, ResNet-50/101 backbones) in the layout of the public PyTorch port
-VainF/DeepLabV3Plus-Pytorch, plus the streaming mIoU metric."""
-from network.seg_metrics import StreamSegMetrics
+VainF/DeepLabV3Plus-Pytorch (the streaming mIoU metric is :class:`metrics.StreamSegMetrics`)."""
 from network.modeling import (
     SEGMENTATION_MODELS,
     build_segmentation_model,
@@ -13,7 +12,7 @@ from network.modeling import (
 )
 
 __all__ = [
-    "SEGMENTATION_MODELS", "StreamSegMetrics", "build_segmentation_model",
+    "SEGMENTATION_MODELS", "build_segmentation_model",
     "deeplabv3_mobilenet", "deeplabv3plus_mobilenet", "deeplabv3_resnet50", "deeplabv3plus_resnet50",
     "deeplabv3_resnet101", "deeplabv3plus_resnet101",
 ]

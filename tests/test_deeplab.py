@@ -1,10 +1,10 @@
-"""network/: DeepLabV3/V3+ layout and numerics of the public port, checkpoints, ImageNet init, mIoU metric."""
+"""network/: DeepLabV3/V3+ layout and numerics of the public port, checkpoints, ImageNet init."""
 
 import numpy as np
 import pytest
 import torch
 
-from network import SEGMENTATION_MODELS, StreamSegMetrics, build_segmentation_model
+from network import SEGMENTATION_MODELS, build_segmentation_model
 from network.modeling import deeplabv3plus_mobilenet
 from conftest import COMPAT, requires_shared
 from helpers import make_deeplab_checkpoint, save_as_numpy1, set_golden_weights
@@ -113,35 +113,6 @@ def test_pretrained_backbone_missing_file_is_user_error():
     with pytest.raises(UserError, match="resnet50-0676ba61.pth"):
         build_segmentation_model("deeplabv3plus_resnet50", pretrained_backbone=True)
 
-
-# (5) streaming mIoU -----------------------------------------------------------------------------
-
-def test_stream_seg_metrics_hand_computed():
-    metric = StreamSegMetrics(n_classes=3)
-    label = np.array([[0, 0, 1, 1], [2, 2, 255, 255]])
-    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 0]])  # predictions on 255 pixels are ignored
-    metric.update(label[None], pred[None])
-    metric.update(torch.tensor([[255, 1]]), torch.tensor([[1, 1]]))  # tensors too; one more correct class-1 pixel
-    # confusion (rows = truth): class0 [1,1,0], class1 [0,3,0], class2 [1,0,1]
-    assert metric.confusion_matrix.tolist() == [[1, 1, 0], [0, 3, 0], [1, 0, 1]]
-    res = metric.get_results()
-    iou = [1 / (2 + 2 - 1), 3 / (3 + 4 - 3), 1 / (2 + 1 - 1)]
-    assert res["Class IoU"] == pytest.approx(dict(enumerate(iou)))
-    assert res["Mean IoU"] == pytest.approx(sum(iou) / 3)
-    assert res["Overall Acc"] == pytest.approx(5 / 7)
-    assert res["Mean Acc"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
-    metric.reset()
-    assert metric.confusion_matrix.sum() == 0
-
-
-def test_stream_seg_metrics_ignores_absent_classes_in_mean():
-    metric = StreamSegMetrics(n_classes=19)
-    metric.update(torch.zeros(2, 4, 4, dtype=torch.long), torch.zeros(2, 4, 4, dtype=torch.long))
-    res = metric.get_results()
-    assert res["Mean IoU"] == 1.0 and np.isnan(res["Class IoU"][5])
-
-
-# (6) model names and flags --------------------------------------------------------------------------
 
 def test_unknown_model_name_lists_valid_names():
     with pytest.raises(UserError) as e:

@@ -1,4 +1,5 @@
-"""Metrics (SPEC §7): 8-bit PSNR/SSIM as scikit-image, save_image rounding, LPIPS from cached AlexNet, SSIM loss."""
+"""The metrics package: 8-bit PSNR/SSIM as scikit-image, save_image rounding, LPIPS from cached AlexNet (image,
+lpips), the colour and exposure metrics of real photos (colour, exposure), streaming mIoU (segmentation)."""
 import math
 import os
 
@@ -7,10 +8,9 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-import torch.nn.functional as F
-
-from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr, psnr_float, quantise,
-                     ssim, ssim_loss)
+from metrics import (MetricAccumulator, StreamSegMetrics, brightness, build_lpips, clipped_fraction, colour_shift,
+                     lpips_available, lpips_distance, noise_sigma, pixel_colour_shift, pixel_proportions,
+                     proportion_shift, proportions, psnr, psnr_float, quantise, ssim, tone_shift)
 from utils.image_io import to_uint8
 from utils.errors import UserError
 
@@ -90,17 +90,6 @@ def test_lpips_missing_alexnet():
     assert not model.training
 
 
-def test_ssim_loss():
-    torch.manual_seed(0)
-    x = torch.rand(2, 3, 32, 32)
-    assert ssim_loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
-    y = torch.rand(2, 3, 32, 32, requires_grad=True)
-    loss = ssim_loss(x, y)
-    assert loss.dim() == 0 and loss.item() > 0.5
-    loss.backward()
-    assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
-
-
 def test_metric_accumulator():
     acc = MetricAccumulator(["psnr", "ssim"])
     acc.add("1.png", psnr=20.0, ssim=0.5)
@@ -111,38 +100,6 @@ def test_metric_accumulator():
     assert math.isnan(acc.rows()[0]["lpips"])
     text = acc.format()
     assert text.splitlines()[-1].startswith("mean  psnr=25.0000 ssim=0.6000")
-
-
-def _gaussian_ssim(x, y, pool):
-    """SSIM from its definition: average-pool by ``pool``, 11x11 Gaussian σ 1.5, no padding, c1 = 0.01²,
-    c2 = 0.03², mean over pixels and channels, then over the batch (the reference's piq formula)."""
-    if pool > 1:
-        x, y = F.avg_pool2d(x, pool), F.avg_pool2d(y, pool)
-    r = torch.arange(11, dtype=torch.float64) - 5
-    g = torch.exp(-r ** 2 / (2 * 1.5 ** 2))
-    k = (g[:, None] * g[None, :] / g.sum() ** 2).expand(3, 1, 11, 11)
-    x, y = x.double(), y.double()
-
-    def blur(t):
-        return F.conv2d(t, k, groups=3)
-
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    s = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
-    return s.mean(dim=(1, 2, 3)).mean()
-
-
-@pytest.mark.parametrize("shape,pool", [((4, 3, 128, 128), 1), ((1, 3, 400, 600), 2)])
-def test_ssim_loss_is_the_references_piq_ssim(shape, pool):
-    """128 crops: no pooling; a 600x400 image: average-pooled by round(400/256) = 2 first (issue 6.2)."""
-    torch.manual_seed(0)
-    y = F.interpolate(torch.rand(shape[0], 3, shape[2] // 16, shape[3] // 16), size=shape[2:], mode="bilinear")
-    x = (y + 0.1 * torch.randn(shape)).clamp(0, 1)  # smooth image + noise: pooling matters
-    close = pytest.approx(1 - _gaussian_ssim(x, y, pool).item(), abs=1e-5)
-    assert ssim_loss(x, y).item() == close
-    if pool > 1:  # without the pooling the value is clearly different
-        assert abs((1 - _gaussian_ssim(x, y, 1).item()) - ssim_loss(x, y).item()) > 1e-2
 
 
 def test_quantise_truncates_or_rounds():
@@ -172,12 +129,104 @@ def test_lpips_normalize_flag():
         assert (raw - lpips_distance(model, a, b)).abs().max() > 1e-4
 
 
-def test_ssim_loss_of_a_nonfinite_image_is_nan_not_an_assertion():
-    """A diverging run's NaN output must reach the training NaN guard as a NaN term."""
-    from metrics import ssim_loss
+# colour and exposure of real photos (metrics.colour, metrics.exposure) -----------------------------
 
-    x = torch.rand(1, 3, 16, 16)
-    y = x.clone()
-    y[0, 0, 0, 0] = float("nan")
-    assert torch.isnan(ssim_loss(y, x)) and torch.isnan(ssim_loss(x, y))
-    assert float(ssim_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+def test_proportions_and_shift_in_torch_hand_values_eps_and_black():
+    """The one definition the numpy metrics and L_balance share: x / (Σx + eps) along ``dim``, 1/C where
+    that is 0, and Σ|p_out − p_in|."""
+    m = torch.tensor([[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert proportions(m).tolist() == [[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]
+    assert proportions(m, eps=4.0).tolist() == [[0.25, 0.125, 0.125], [0.0, 0.0, 0.0]]
+    assert proportions(m.T, dim=0)[:, 0].tolist() == [0.5, 0.25, 0.25]
+    assert proportion_shift(proportions(m)[1], proportions(m)[0]).item() == pytest.approx(1 / 6 + 1 / 12 + 1 / 12)
+    assert proportion_shift(proportions(m), proportions(m.flip(0)), dim=1).shape == (2,)
+
+
+def test_brightness_is_the_mean_in_unit_range():
+    img = np.array([[[0, 255, 51]], [[102, 0, 0]]], np.uint8)
+    assert brightness(img) == pytest.approx((255 + 51 + 102) / 6 / 255)
+
+
+def test_clipped_fraction_counts_pixels_with_any_channel_at_254():
+    img = np.zeros((4, 5, 3), np.uint8)
+    img[0, 0] = (254, 0, 0)      # counts (one channel is enough)
+    img[0, 1] = (255, 255, 255)  # counts once, not three times
+    img[1, 1] = (253, 253, 253)  # does not count
+    assert clipped_fraction(img) == pytest.approx(2 / 20)
+
+
+def test_colour_shift_by_hand():
+    grey = np.full((2, 2, 3), 100, np.uint8)
+    red = np.zeros((2, 2, 3), np.uint8)
+    red[..., 0] = 200
+    assert colour_shift(grey, grey * 2) == 0.0  # brightening keeps the proportions
+    assert colour_shift(grey, red) == pytest.approx(4 / 3)  # |1/3-1| + 1/3 + 1/3
+    warm = np.zeros((1, 1, 3), np.uint8) + np.array([120, 60, 20], np.uint8)  # proportions .6 .3 .1
+    assert colour_shift(warm, grey[:1, :1]) == pytest.approx(abs(0.6 - 1 / 3) + abs(0.3 - 1 / 3) + abs(0.1 - 1 / 3))
+
+
+def test_pixel_colour_shift_by_hand_and_against_the_image_level_shift():
+    """Per pixel: a gain keeps it 0; a pixel turned grey counts its own distance; black pixels are grey.
+    Brightening the dark one of two differently coloured pixels moves the image-level proportions but
+    no pixel's colour."""
+    warm = np.array([[[120, 60, 20], [30, 30, 30]]], np.uint8)  # (.6 .3 .1) and grey
+    assert pixel_colour_shift(warm, warm * 2) == 0.0  # a gain: every pixel keeps its proportions
+    grey = np.array([[[60, 60, 60], [30, 30, 30]]], np.uint8)
+    d = abs(0.6 - 1 / 3) + abs(0.3 - 1 / 3) + abs(0.1 - 1 / 3)
+    assert pixel_colour_shift(warm, grey) == pytest.approx(d / 2)  # one of two pixels changed
+    black = np.zeros((1, 2, 3), np.uint8)
+    assert pixel_colour_shift(black, grey) == 0.0
+    lifted = np.array([[[120, 60, 20], [150, 150, 150]]], np.uint8)  # the grey pixel ×5, the warm one kept
+    assert pixel_colour_shift(warm, lifted) == 0.0
+    # image level: (150,90,50)/290 against (270,210,170)/650
+    expected = sum(abs(a / 290 - b / 650) for a, b in ((150, 270), (90, 210), (50, 170)))
+    assert colour_shift(warm, lifted) == pytest.approx(expected) and expected > 0.1
+    assert tone_shift(warm, lifted) == pytest.approx(expected)  # all of it comes from the tone
+    orange = np.array([[[90, 60, 30], [30, 30, 30]]], np.uint8)  # → grey keeps each pixel's sum: no tone part
+    assert tone_shift(orange, grey) == pytest.approx(0.0, abs=1e-12) and colour_shift(orange, grey) > 0.1
+    half = np.array([[[120, 60, 20], [15, 15, 15]]], np.uint8)  # grey pixel darker: (150,90,50) → (135,75,35)
+    assert tone_shift(warm, half) == pytest.approx(
+        sum(abs(a / 290 - b / 245) for a, b in ((150, 135), (90, 75), (50, 35))))
+    q = pixel_proportions(warm)  # what score_real passes once per photo
+    assert tone_shift(warm, half, q) == tone_shift(warm, half)
+    assert pixel_colour_shift(warm, grey, q) == pixel_colour_shift(warm, grey)
+
+
+def test_noise_sigma_recovers_gaussian_noise_and_ignores_flat_and_ramp():
+    rng = np.random.default_rng(0)
+    flat = np.full((200, 200, 3), 128.0)
+    assert noise_sigma(flat.astype(np.uint8)) == 0.0
+    ramp = np.broadcast_to(np.arange(200, dtype=np.float64)[None, :, None], (200, 200, 3)).astype(np.uint8)
+    assert noise_sigma(ramp) == pytest.approx(0.0, abs=1e-9)  # M annihilates linear ramps
+    noisy = np.clip(flat + rng.normal(0, 5.0, (200, 200, 1)), 0, 255).astype(np.uint8)  # same noise in R, G, B
+    assert noise_sigma(noisy) == pytest.approx(5.0, rel=0.08)
+
+
+# streaming mIoU (metrics.segmentation) ------------------------------------------------------------
+
+def test_stream_seg_metrics_hand_computed():
+    metric = StreamSegMetrics(n_classes=3)
+    label = np.array([[0, 0, 1, 1], [2, 2, 255, 255]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 0]])  # predictions on 255 pixels are ignored
+    metric.update(label[None], pred[None])
+    metric.update(torch.tensor([[255, 1]]), torch.tensor([[1, 1]]))  # tensors too; one more correct class-1 pixel
+    # confusion (rows = truth): class0 [1,1,0], class1 [0,3,0], class2 [1,0,1]
+    assert metric.confusion_matrix.tolist() == [[1, 1, 0], [0, 3, 0], [1, 0, 1]]
+    res = metric.get_results()
+    iou = [1 / (2 + 2 - 1), 3 / (3 + 4 - 3), 1 / (2 + 1 - 1)]
+    assert res["Class IoU"] == pytest.approx(dict(enumerate(iou)))
+    assert res["Mean IoU"] == pytest.approx(sum(iou) / 3)
+    assert res["Overall Acc"] == pytest.approx(5 / 7)
+    assert res["Mean Acc"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    metric.reset()
+    assert metric.confusion_matrix.sum() == 0
+
+
+def test_stream_seg_metrics_ignores_absent_classes_in_mean():
+    metric = StreamSegMetrics(n_classes=19)
+    metric.update(torch.zeros(2, 4, 4, dtype=torch.long), torch.zeros(2, 4, 4, dtype=torch.long))
+    res = metric.get_results()
+    assert res["Mean IoU"] == 1.0 and np.isnan(res["Class IoU"][5])
+
+
+# (6) model names and flags --------------------------------------------------------------------------

@@ -1,15 +1,14 @@
-"""The training objectives, built from explicit keyword weights (no argparse below the stages).
-
-* :class:`SCLLoss` — SCL-LLE's total loss (the reference terms of ``Myloss.py``), ``LOSS_WEIGHTS`` its terms;
-* :class:`SupervisedLoss` — EMNet's supervised stage: SSIM (piq) + LPIPS (AlexNet) + L1 + L2.
-"""
+"""SCL-LLE's weighted total loss (:class:`SCLLoss`) and its terms' names and default weights (``LOSS_WEIGHTS``),
+built from explicit keyword weights (no argparse below the stages)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-import Myloss
-from metrics import build_lpips, lpips_distance, ssim_loss
+from losses.colour import L_balance, L_chroma
+from losses.scl import L_segexp, SegmentationLoss, contrastive_loss
+from losses.vgg import GramDict, PerceptualLoss, feature_contrastive_loss, get_vgg_features, perception_loss
+from losses.zero_dce import L_TV, L_color, L_exp, L_spa
 
 # name -> (default weight, what it is); the flag is --w_<name>, 0 turns the term off.
 LOSS_WEIGHTS = {
@@ -32,7 +31,7 @@ class SCLLoss(nn.Module):
 
     VGG16 features of the enhanced image are computed once per step and shared by the Gram and
     perceptual terms (the reference computes them three times); the values are the same. Given
-    ``contrast_ids`` (keys naming the positives and negatives, as ``ContrastSet.sample`` returns
+    ``contrast_ids`` (keys naming the positives and negatives, as ``ContrastSet.sample``
     returns them), the Gram matrices of each contrast image are computed once and cached (the frozen VGG
     gives the same ones every time; 80 kB per image), so later steps skip the P/Q forward passes.
     """
@@ -45,24 +44,24 @@ class SCLLoss(nn.Module):
                  balance_colour_only: bool = False, chroma_linear_fade: tuple[float, float] | None = None) -> None:
         super().__init__()
         self.w = {k: float(v) for k, v in weights.items() if v}
-        self.tv, self.color = Myloss.L_TV(), Myloss.L_color()
-        self.segexp = Myloss.L_segexp(per_image=segexp_per_image)
-        self.chroma = Myloss.L_chroma(weighting=chroma_weighting, space=chroma_space,
-                                      linear_share=chroma_linear_share, linear_fade=chroma_linear_fade)
-        self.balance = Myloss.L_balance(colour_only=balance_colour_only)
-        self.spa, self.exp = Myloss.L_spa(), Myloss.L_exp(exp_patch, exp_level, exp_variant)
-        self.vgg = Myloss.get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
+        self.tv, self.color = L_TV(), L_color()
+        self.segexp = L_segexp(per_image=segexp_per_image)
+        self.chroma = L_chroma(weighting=chroma_weighting, space=chroma_space,
+                               linear_share=chroma_linear_share, linear_fade=chroma_linear_fade)
+        self.balance = L_balance(colour_only=balance_colour_only)
+        self.spa, self.exp = L_spa(), L_exp(exp_patch, exp_level, exp_variant)
+        self.vgg = get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:
-            self.gram, self.percep = Myloss.PerceptualLoss(vgg=self.vgg), Myloss.perception_loss(vgg=self.vgg)
+            self.gram, self.percep = PerceptualLoss(vgg=self.vgg), perception_loss(vgg=self.vgg)
         self.gram_cache: dict[object, dict[str, torch.Tensor]] = {}
         self.seg = None
         if "seg" in self.w:
             if seg_net is None:
                 raise ValueError("the segmentation term needs seg_net")
-            self.seg = Myloss.SegmentationLoss(seg_net, detach=seg_detach, train_mode=seg_train_mode)
+            self.seg = SegmentationLoss(seg_net, detach=seg_detach, train_mode=seg_train_mode)
 
     def contrast_grams(self, P: torch.Tensor, Q: torch.Tensor,
-                       ids: list | None = None) -> tuple[Myloss.GramDict, Myloss.GramDict]:
+                       ids: list | None = None) -> tuple[GramDict, GramDict]:
         """Gram matrices of P and Q (N,3,H,W). With ``ids`` (2N hashable keys naming the images, P's then
         Q's) they come from the cache, the missing ones computed in one no-grad VGG pass and cached;
         without, all are computed (nothing cached)."""
@@ -80,7 +79,7 @@ class SCLLoss(nn.Module):
                 if keys[k] is not None:
                     self.gram_cache[keys[k]] = found[k]
         per_image = [found[k] if k in found else self.gram_cache[key] for k, key in enumerate(keys)]
-        return tuple(Myloss.GramDict({layer: torch.stack([d[layer] for d in part]) for layer in self.gram.layers})
+        return tuple(GramDict({layer: torch.stack([d[layer] for d in part]) for layer in self.gram.layers})
                      for part in (per_image[:n], per_image[n:]))
 
     def forward(self, I: torch.Tensor, E: torch.Tensor, A: torch.Tensor, y: torch.Tensor | None = None,
@@ -95,12 +94,12 @@ class SCLLoss(nn.Module):
         if "color" in w:
             t["color"] = w["color"] * self.color(E).mean()
         if "con" in w:
-            t["con"] = w["con"] * Myloss.contrastive_loss(E, P, Q)
+            t["con"] = w["con"] * contrastive_loss(E, P, Q)
         if self.vgg is not None:
             fE = self.vgg(E, last="relu4_3" if "percep" in w else "relu2_2")
             if "feat" in w:
                 gP, gQ = self.contrast_grams(P, Q, contrast_ids)
-                t["feat"] = w["feat"] * Myloss.feature_contrastive_loss(fE, gP, gQ, gram_loss=self.gram)
+                t["feat"] = w["feat"] * feature_contrastive_loss(fE, gP, gQ, gram_loss=self.gram)
             if "percep" in w:
                 with torch.no_grad():
                     fI = self.vgg(I, last="relu4_3")
@@ -117,37 +116,4 @@ class SCLLoss(nn.Module):
             t["spa"] = w["spa"] * self.spa(I, E).mean()
         if "exp" in w:
             t["exp"] = w["exp"] * self.exp(E)
-        return t
-
-
-class SupervisedLoss(nn.Module):
-    """Weighted SSIM/LPIPS/L1/L2 terms (0 turns a term off); returns ``{name: weighted term}``.
-
-    ``forward(y, gt)``: y the raw enhancer output (N,3,H,W), clamped to [0, 1] here as in the reference
-    (pixels outside get no gradient); gt in [0, 1]. LPIPS gets the [0, 1] images as the reference does
-    (the ``lpips`` package's ``normalize=False``) unless ``lpips_normalize`` rescales them to [-1, 1].
-    Building LPIPS needs the AlexNet file in the torch cache (:class:`utils.errors.UserError` otherwise).
-    """
-
-    TERMS = ("ssim", "lpips", "l1", "l2")
-
-    def __init__(self, ssim: float = 1.0, lpips: float = 1.0, l1: float = 0.0, l2: float = 0.0,
-                 lpips_normalize: bool = False, device: torch.device | str | None = None) -> None:
-        super().__init__()
-        self.w = {k: float(v) for k, v in zip(self.TERMS, (ssim, lpips, l1, l2)) if v}
-        if not self.w:
-            raise ValueError("SupervisedLoss: every weight is 0")
-        self.lpips = build_lpips(device or "cpu") if "lpips" in self.w else None
-        self.lpips_normalize = bool(lpips_normalize)
-
-    def forward(self, y: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
-        t, y = {}, y.clamp(0, 1)
-        if "ssim" in self.w:
-            t["ssim"] = self.w["ssim"] * ssim_loss(y, gt)
-        if "lpips" in self.w:
-            t["lpips"] = self.w["lpips"] * lpips_distance(self.lpips, y, gt, self.lpips_normalize).mean()
-        if "l1" in self.w:
-            t["l1"] = self.w["l1"] * nn.functional.l1_loss(y, gt)
-        if "l2" in self.w:
-            t["l2"] = self.w["l2"] * nn.functional.mse_loss(y, gt)
         return t

@@ -1,0 +1,33 @@
+"""Metrics, one module per family (BasicSR's ``basicsr/metrics``); the public names are importable from here.
+
+* :mod:`metrics.image`: PSNR / SSIM on 8-bit images (the papers' protocol), :func:`quantise`, :func:`psnr_float`;
+* :mod:`metrics.lpips`: the frozen LPIPS (AlexNet) network and its distance (also EMNet's training loss);
+* :mod:`metrics.colour`: colour shifts of an output against its input (image level, per pixel, tone part);
+* :mod:`metrics.exposure`: brightness, clipped fraction, Immerkær's noise σ;
+* :mod:`metrics.segmentation`: streaming mIoU (Cityscapes protocol);
+* :mod:`metrics.accumulator`: per-image rows and their means.
+
+The differentiable SSIM loss is :func:`losses.supervised.ssim_loss`.
+"""
+from metrics.accumulator import MetricAccumulator
+from metrics.colour import (channel_proportions, colour_shift, pixel_colour_shift, pixel_proportions, proportion_shift,
+                            proportions, tone_shift)
+from metrics.exposure import brightness, clipped_fraction, noise_sigma
+from metrics.image import ArrayOrTensor, psnr, psnr_float, quantise, scores_8bit, ssim
+from metrics.lpips import ALEXNET_WEIGHTS, build_lpips, lpips_available, lpips_distance
+from metrics.segmentation import StreamSegMetrics
+
+__all__ = [
+    "ALEXNET_WEIGHTS", "ArrayOrTensor", "MetricAccumulator", "StreamSegMetrics", "brightness", "build_lpips",
+    "channel_proportions", "clipped_fraction", "colour_shift", "lpips_available", "lpips_distance", "noise_sigma",
+    "pixel_colour_shift", "pixel_proportions", "proportion_shift", "proportions", "psnr", "psnr_float", "quantise",
+    "scores_8bit", "ssim", "tone_shift",
+]
+
+
+def __getattr__(name: str):
+    """``metrics.ssim_loss``, importable here before the losses had their package, lives in :mod:`losses`."""
+    if name == "ssim_loss":
+        from losses.supervised import ssim_loss
+        return ssim_loss
+    raise AttributeError(f"module 'metrics' has no attribute {name!r}")
