@@ -24,8 +24,8 @@ from utils.checkpoint import atomic_write
 from utils.image_io import save_grid_rows, save_image
 
 #: 8-bit conversion per method, as the reference test script: the enhancer alone is truncated, the
-#: memory output rounded (and the oracle rounded, as the reference's memory validation).
-QUANTISE = {"ori": "trunc", "mem": "round", "gt_mean_oracle": "round"}
+#: memory output rounded half to even (``np.round``; the oracle too, as the reference's memory validation).
+QUANTISE = {"ori": "trunc", "mem": "round_half_even", "gt_mean_oracle": "round_half_even"}
 
 
 def _metrics(y8: np.ndarray, gt8: np.ndarray, gt: torch.Tensor, lp) -> dict[str, float]:

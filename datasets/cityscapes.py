@@ -10,6 +10,11 @@ Training: pad (image 0, label 255) to at least ``crop_size``, random crop, rando
 applied jointly to image and label with torch's RNG. Evaluation: the full image. :meth:`Cityscapes.load`
 keeps decoded images in memory (8-bit images as uint8, labels as uint8) up to ``cache_mb``; a training
 stage calls it for every item up front, so a corrupt file stops the run before training starts.
+
+EXIF orientation: the image is read upright (its EXIF orientation applied, as every image of the project)
+and its label, a map of the *stored* pixels, takes the image's orientation too, so the two stay aligned
+pixel for pixel. Cityscapes PNGs carry no orientation (nothing changes for them); a phone photo with one
+gets an upright image and label. A label must have the image's stored size.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from utils.errors import UserError
-from utils.image_io import list_images, read_image_tensor, unpack_8bit
+from utils.image_io import apply_orientation, exif_orientation, list_images, read_image_tensor, unpack_8bit
 
 IGNORE_INDEX = 255
 # labelId → trainId for the 19 evaluated classes (cityscapesScripts ``labels.py``).
@@ -129,10 +134,7 @@ class Cityscapes(Dataset):
         if lbl_path is None:
             label = torch.full((h, w), IGNORE_INDEX, dtype=torch.int64)
         else:
-            label = torch.from_numpy(read_label(lbl_path))
-            if tuple(label.shape) != (h, w):
-                raise UserError(f"{lbl_path}: label is {label.shape[1]}x{label.shape[0]} but image {img_path} "
-                                f"is {w}x{h}; they must match")
+            label = torch.from_numpy(_oriented_label(lbl_path, img_path, h, w))
         return image, label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,6 +142,19 @@ class Cityscapes(Dataset):
         if self.train:  # crop first: only the crop is converted to float
             image, label = random_crop_flip(image, label, self.crop_size)
         return _as_float(image, label)
+
+
+def _oriented_label(lbl_path: str, img_path: str, h: int, w: int) -> np.ndarray:
+    """The train-id label (H, W) of the image ``img_path`` read upright as (h, w): the label is checked
+    against the image's stored size, then given the image's EXIF orientation."""
+    ids = read_label(lbl_path)
+    orientation = exif_orientation(img_path)
+    stored = (w, h) if orientation in (5, 6, 7, 8) else (h, w)  # the transposing orientations
+    if ids.shape != stored:
+        note = f" as stored (before its EXIF orientation {orientation})" if orientation != 1 else ""
+        raise UserError(f"{lbl_path}: label is {ids.shape[1]}x{ids.shape[0]} but image {img_path} is "
+                        f"{stored[1]}x{stored[0]}{note}; they must match")
+    return apply_orientation(ids, orientation)
 
 
 def _as_float(image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

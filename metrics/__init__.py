@@ -13,12 +13,12 @@ from metrics.accumulator import MetricAccumulator
 from metrics.colour import (channel_proportions, colour_shift, pixel_colour_shift, pixel_proportions, proportion_shift,
                             proportions, tone_shift)
 from metrics.exposure import brightness, clipped_fraction, noise_sigma
-from metrics.image import ArrayOrTensor, psnr, psnr_float, quantise, scores_8bit, ssim
+from metrics.image import QUANTISE_MODES, ArrayOrTensor, psnr, psnr_float, quantise, scores_8bit, ssim
 from metrics.lpips import ALEXNET_WEIGHTS, build_lpips, lpips_available, lpips_distance
 from metrics.segmentation import StreamSegMetrics
 
 __all__ = [
-    "ALEXNET_WEIGHTS", "ArrayOrTensor", "MetricAccumulator", "StreamSegMetrics", "brightness", "build_lpips",
+    "ALEXNET_WEIGHTS", "ArrayOrTensor", "QUANTISE_MODES", "MetricAccumulator", "StreamSegMetrics", "brightness", "build_lpips",
     "channel_proportions", "clipped_fraction", "colour_shift", "lpips_available", "lpips_distance", "noise_sigma",
     "pixel_colour_shift", "pixel_proportions", "proportion_shift", "proportions", "psnr", "psnr_float", "quantise",
     "scores_8bit", "ssim", "tone_shift",

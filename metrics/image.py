@@ -3,7 +3,7 @@
 * PSNR / SSIM follow the papers' protocol: 8-bit RGB HxWx3 arrays (rounded like torchvision's
   ``save_image``), scikit-image, data range 255, SSIM with its default 7x7 uniform window.
 * :func:`quantise`: the reference test script's 8-bit conversions ("trunc" for the enhancer alone,
-  "round" for the memory output); :func:`psnr_float`: PSNR of float images (data range 1), the
+  "round_half_even" for the memory output); :func:`psnr_float`: PSNR of float images (data range 1), the
   reference's validation criterion.
 """
 from __future__ import annotations
@@ -55,18 +55,24 @@ def ssim(a: ArrayOrTensor, b: ArrayOrTensor) -> float:
     return float(structural_similarity(_as_uint8(a), _as_uint8(b), channel_axis=-1, data_range=255))
 
 
+QUANTISE_MODES = ("round", "round_half_even", "trunc")
+
+
 def quantise(y: torch.Tensor, mode: str = "round") -> np.ndarray:
     """(3, H, W) or (1, 3, H, W) float tensor → uint8 (H, W, 3), clamped to [0, 1] first.
 
     ``"round"``: :func:`utils.image_io.to_uint8` (``x·255 + 0.5`` truncated, as ``save_image``);
-    ``"trunc"``: ``(x·255).astype(uint8)`` in float32, as the reference's "ori" images.
+    ``"round_half_even"``: ``np.round(x·255)`` in float32 (ties to even: 0.5 → 0, 1.5 → 2), as the
+    reference's "mem" images and every image of its memory validation; ``"trunc"``: ``(x·255)`` truncated
+    in float32, as the reference's "ori" images.
     """
     if mode == "round":
         return to_uint8(y.clamp(0, 1))
-    if mode != "trunc":
-        raise ValueError(f"quantise mode must be 'round' or 'trunc', got {mode!r}")
+    if mode not in QUANTISE_MODES:
+        raise ValueError(f"quantise mode must be one of {', '.join(QUANTISE_MODES)}; got {mode!r}")
     t = y.detach().cpu().float().reshape(-1, *y.shape[-2:]).clamp(0, 1)
-    return (t.permute(1, 2, 0).numpy() * np.float32(255.0)).astype(np.uint8)
+    scaled = t.permute(1, 2, 0).numpy() * np.float32(255.0)
+    return (np.round(scaled) if mode == "round_half_even" else scaled).astype(np.uint8)
 
 
 def psnr_float(a: torch.Tensor, b: torch.Tensor) -> float:

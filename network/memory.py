@@ -23,10 +23,7 @@ from utils.checkpoint import read_checkpoint
 from utils.errors import UserError
 from utils.pretrained import load_pretrained
 
-#: Guard for ``m_mem / m_out`` in :func:`refine` and :func:`gt_mean_oracle`: the denominator is
-#: ``clamp_min(RATIO_EPS)``, so for every pooled mean >= 1e-8 (any normal image) the result is
-#: bit-identical to the reference's unguarded division; an all-black cell gives a finite scale and,
-#: since y is 0 there, an output of 0 instead of NaN.
+#: Guard for ``m_mem / m_out`` in :func:`refine` and :func:`gt_mean_oracle` (see :func:`guard_denominator`).
 RATIO_EPS = 1e-8
 
 CHECKPOINT_KEYS = ("epoch", "mem_key", "mem_vale", "mem_age", "mem_index")  # "mem_vale" (sic) as in the reference
@@ -293,13 +290,27 @@ def _checkpoint_tensors(obj: Any, name: str) -> tuple[torch.Tensor, ...]:
     return key, value, age, top
 
 
+def guard_denominator(m: torch.Tensor, eps: float = RATIO_EPS) -> torch.Tensor:
+    """``m`` with every entry of magnitude below ``eps`` replaced by ``±eps``, keeping its sign.
+
+    Only |m| < eps changes, so wherever |m| >= eps (every normal image, and the negative pooled mean an
+    unclamped EMNet output can have) dividing by the result is bit-identical to the reference's unguarded
+    division, sign included. Exactly 0 (and -0.0) becomes ``+eps``: the reference divides by zero there
+    (inf or NaN); here an all-black cell gets a finite ratio and, as y is 0 there, an output of 0.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    tiny = torch.full_like(m, eps).masked_fill_(m < 0, -eps)
+    return torch.where(m.abs() < eps, tiny, m)
+
+
 def refine(r: torch.Tensor, m_mem: torch.Tensor, p: int, pooling_mean: bool = False) -> torch.Tensor:
     """Memory refinement (SPEC §6), generalised to any p.
 
     r: (N, 3, H, W) raw enhancer output (not clamped); m_mem: (N, V) memory values.
     y = clamp(r, 0, 1); m_mem → (N, C, p, p) (C = 3, or 1 with pooling_mean); m_out = pool_p(r) — the
     *unclamped* output, as the reference (channel mean first with pooling_mean); ratio = m_mem /
-    max(m_out, RATIO_EPS); (w_out, w_mem) = softmax over the pair (m_out, m_mem) element-wise;
+    guard_denominator(m_out) (sign kept); (w_out, w_mem) = softmax over the pair (m_out, m_mem) element-wise;
     scale = w_out + w_mem · ratio; returns clamp(y · nearest_upsample(scale, H×W), 0, 1), shape (N, 3, H, W).
     For p = 1 this is exactly the reference. When p does not divide H (or W) the nearest-upsampled cells
     are not exactly the adaptive pooling windows (they differ by at most one row/column at cell borders).
@@ -311,7 +322,7 @@ def refine(r: torch.Tensor, m_mem: torch.Tensor, p: int, pooling_mean: bool = Fa
                          f"(expected (N, {c * p * p}))")
     m_mem = m_mem.reshape(n, c, p, p).to(r.dtype)
     m_out = _pool(r, p, pooling_mean)
-    ratio = m_mem / m_out.clamp_min(RATIO_EPS)
+    ratio = m_mem / guard_denominator(m_out)
     w_out, w_mem = torch.softmax(torch.stack([m_out, m_mem], dim=0), dim=0)
     scale = w_out + w_mem * ratio
     return torch.clamp(r.clamp(0, 1) * F.interpolate(scale, size=(h, w), mode="nearest"), 0.0, 1.0)
@@ -321,8 +332,8 @@ def gt_mean_oracle(r: torch.Tensor, gt: torch.Tensor, p: int = 1, pooling_mean: 
     """The "GT-mean" oracle: clamp(clamp(r, 0, 1) · nearest_upsample(pool_p(GT) / pool_p(r)), 0, 1).
 
     r: (N, 3, H, W) raw enhancer output — pooled unclamped, as the reference —, gt (N, 3, H, W) in [0, 1];
-    per channel (or on the channel mean with pooling_mean), denominator guarded with
-    ``clamp_min(RATIO_EPS)``. Results with it are not comparable with plain ones (SPEC §7).
+    per channel (or on the channel mean with pooling_mean), denominator through
+    :func:`guard_denominator` (sign kept). Results with it are not comparable with plain ones (SPEC §7).
     """
-    ratio = _pool(gt, p, pooling_mean).to(r.dtype) / _pool(r, p, pooling_mean).clamp_min(RATIO_EPS)
+    ratio = _pool(gt, p, pooling_mean).to(r.dtype) / guard_denominator(_pool(r, p, pooling_mean))
     return torch.clamp(r.clamp(0, 1) * F.interpolate(ratio, size=r.shape[-2:], mode="nearest"), 0.0, 1.0)

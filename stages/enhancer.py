@@ -53,6 +53,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p.add_argument_group("run control"), log_every=1)
 
 
+def validation_points(per_epoch: int, val_time: int) -> set[int]:
+    """The 1-based batch numbers within an epoch after which the enhancer is validated.
+
+    As the reference's ``(i + 1) % (len(loader) // val_time) == 0 and i > 0`` (i 0-based): every multiple
+    of ``step = per_epoch // val_time``, batch 1 excluded, so 173 batches and ``val_time`` 2 give {86, 172}
+    and ``val_time`` can give more points than asked (10 batches, 4: step 2, five points). Where the
+    reference fails, a defined behaviour: fewer batches than ``val_time`` (a modulo by zero there) acts as
+    step 1, and a one-batch epoch (never validated there) validates after its batch.
+    """
+    if per_epoch < 1 or val_time < 1:
+        raise ValueError(f"per_epoch and val_time must be >= 1, got {per_epoch} and {val_time}")
+    step = max(1, per_epoch // val_time)
+    return set(range(max(step, 2), per_epoch + 1, step)) or {per_epoch}
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Every flag in range (one line naming the flag) before anything is created or loaded."""
     check_paired_arguments(args)
@@ -130,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
     model, optimizer, scheduler = _build(args, init, device, fmt)
     best = {"psnr": _resume(ck, session, model, optimizer, scheduler, args, start)}
     model = session.wrap(model)
-    val_at = {max(1, round(per_epoch * (k + 1) / args.val_time)) for k in range(args.val_time)}
+    val_at = validation_points(per_epoch, args.val_time)
 
     def save(name: str, it: int, epoch: int) -> None:
         state = training_state("enhancer", it, epoch, model, optimizer, scheduler, args=args,

@@ -84,12 +84,13 @@ def enhance_validation(model: nn.Module, val_set, device: torch.device) -> list[
 
 def score(outputs: list[torch.Tensor], val_set, float_psnr: bool = False) -> tuple[float, float]:
     """Mean PSNR and SSIM of outputs against the GT images. SSIM on 8-bit images (scikit-image); PSNR on
-    the same 8-bit images (rounded; the reference's memory validation), or with ``float_psnr`` on the float
-    images, data range 1 (the reference's enhancer validation, which picks the best checkpoint)."""
+    the same 8-bit images (rounded half to even, ``np.round``: the reference's memory validation), or with
+    ``float_psnr`` on the float images, data range 1 (the reference's enhancer validation, which picks the
+    best checkpoint). An 8-bit GT comes back exactly whatever the rounding."""
     p = s = 0.0
     for i, y in enumerate(outputs):
         gt = val_set.load(i)[1]
-        eight = scores_8bit(quantise(y[0], "round"), quantise(gt, "round"))
+        eight = scores_8bit(quantise(y[0], "round_half_even"), quantise(gt, "round"))
         p += psnr_float(y[0].clamp(0, 1), gt) if float_psnr else eight["psnr"]
         s += eight["ssim"]
     return p / len(outputs), s / len(outputs)

@@ -58,6 +58,30 @@ def test_cityscapes_eval(tmp_path):
     assert lbl[0, 0] == 0 and lbl[0, 5] == 13 and lbl[0, 10] == 255  # ids 7, 26, 0
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_cityscapes_label_takes_the_image_exif_orientation(tmp_path, orientation):
+    """Issue 22.11: the image is read upright; its label (a map of the stored pixels, here its red channel)
+    must turn with it (before, orientation 3 misaligned them silently and 6/8 stopped on the sizes)."""
+    _city_tree(tmp_path)
+    ds = Cityscapes(str(tmp_path), split="train", train=False)
+    path = ds.files[1][0]
+    stored = np.asarray(Image.open(path))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, exif=exif)
+    img, lbl = ds[1]
+    turn = {3: lambda a: a[::-1, ::-1], 6: lambda a: np.rot90(a, -1), 8: lambda a: np.rot90(a, 1)}[orientation]
+    assert np.array_equal(torch.round(img * 255).to(torch.uint8).permute(1, 2, 0).numpy(), turn(stored))
+    assert lbl.shape == img.shape[1:] and _consistent(img, lbl)
+    assert np.array_equal(lbl.numpy(), turn(encode_labels(stored[..., 0])))
+    # a label drawn on the upright image of a transposing orientation does not fit the stored image
+    if orientation != 3:
+        _png(Path(ds.files[1][1]), np.ascontiguousarray(turn(stored[..., 0])))
+        message = rf"label is 48x64 but .* is 64x48 as stored \(before its EXIF orientation {orientation}\)"
+        with pytest.raises(UserError, match=message):
+            ds.load(1)
+
+
 def test_cityscapes_train_crop_flip_joint(tmp_path):
     _city_tree(tmp_path)
     ds = Cityscapes(str(tmp_path), crop_size=32)

@@ -12,8 +12,8 @@ from PIL import Image, ImageOps
 
 from utils.errors import UserError
 from utils import image_io
-from utils.image_io import (_orient, list_images, read_image, read_image_tensor, save_grid, save_grid_rows, save_image,
-                            to_uint8)
+from utils.image_io import (apply_orientation, list_images, read_image, read_image_tensor, save_grid, save_grid_rows,
+                            save_image, to_uint8)
 
 
 def _load(path) -> np.ndarray:
@@ -103,7 +103,7 @@ def test_orient_matches_pil(orientation):
     exif[0x0112] = orientation
     im.info["exif"] = exif.tobytes()
     expected = np.asarray(ImageOps.exif_transpose(im))
-    np.testing.assert_array_equal(_orient(a, orientation), expected)
+    np.testing.assert_array_equal(apply_orientation(a, orientation), expected)
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated"])

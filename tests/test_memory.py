@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from network.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize
-from network.memory import (ExternalMemory, build_query_net, gt_mean_oracle, pool_value, pooling_for, query,
-                            refine)
+from network.memory import (RATIO_EPS, ExternalMemory, build_query_net, gt_mean_oracle, guard_denominator,
+                            pool_value, pooling_for, query, refine)
 from utils.errors import UserError
 
 
@@ -224,6 +224,32 @@ def test_refine_identity_when_memory_equals_output_mean():
 def test_refine_black_image_is_finite():
     out = refine(torch.zeros(1, 3, 4, 4), torch.full((1, 3), 0.5), 1)
     assert torch.equal(out, torch.zeros(1, 3, 4, 4))
+
+
+def test_refine_keeps_the_sign_of_a_negative_pooled_mean():
+    """Issue 22.11: the reference divides by the raw pooled mean, sign included; clamp_min(1e-8) turned
+    -0.01 into 1e-8, a ratio of +1e5 and a white image."""
+    r = torch.tensor([0.4, -0.2, -0.2, -0.04]).view(1, 1, 2, 2).repeat(1, 3, 1, 1)  # raw mean -0.01
+    out = refine(r, torch.full((1, 3), 0.001), 1)
+    w_out = math.exp(-0.01) / (math.exp(-0.01) + math.exp(0.001))
+    scale = w_out + (1 - w_out) * 0.001 / -0.01  # ≈ 0.4470: positive, so the bright pixel stays grey
+    assert 0.44 < scale < 0.45
+    expected = torch.tensor([[0.4 * scale, 0.0], [0.0, 0.0]]).expand(3, 2, 2)
+    assert torch.allclose(out[0], expected, atol=1e-6)
+    # a ratio that makes the scale negative gives black, as the reference's clamp
+    assert torch.equal(refine(r, torch.full((1, 3), 0.5), 1), torch.zeros(1, 3, 2, 2))
+    gt = torch.full((1, 3, 2, 2), 0.02)  # GT-mean oracle: ratio 0.02 / -0.01 = -2 → black too
+    assert torch.equal(gt_mean_oracle(r, gt), torch.zeros(1, 3, 2, 2))
+
+
+def test_guard_denominator_only_touches_magnitudes_below_eps():
+    m = torch.tensor([0.3, -0.25, RATIO_EPS, -RATIO_EPS, 3e-9, -3e-9, 0.0, -0.0])
+    got = guard_denominator(m)
+    eps = RATIO_EPS
+    assert torch.equal(got, torch.tensor([0.3, -0.25, eps, -eps, eps, -eps, eps, eps]))  # 0 and -0.0 → +eps
+    assert torch.equal(got[:4], m[:4])  # the reference's division is unchanged wherever |m| >= eps
+    with pytest.raises(ValueError, match="eps"):
+        guard_denominator(m, eps=0.0)
 
 
 def test_gt_mean_oracle():

@@ -112,6 +112,25 @@ def test_quantise_truncates_or_rounds():
     assert np.array_equal(quantise(y, "trunc"), ref)
 
 
+def test_quantise_round_half_even_as_numpy():
+    """Issue 22.11: the reference's np.round(y·255) rounds ties to even; "round" (save_image) rounds them up."""
+    ties = (torch.arange(255, dtype=torch.float32) + 0.5) / 255  # y·255 is exactly k + 0.5 in float32
+    y = ties.view(1, 1, 255).expand(3, 1, 255)
+    even = quantise(y, "round_half_even")[0, :, 0].tolist()
+    assert even[:6] == [0, 2, 2, 4, 4, 6] and even[-2:] == [254, 254]  # 0.5→0, 1.5→2, 2.5→2, ..., 254.5→254
+    assert quantise(y, "round")[0, :, 0].tolist()[:6] == [1, 2, 3, 4, 5, 6]
+    torch.manual_seed(2)
+    y = torch.rand(1, 3, 5, 7) * 1.2 - 0.1
+    mem = torch.clamp(y, 0, 1).numpy().squeeze().transpose((1, 2, 0))
+    assert np.array_equal(quantise(y, "round_half_even"), np.round(mem * 255.0).astype(np.uint8))  # the reference
+    # 8-bit ground truth read as k/255 comes back exactly, whatever the mode (the reference truncates it)
+    gt = (torch.arange(256, dtype=torch.float32) / 255).view(1, 1, 256).expand(3, 1, 256)
+    for mode in ("round", "round_half_even", "trunc"):
+        assert quantise(gt, mode)[0, :, 0].tolist() == list(range(256)), mode
+    with pytest.raises(ValueError, match="round_half_even"):
+        quantise(y, "nearest")
+
+
 def test_psnr_float_hand_computed():
     a = torch.zeros(3, 4, 5)
     assert psnr_float(a, a + 0.1) == pytest.approx(20.0)

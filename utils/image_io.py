@@ -51,7 +51,7 @@ def list_images(folder: str, recursive: bool = False) -> list[str]:
     return sorted(out, key=lambda p: os.path.relpath(p, folder).split(os.sep))
 
 
-def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1..8) to an HxW[xC] array, as ``PIL.ImageOps.exif_transpose`` does."""
     ops = {
         2: lambda x: x[:, ::-1],
@@ -65,16 +65,31 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the file header, after EXIF orientation; no pixel decoding."""
+def _orientation_of(im: Image.Image) -> int:
+    """The EXIF orientation (1..8) of an open image; 1 when it has none."""
+    return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+
+
+def _header(path: str) -> tuple[int, int, int]:
+    """(stored width, stored height, EXIF orientation) from the file header; no pixel decoding."""
     try:
         with Image.open(path) as im:
-            w, h = im.size
-            if int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1) in (5, 6, 7, 8):  # the transposing ones
-                w, h = h, w
+            return (*im.size, _orientation_of(im))
     except Exception as e:
         raise UserError(f"{path}: cannot read image ({str(e)[:200]}); replace or remove it") from e
-    return w, h
+
+
+def exif_orientation(path: str) -> int:
+    """The EXIF orientation (1..8) that :func:`read_image` applies to the file at ``path``; 1 when none.
+    A per-pixel annotation of the stored image (a segmentation label) takes the same one through
+    :func:`apply_orientation`."""
+    return _header(path)[2]
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) from the file header, after EXIF orientation; no pixel decoding."""
+    w, h, orientation = _header(path)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the transposing ones
 
 
 def _rawmode(im: Image.Image) -> str:
@@ -103,7 +118,7 @@ def _read_16bit_color(path: str, im: Image.Image) -> np.ndarray:
     if a is None or a.ndim != 3 or a.shape[2] not in (3, 4):
         raise ValueError("16-bit colour image that OpenCV cannot decode")
     rgb = a[..., 2::-1].astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 255.0)
-    return _orient(rgb, int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1))
+    return apply_orientation(rgb, _orientation_of(im))
 
 
 def _pil_to_array(im: Image.Image, keep_8bit: bool = False) -> np.ndarray:
