@@ -1,7 +1,7 @@
 """Paired evaluation (SPEC §7): enhancer alone (``ori``) and refined by the memory (``mem``) against GT.
 
 PSNR/SSIM follow the papers' protocol on the 8-bit images that are written (scikit-image), converted as
-the reference test script does: ``ori`` truncated, ``mem`` rounded (:data:`QUANTISE`); outputs are named
+the reference test script does: ``ori`` truncated, ``mem`` rounded half to even (:data:`TEST`); outputs are named
 after the ground-truth files, as there. LPIPS (AlexNet) when its weights are in the torch cache; the
 "GT-mean" oracle is reported on its own line, labelled as such, since it uses the ground truth and is not
 comparable with the other figures. The memory's pooling comes from its checkpoint.
@@ -11,37 +11,123 @@ from __future__ import annotations
 import csv
 import os
 import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from datasets.lol import PairedDataset
 from lowlight_model import enhance
-from metrics import MetricAccumulator, build_lpips, lpips_available, lpips_distance, quantise, scores_8bit
+from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr_float, quantise,
+                     scores_8bit)
 from network.memory import ExternalMemory, build_query_net, gt_mean_oracle, query
 from utils.checkpoint import atomic_write
 from utils.image_io import save_grid_rows, save_image
 
-#: 8-bit conversion per method, as the reference test script: the enhancer alone is truncated, the
-#: memory output rounded half to even (``np.round``; the oracle too, as the reference's memory validation).
-QUANTISE = {"ori": "trunc", "mem": "round_half_even", "gt_mean_oracle": "round_half_even"}
+
+@dataclass(frozen=True)
+class Policy:
+    """How each method's output becomes figures: its 8-bit conversion (:func:`metrics.quantise` mode), and
+    whether PSNR is taken on the float image (data range 1) instead of the 8-bit one. SSIM is always on the
+    8-bit images, against the ground truth converted with "round" (exact for 8-bit files)."""
+
+    name: str
+    quantise: Mapping[str, str]
+    float_psnr: bool = False
 
 
-def _metrics(y8: np.ndarray, gt8: np.ndarray, gt: torch.Tensor, lp) -> dict[str, float]:
-    out = scores_8bit(y8, gt8)
-    if lp is not None:
-        # LPIPS on the 8-bit image as written, like PSNR/SSIM
-        y_q = torch.from_numpy(y8).permute(2, 0, 1)[None].float().div(255).to(gt.device)
-        out["lpips"] = float(lpips_distance(lp, y_q, gt))
-    return out
+#: The reference test script (SPEC §7): the enhancer alone ("ori") truncated, the memory output ("mem")
+#: rounded half to even (``np.round``), the GT-mean oracle rounded as the memory validation does.
+TEST = Policy("test", {"ori": "trunc", "mem": "round_half_even", "gt_mean_oracle": "round_half_even"})
+#: The reference's memory validation: every image rounded half to even.
+VALIDATION = Policy("validation", {m: "round_half_even" for m in ("ori", "mem", "gt_mean_oracle")})
+#: The reference's enhancer validation, which picks the best checkpoint: PSNR on the float image.
+ENHANCER_VALIDATION = Policy("enhancer validation", VALIDATION.quantise, float_psnr=True)
+#: Kept for callers of the test protocol's table.
+QUANTISE = TEST.quantise
+
+
+@torch.no_grad()
+def enhance_pairs(model: torch.nn.Module, pairs, device: torch.device) -> list[torch.Tensor]:
+    """Raw (unclamped) enhancer outputs (1,3,H,W) on the CPU for every low image of ``pairs`` (full size); the
+    memory pools the unclamped output (SPEC §6), every figure clamps it to [0, 1]."""
+    model.eval()
+    return [enhance(model, pairs.load(i)[0][None].to(device)).cpu() for i in range(len(pairs))]
+
+
+@torch.no_grad()
+def memory_queries(query_net: torch.nn.Module, pairs, device: torch.device) -> torch.Tensor:
+    """The memory queries (N, 512) of the low images of ``pairs``."""
+    return torch.cat([query(query_net, pairs.load(i)[0][None].to(device)) for i in range(len(pairs))]).float()
+
+
+def _outputs(raw: torch.Tensor, gt: torch.Tensor, memory: ExternalMemory | None, q: torch.Tensor | None,
+             top_k: int, oracle: bool) -> dict[str, torch.Tensor]:
+    """Each method's output (1,3,H,W) in [0, 1] of one raw enhancer output."""
+    outputs = {"ori": raw.clamp(0, 1)}
+    if memory is not None:
+        outputs["mem"] = memory.refine(raw, memory.read(q, top_k))
+    if oracle:
+        outputs["gt_mean_oracle"] = memory.oracle(raw, gt) if memory is not None else gt_mean_oracle(raw, gt)
+    return outputs
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None = None, policy: Policy = TEST, *,
+             device: torch.device | str = "cpu", top_k: int = 1, raw: list[torch.Tensor] | None = None,
+             queries: torch.Tensor | None = None, query_net: torch.nn.Module | None = None, oracle: bool = False,
+             lpips: torch.nn.Module | None = None,
+             each: Callable[[int, dict, dict], None] | None = None,
+             progress: bool = False) -> dict[str, MetricAccumulator]:
+    """The figures of ``model`` (+ ``memory`` read with ``top_k``) on ``pairs`` (``load(i)`` → (low, gt) and
+    ``gt_names``, e.g. :class:`datasets.lol.PairedDataset`), one :class:`MetricAccumulator` per method
+    ("ori", "mem" with a memory, "gt_mean_oracle" with ``oracle``), converted and scored by ``policy``.
+
+    The one evaluation path: the reference test protocol (:data:`TEST`, :func:`evaluate_paired`) and the
+    validations during training (:data:`VALIDATION`, :data:`ENHANCER_VALIDATION`). ``raw`` (the enhancer's
+    outputs, e.g. of a frozen enhancer, computed once by :func:`enhance_pairs`) and ``queries`` (by
+    :func:`memory_queries`) skip recomputing them; otherwise the memory's queries come from ``query_net``.
+    ``lpips`` adds LPIPS on the 8-bit images; ``each(i, outputs, images_8bit)`` sees every pair; ``progress``
+    shows a progress bar.
+    """
+    if memory is not None and queries is None and query_net is None:
+        raise ValueError("evaluate: a memory needs queries or query_net")
+    methods = ["ori"] + (["mem"] if memory is not None else []) + (["gt_mean_oracle"] if oracle else [])
+    acc = {m: MetricAccumulator() for m in methods}
+    names = getattr(pairs, "gt_names", None) or [str(i) for i in range(len(pairs))]
+    for i in tqdm(range(len(pairs)), desc="evaluate", unit="pair", dynamic_ncols=True, disable=not progress):
+        low, gt = (t[None].to(device) for t in pairs.load(i))
+        r = raw[i].to(device) if raw is not None else enhance(model, low)
+        q = None if memory is None else queries[i:i + 1].to(device) if queries is not None else query(query_net, low)
+        outputs = _outputs(r, gt, memory, q, top_k, oracle)
+        gt8 = quantise(gt[0], "round")
+        images = {m: quantise(y[0], policy.quantise[m]) for m, y in outputs.items()}
+        for m, y8 in images.items():
+            figures = scores_8bit(y8, gt8)
+            if policy.float_psnr:
+                figures["psnr"] = psnr_float(outputs[m][0], gt[0])
+            if lpips is not None:  # on the 8-bit image as written, like PSNR/SSIM
+                y_q = torch.from_numpy(y8).permute(2, 0, 1)[None].float().div(255).to(gt.device)
+                figures["lpips"] = float(lpips_distance(lpips, y_q, gt))
+            acc[m].add(names[i], **figures)
+        if each is not None:
+            each(i, outputs, images)
+    return acc
+
+
+def mean_psnr_ssim(acc: dict[str, MetricAccumulator], method: str) -> tuple[float, float]:
+    """(mean PSNR, mean SSIM) of ``method`` in an :func:`evaluate` result."""
+    means = acc[method].mean()
+    return means["psnr"], means["ssim"]
 
 
 def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device, *,
                     mem: ExternalMemory | None = None, top_k: int = 1, output_dir: str = "results",
                     save_images: bool = False, grid: int = 0, use_lpips: bool = True,
                     weights: str = "?", mem_weights: str | None = None) -> dict[str, dict[str, float]]:
-    """Evaluate ``model`` (+ ``mem`` read with ``top_k``) on the pairs under ``input_dir``.
+    """The reference test protocol (:data:`TEST`) of ``model`` (+ ``mem`` read with ``top_k``) on the pairs
+    under ``input_dir``, with its reports.
 
     Writes ``result.txt`` and ``results.csv`` (+ the 8-bit images with ``save_images``, a comparison grid of
     the first ``grid`` pairs) to ``output_dir``; ``weights``/``mem_weights`` only label the report. LPIPS
@@ -51,29 +137,20 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
     names = data.gt_names  # the reference names its outputs after the ground-truth files
     query_net = build_query_net(pretrained=True).to(device) if mem is not None else None
     lp = build_lpips(device) if use_lpips and lpips_available() else None
-    methods = ["ori"] + (["mem"] if mem is not None else []) + ["gt_mean_oracle"]
-    acc = {m: MetricAccumulator() for m in methods}
     grid_rows = []
-    start = time.time()
-    for i in tqdm(range(len(data)), desc="evaluate", unit="pair", dynamic_ncols=True):
-        low, gt = (t[None].to(device) for t in data.load(i))
-        name = names[i]
-        gt8 = quantise(gt[0], "round")
-        with torch.inference_mode():
-            raw = enhance(model, low)  # unclamped: the memory pools it (SPEC §6)
-            outputs = {"ori": raw.clamp(0, 1)}
-            if mem is not None:
-                outputs["mem"] = mem.refine(raw, mem.read(query(query_net, low), top_k))
-            outputs["gt_mean_oracle"] = mem.oracle(raw, gt) if mem is not None else gt_mean_oracle(raw, gt)
-            images = {m: quantise(y[0], QUANTISE[m]) for m, y in outputs.items()}
-            for method, y8 in images.items():
-                acc[method].add(name, **_metrics(y8, gt8, gt, lp))
+
+    def each(i: int, outputs: dict, images: dict) -> None:
         if save_images:
             for method in ("ori", "mem"):
                 if method in images:
-                    save_image(images[method], os.path.join(output_dir, method, name))
+                    save_image(images[method], os.path.join(output_dir, method, names[i]))
         if len(grid_rows) < grid:
-            grid_rows.append([low[0], outputs["ori"][0], outputs.get("mem", outputs["ori"])[0], gt[0]])
+            low, gt = data.load(i)
+            grid_rows.append([low, outputs["ori"][0], outputs.get("mem", outputs["ori"])[0], gt])
+
+    start = time.time()
+    acc = evaluate(model, data, mem, TEST, device=device, top_k=top_k, query_net=query_net, oracle=True, lpips=lp,
+                   each=each, progress=True)
     elapsed = time.time() - start
     means = {m: a.mean() for m, a in acc.items()}
     os.makedirs(output_dir, exist_ok=True)
@@ -84,7 +161,7 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
     if grid_rows:
         labels = ["input", "ori", "mem" if mem is not None else "ori (no memory)", "GT"]
         save_grid_rows(grid_rows, os.path.join(output_dir, "comparison.png"), labels=labels)
-    for m in methods:
+    for m in acc:
         label = "GT-mean (oracle, uses GT)" if m == "gt_mean_oracle" else m
         figures = " ".join(f"{k.upper()} {v:.4f}" for k, v in means[m].items())
         print(f"{label:>26}: {figures}")

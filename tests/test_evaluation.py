@@ -1,4 +1,6 @@
 """evaluation.py: each method's 8-bit conversion is the reference test script's (issue 22.11)."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -22,3 +24,65 @@ def test_each_method_is_converted_as_the_reference(method):
     y = torch.rand(3, 6, 5)
     ref = REFERENCE[method](y.numpy().transpose(1, 2, 0))
     assert np.array_equal(quantise(y, QUANTISE[method]), ref)
+
+
+class _BlackPairs:
+    """One pair whose low image and ground truth are black; the 'enhancer' adds a constant."""
+
+    gt_names = ["1.png"]
+
+    def __init__(self, h=8, w=9):
+        self.gt = torch.zeros(3, h, w)
+
+    def __len__(self):
+        return 1
+
+    def load(self, i):
+        return self.gt.clone(), self.gt
+
+
+class _Add(torch.nn.Module):
+    def __init__(self, v):
+        super().__init__()
+        self.v = v
+
+    def forward(self, x):
+        return x + self.v
+
+
+def test_one_path_serves_the_test_protocol_and_both_validations():
+    """0.5/255 is 0 rounded half to even (validation) and truncated (test), 1 with save_image's rounding;
+    the enhancer validation takes PSNR on the float image (20·log10(255/0.5)); figures by hand."""
+    import math
+
+    from evaluation import ENHANCER_VALIDATION, TEST, VALIDATION, evaluate, mean_psnr_ssim
+
+    pairs = _BlackPairs()
+    tie, above = _Add(0.5 / 255), _Add(1.5 / 255)
+    assert mean_psnr_ssim(evaluate(tie, pairs, policy=VALIDATION), "ori")[0] == math.inf
+    assert mean_psnr_ssim(evaluate(above, pairs, policy=VALIDATION), "ori")[0] == pytest.approx(20 * math.log10(255 / 2))
+    assert mean_psnr_ssim(evaluate(above, pairs, policy=TEST), "ori")[0] == pytest.approx(20 * math.log10(255))
+    p, s = mean_psnr_ssim(evaluate(tie, pairs, policy=ENHANCER_VALIDATION), "ori")
+    assert p == pytest.approx(20 * math.log10(255 / 0.5), abs=1e-4) and s == pytest.approx(1.0)
+    raw = [torch.full((1, 3, 8, 9), 1.5 / 255)]  # given outputs are used as they are, the model is not run
+    assert mean_psnr_ssim(evaluate(None, pairs, policy=VALIDATION, raw=raw), "ori")[0] == pytest.approx(
+        20 * math.log10(255 / 2))
+
+
+def test_the_memory_refines_and_the_oracle_rescales_with_the_ground_truth():
+    """A memory whose one value is the GT's mean: refine and oracle reach the GT of a flat image exactly."""
+    from evaluation import VALIDATION, evaluate
+    from network.memory import ExternalMemory
+
+    class Flat(_BlackPairs):
+        def load(self, i):
+            return torch.full((3, 8, 8), 0.1), torch.full((3, 8, 8), 0.4)
+
+    mem = ExternalMemory(mem_size=1, key_dim=4, value_dim=3)
+    mem.value.fill_(0.4)
+    acc = evaluate(_Add(0.1), Flat(), mem, VALIDATION, queries=torch.ones(1, 4), oracle=True)
+    assert sorted(acc) == ["gt_mean_oracle", "mem", "ori"]
+    assert acc["gt_mean_oracle"].mean()["psnr"] == float("inf")
+    assert acc["ori"].mean()["psnr"] == pytest.approx(20 * math.log10(255 / 51))  # 0.2 against 0.4
+    with pytest.raises(ValueError, match="queries or query_net"):
+        evaluate(_Add(0.1), Flat(), mem)
