@@ -1,16 +1,10 @@
-"""Shared fixtures: the repository root, ../shared (optional), fake ImageNet weights in a temporary TORCH_HOME."""
+"""Shared fixtures only (an empty or fake-weights TORCH_HOME); shared constants live in helpers.py."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-COMPAT = SHARED / "compat"  # the repository root and tests/ are on sys.path through pytest.ini's pythonpath
-
-requires_shared = pytest.mark.skipif(not COMPAT.is_dir(), reason="../shared/compat is not present")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,12 +1,22 @@
-"""Builders of tiny datasets in the real layouts, shared by the training and inference tests."""
+"""Shared test constants (the repository root, ../shared) and builders of tiny datasets in the real layouts.
+
+Tests import these from ``helpers`` (tests/ is on sys.path through pytest.ini's pythonpath); conftest.py holds
+only fixtures and is never imported as a module."""
 from __future__ import annotations
 
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+COMPAT = SHARED / "compat"
+
+requires_shared = pytest.mark.skipif(not COMPAT.is_dir(), reason="../shared/compat is not present")
 
 
 def write_rgb(path: Path, h: int, w: int, seed: int, scale: float = 1.0) -> np.ndarray:

@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
-from helpers import random_dce, run_cli_in_process
+from helpers import ROOT, random_dce, run_cli_in_process
 from lowlight_model import enhance, load_enhancer
 from network.emnet import EMNet
 from tools import export as ex

@@ -13,8 +13,8 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import lowlight_test
-from conftest import COMPAT, ROOT, SHARED, requires_shared
-from helpers import make_lol_v1, random_dce, run_cli_in_process, write_rgb
+from helpers import (COMPAT, ROOT, SHARED, make_lol_v1, random_dce, requires_shared, run_cli_in_process,
+                     write_rgb)
 from utils.errors import UserError
 from utils.image_io import read_image_tensor, to_uint8
 

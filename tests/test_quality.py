@@ -10,7 +10,7 @@ from lowlight_model import enhance_net_nopool
 from utils.image_io import save_image
 
 from benchmarks import quality
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_clipped_fraction_counts_pixels_with_any_channel_at_254():

@@ -1,5 +1,5 @@
-"""lowlight_test.py against the new-user probe of 2026-11-22 (LT/A cases): every bad input is one line
-naming the flag or path, nothing is created before the checks, and one bad image never ends the run."""
+"""lowlight_test.py's faults (the cases of a new-user probe, named in the comments): every bad input is one
+line naming the flag or path, nothing is created before the checks, and one bad image never ends the run."""
 from __future__ import annotations
 
 import errno

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT
-from helpers import fit_fixed_batch, make_cityscapes, make_contrast, make_deeplab_checkpoint, run_cli_in_process
+from helpers import (ROOT, fit_fixed_batch, make_cityscapes, make_contrast, make_deeplab_checkpoint,
+                     run_cli_in_process)
 from lowlight_model import enhance_net_nopool, weights_init
 from stages.common import read_losses
 from losses import LOSS_WEIGHTS, SCLLoss
