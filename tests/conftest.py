@@ -1,10 +1,12 @@
-"""Shared fixtures only (an empty or fake-weights TORCH_HOME); shared constants live in helpers.py."""
+"""Shared fixtures only (an empty or fake-weights TORCH_HOME, the SCL data); constants live in helpers.py."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+
+from helpers import make_cityscapes, make_contrast, make_deeplab_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -34,3 +36,12 @@ def fake_torch_home(_fake_weights_home, monkeypatch) -> Path:
     """TORCH_HOME holding random VGG16/ResNet-18/AlexNet/MobileNetV2 weights under the real file names."""
     monkeypatch.setenv("TORCH_HOME", str(_fake_weights_home))
     return _fake_weights_home
+
+
+@pytest.fixture
+def scl_data(tmp_path, fake_torch_home):
+    """A tiny Cityscapes tree, a Contrast set and a random DeepLab checkpoint: ``(tmp_path, city, contrast, ckpt)``."""
+    city = make_cityscapes(tmp_path / "cityscapes")
+    contrast = make_contrast(tmp_path / "Contrast")
+    ckpt = make_deeplab_checkpoint(tmp_path / "deeplab.pth")
+    return tmp_path, city, contrast, ckpt

@@ -173,3 +173,17 @@ def run_cli_in_process(main, argv: list[str]) -> tuple[int, list[str], str]:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     lines = [line for line in err.getvalue().splitlines() if line.strip() and "%|" not in line]
     return code, lines, out.getvalue()
+
+
+def make_lol_train_val(root: Path) -> tuple[Path, Path]:
+    """``root/our485`` (6 pairs) and ``root/eval15`` (2 pairs), 40x48: a tiny LOL-v1 training run's data."""
+    return make_lol_v1(root / "our485", n=6, h=40, w=48), make_lol_v1(root / "eval15", n=2, h=40, w=48, seed=50)
+
+
+def toy_training(seed: int = 0):
+    """A seeded 4-8-1 MLP with its Adam optimiser and halving StepLR: ``(model, optimizer, scheduler)``."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+    return model, opt, sched
