@@ -260,8 +260,8 @@ def test_12_megapixel_photo_stays_under_3_gb_by_default(tmp_path, dce_weights):
     """big_4000x3000_17GB_RSS: automatic tiles keep the whole process (peak RSS) under 3 GB."""
     weights, _ = dce_weights
     write_rgb(tmp_path / "in" / "big.png", 3000, 4000, seed=1, scale=0.3)
-    script = ("import sys, inference, lowlight_test; code = lowlight_test.main(sys.argv[1:]); "
-              "print('RSS', inference.peak_rss() // 1024); sys.exit(code)")
+    script = ("import sys, lowlight_test; from utils.memory import peak_rss; code = lowlight_test.main(sys.argv[1:]); "
+              "print('RSS', peak_rss() // 1024); sys.exit(code)")
     r = subprocess.run([sys.executable, "-c", script, "--input_dir", str(tmp_path / "in"), "--output_dir",
                         str(tmp_path / "out"), "--weights", str(weights), "--device", "cpu"],
                        cwd=ROOT, capture_output=True, text=True, timeout=1800)

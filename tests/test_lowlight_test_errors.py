@@ -134,9 +134,9 @@ def test_read_only_or_full_output_stops_with_one_line(tmp_path, photos, weights,
 def test_stale_temporary_files_are_removed_at_start(tmp_path, photos, weights):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
-    stale = out / "sub" / ".b.png.k2j4_9zq.tmp"  # left by a killed save_image
+    stale = out / "sub" / ".tmp-b.png.k2j4_9zq.png"  # left by a killed save_image (utils.fs.atomic_write)
     stale.write_bytes(b"half")
-    keep = out / "sub" / ".other.png.aaaaaaaa.tmp"  # not one of this run's targets: left alone
+    keep = out / "sub" / ".tmp-other.png.aaaaaaaa.png"  # not one of this run's targets: left alone
     keep.write_bytes(b"x")
     assert run("--input_dir", photos, "--output_dir", out, "--weights", weights) == 0
     assert not stale.exists() and keep.exists() and (out / "sub" / "b.png").exists()
