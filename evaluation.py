@@ -22,7 +22,7 @@ from lowlight_model import enhance
 from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr_float, quantise,
                      scores_8bit)
 from network.memory import ExternalMemory, build_query_net, gt_mean_oracle, query
-from utils.checkpoint import atomic_write
+from utils.fs import atomic_write
 from utils.image_io import save_grid_rows, save_image
 
 

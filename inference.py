@@ -11,10 +11,7 @@ from __future__ import annotations
 import errno
 import math
 import os
-import re
-import resource
 import sys
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -25,45 +22,16 @@ from datasets.folder import ImageFolder, ordered_map, same_size_batches
 from lowlight_model import enhance, enhance_tiled
 from network.registry import UNMEASURED_BYTES_PER_PIXEL, spec_of
 from utils.errors import UserError
+from utils.fs import check_writable_dir, find_blocker, temp_target
 from utils.image_io import read_image, save_image, to_uint8
 
 DTYPES = {"fp32": torch.float32, "channels_last": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TILE_OVERLAP = 8
-_STALE_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # utils.image_io.save_image's temporary files
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 class ImageFailed(Exception):
     """One image could not be enhanced (reported, the run continues)."""
-
-
-def _blocker(path: str) -> str | None:
-    """The first existing ancestor-or-self of ``path`` that is not a folder, if any."""
-    parts = os.path.abspath(path).split(os.sep)
-    for k in range(2, len(parts) + 1):
-        p = os.sep.join(parts[:k])
-        if os.path.lexists(p) and not os.path.isdir(p):
-            return p
-    return None
-
-
-def check_writable_dir(path: str, flag: str = "--output_dir", create: bool = False) -> None:
-    """Prove a file can be written in ``path`` (or, if it does not exist yet, in its nearest existing
-    parent, creating nothing unless ``create``); one line naming the path otherwise."""
-    blocker = _blocker(path)
-    if blocker:
-        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; move it or choose another folder")
-    try:
-        if create:
-            os.makedirs(path, exist_ok=True)
-        probe_dir = os.path.abspath(path)
-        while not os.path.isdir(probe_dir):
-            probe_dir = os.path.dirname(probe_dir)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=probe_dir)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"{flag} {path} is not writable ({e.strerror or e}); choose another folder") from e
 
 
 class OutputPlan:
@@ -84,14 +52,14 @@ class OutputPlan:
         for path in self.targets.values():
             names.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
         for folder in names:  # everything checked before any folder is created
-            blocker = _blocker(folder)
+            blocker = find_blocker(folder)
             if blocker:
                 raise UserError(f"{blocker} is a file where the folder {folder} must go; move it or choose another "
                                 f"--output_dir")
         for folder, base in names.items():
             check_writable_dir(folder, "--output_dir", create=True)
             for f in os.listdir(folder):  # only leftovers of this run's own targets (safe under torchrun)
-                if _STALE_TMP.match(f) and f[1:-13] in base:
+                if temp_target(f) in base:
                     os.remove(os.path.join(folder, f))
 
 
@@ -264,28 +232,3 @@ def _done(fn, *args) -> Future:
     except ImageFailed as e:
         fut.set_exception(e)
     return fut
-
-
-def peak_rss() -> int:
-    """Peak resident bytes of this process. On Linux /proc's VmHWM, which starts afresh with the program:
-    getrusage's ru_maxrss keeps the peak from before exec, so a child started by a large process (a
-    benchmark, a test runner) would report its parent's peak (Python starts children with vfork, which
-    shares the parent's memory until exec). Elsewhere ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-
-def peak_memory(device: torch.device) -> tuple[int, int]:
-    """(peak resident bytes of this process, peak CUDA allocation in bytes or 0 off the GPU)."""
-    return peak_rss(), torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-
-
-def memory_text(rss: int, cuda: int = 0) -> str:
-    """e.g. ``"1.23 GB RSS"`` (``", 0.80 GB CUDA"`` added when ``cuda``)."""
-    return f"{rss / 1e9:.2f} GB RSS" + (f", {cuda / 1e9:.2f} GB CUDA" if cuda else "")

@@ -24,12 +24,14 @@ import time
 
 import torch
 
-from inference import OutputPlan, check_writable_dir, enhance_folder, memory_text, peak_memory
+from inference import OutputPlan, enhance_folder
 from lowlight_model import ENHANCERS, UnknownEnhancer, load_enhancer
 from network.registry import spec_of
 from utils.device import close_distributed, init_distributed, keep_freed_memory, resolve_device
 from utils.errors import UserError, run_cli
+from utils.fs import check_writable_dir
 from utils.image_io import load_codecs
+from utils.memory import memory_text, peak_memory
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")

@@ -54,7 +54,7 @@ for name in names:
 if device.startswith("cuda"):
     torch.cuda.synchronize()
 elapsed = time.perf_counter() - start
-from inference import peak_rss  # not ru_maxrss, which would give this benchmark's own peak (see peak_rss)
+from utils.memory import peak_rss  # not ru_maxrss, which would give this benchmark's own peak (see peak_rss)
 print(json.dumps({"ms": 1000 * elapsed / len(names), "rss": peak_rss()}))
 """
 SUMMARY = re.compile(r"in ([\d.]+)s, (\d+) ms/image; peak memory ([\d.]+) GB RSS")

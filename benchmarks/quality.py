@@ -58,7 +58,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from metrics import (brightness, build_lpips, clipped_fraction, colour_shift, lpips_available, lpips_distance,  # noqa: E402
                      noise_sigma, pixel_colour_shift, pixel_proportions, psnr, ssim, tone_shift)
-from utils.checkpoint import atomic_write  # noqa: E402
+from utils.fs import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.image_io import list_images, read_image_uint8, save_grid_rows, to_uint8  # noqa: E402
 

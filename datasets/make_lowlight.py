@@ -33,8 +33,8 @@ import time
 from tqdm import tqdm
 
 from datasets.synthesis import draw_params, rng_for, synthesize_lowlight, synthesize_overexposed
-from utils.checkpoint import atomic_write
 from utils.errors import UserError, run_cli
+from utils.fs import atomic_path, atomic_write
 from utils.image_io import list_images, read_image, save_image
 
 
@@ -97,13 +97,12 @@ def place_labels(label_src: str, label_dst: str, mode: str) -> int:
             d = os.path.join(label_dst, os.path.relpath(s, label_src))
             if os.path.lexists(d):
                 continue
-            os.makedirs(os.path.dirname(d), exist_ok=True)
-            tmp = d + ".tmp"
-            if mode == "link":
-                os.symlink(os.path.abspath(s), tmp)
-            else:
-                shutil.copyfile(s, tmp)
-            os.replace(tmp, d)
+            with atomic_path(d) as tmp:
+                if mode == "link":
+                    os.remove(tmp)  # the link takes the temporary file's name
+                    os.symlink(os.path.abspath(s), tmp)
+                else:
+                    shutil.copyfile(s, tmp)
             n += 1
     return n
 

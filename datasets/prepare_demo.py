@@ -63,8 +63,8 @@ from PIL import Image
 
 from datasets.synthesis import (DEFAULT, LightConfig, config_dict, rng_for, synthesize_lowlight, synthesize_overexposed,
                                 synthesize_pair)
-from utils.checkpoint import atomic_write
 from utils.errors import UserError, run_cli
+from utils.fs import atomic_write
 from utils.image_io import list_images, read_image_uint8, save_image
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle", "immunohistochemistry")

@@ -5,8 +5,8 @@ import json
 import logging
 import os
 
-from utils.checkpoint import atomic_write
 from utils.device import is_primary
+from utils.fs import atomic_write
 
 log = logging.getLogger("train")
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root, ../shared (optional), fake ImageNet weights in a temporary TORCH_HOME."""
+"""Shared fixtures only (an empty or fake-weights TORCH_HOME, the SCL data); constants live in helpers.py."""
 from __future__ import annotations
 
 import os
@@ -6,11 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-COMPAT = SHARED / "compat"  # the repository root and tests/ are on sys.path through pytest.ini's pythonpath
-
-requires_shared = pytest.mark.skipif(not COMPAT.is_dir(), reason="../shared/compat is not present")
+from helpers import make_cityscapes, make_contrast, make_deeplab_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -40,3 +36,12 @@ def fake_torch_home(_fake_weights_home, monkeypatch) -> Path:
     """TORCH_HOME holding random VGG16/ResNet-18/AlexNet/MobileNetV2 weights under the real file names."""
     monkeypatch.setenv("TORCH_HOME", str(_fake_weights_home))
     return _fake_weights_home
+
+
+@pytest.fixture
+def scl_data(tmp_path, fake_torch_home):
+    """A tiny Cityscapes tree, a Contrast set and a random DeepLab checkpoint: ``(tmp_path, city, contrast, ckpt)``."""
+    city = make_cityscapes(tmp_path / "cityscapes")
+    contrast = make_contrast(tmp_path / "Contrast")
+    ckpt = make_deeplab_checkpoint(tmp_path / "deeplab.pth")
+    return tmp_path, city, contrast, ckpt

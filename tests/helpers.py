@@ -1,12 +1,22 @@
-"""Builders of tiny datasets in the real layouts, shared by the training and inference tests."""
+"""Shared test constants (the repository root, ../shared) and builders of tiny datasets in the real layouts.
+
+Tests import these from ``helpers`` (tests/ is on sys.path through pytest.ini's pythonpath); conftest.py holds
+only fixtures and is never imported as a module."""
 from __future__ import annotations
 
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+COMPAT = SHARED / "compat"
+
+requires_shared = pytest.mark.skipif(not COMPAT.is_dir(), reason="../shared/compat is not present")
 
 
 def write_rgb(path: Path, h: int, w: int, seed: int, scale: float = 1.0) -> np.ndarray:
@@ -163,3 +173,17 @@ def run_cli_in_process(main, argv: list[str]) -> tuple[int, list[str], str]:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     lines = [line for line in err.getvalue().splitlines() if line.strip() and "%|" not in line]
     return code, lines, out.getvalue()
+
+
+def make_lol_train_val(root: Path) -> tuple[Path, Path]:
+    """``root/our485`` (6 pairs) and ``root/eval15`` (2 pairs), 40x48: a tiny LOL-v1 training run's data."""
+    return make_lol_v1(root / "our485", n=6, h=40, w=48), make_lol_v1(root / "eval15", n=2, h=40, w=48, seed=50)
+
+
+def toy_training(seed: int = 0):
+    """A seeded 4-8-1 MLP with its Adam optimiser and halving StepLR: ``(model, optimizer, scheduler)``."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+    return model, opt, sched

@@ -14,9 +14,9 @@ from datasets import (Cityscapes, ContrastSet, ImageFolder, PairedDataset, augme
                       find_pairs, is_paired_dir)
 from datasets.cityscapes import encode_labels
 from datasets.prepare_demo import HELD_OUT_PHOTOS, TRAIN_PHOTOS, build_demo
+from helpers import ROOT, write_rgb
 from utils.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
 IDS = np.array([7, 26, 0, 8, 11, 33, 1], np.uint8)  # 7→0 road, 26→13 car, 0→255, 8→1, 11→2, 33→18, 1→255
 
 
@@ -226,8 +226,6 @@ def test_lol_patch_and_augment(tmp_path):
 
 
 def test_lol_cache_keeps_8bit_images_as_uint8_and_gives_the_same_items(tmp_path):
-    from helpers import write_rgb
-
     for sub in ("low", "high"):
         for i in range(2):
             write_rgb(tmp_path / sub / f"{i}.png", 20, 24, seed=i + (sub == "high"))
@@ -403,3 +401,12 @@ def test_cityscapes_cache_keeps_8bit_files_as_uint8_and_16bit_as_float(tmp_path)
     for i in range(4):
         assert torch.equal(ds[i][0], none[i][0]) and ds[i][0].dtype == torch.float32
     torch.testing.assert_close(ds[0][0], u8.float() / 255, rtol=0, atol=0)
+
+
+def test_shards_partition_the_folder(tmp_path):
+    for i in range(7):
+        write_rgb(tmp_path / f"{i}.png", 8, 8, seed=i)
+    data = ImageFolder(str(tmp_path))
+    for world in (1, 2, 3):
+        shares = [data.shard(r, world) for r in range(world)]
+        assert sorted(i for s in shares for i in s) == list(range(7))

@@ -6,8 +6,7 @@ import torch
 
 from network import SEGMENTATION_MODELS, build_segmentation_model
 from network.modeling import deeplabv3plus_mobilenet
-from conftest import COMPAT, requires_shared
-from helpers import make_deeplab_checkpoint, save_as_numpy1, set_golden_weights
+from helpers import COMPAT, make_deeplab_checkpoint, requires_shared, save_as_numpy1, set_golden_weights
 from utils.checkpoint import load_weights, read_checkpoint
 from utils.errors import UserError
 

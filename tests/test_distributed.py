@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
-from helpers import make_cityscapes, make_contrast, make_lol_v1
+from helpers import ROOT, make_cityscapes, make_contrast, make_lol_v1
 from stages.common import epoch_batches, read_losses
 
 

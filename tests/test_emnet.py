@@ -4,8 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import COMPAT, requires_shared
-from helpers import set_golden_weights
+from helpers import COMPAT, requires_shared, set_golden_weights
 from lowlight_model import enhance, pad_to_multiple
 from network.emnet import EMNet
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
-from helpers import random_dce, run_cli_in_process
+from helpers import ROOT, random_dce, run_cli_in_process
 from lowlight_model import enhance, load_enhancer
 from network.emnet import EMNet
+import utils.fs as fs
 from tools import export as ex
 from utils.errors import UserError
 from utils.image_io import read_image_tensor, save_image, to_uint8
@@ -191,7 +191,7 @@ def test_unwritable_folder(tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(ex.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(fs.tempfile, "mkstemp", refuse)
     with pytest.raises(UserError, match=r"cannot write in .*Permission denied"):
         ex.export_model(random_dce(), "torchscript", str(tmp_path / "m.pt"))
 

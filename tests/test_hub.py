@@ -7,8 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import COMPAT, ROOT, requires_shared
-from helpers import make_deeplab_checkpoint, random_dce, set_golden_weights
+from helpers import COMPAT, ROOT, make_deeplab_checkpoint, random_dce, requires_shared, set_golden_weights
 from lowlight_model import enhance, load_enhancer
 from network.emnet import EMNet
 from network.modeling import deeplabv3plus_mobilenet

@@ -14,7 +14,7 @@ import losses.vgg
 import Myloss
 from Myloss import (L_TV, L_con, L_color, L_exp, L_segexp, L_spa, PerceptualLoss, SegmentationLoss, VGGFeatures,
                     contrastive_loss, feature_contrastive_loss, get_vgg_features, perception_loss)
-from tests.conftest import COMPAT, requires_shared
+from helpers import COMPAT, requires_shared
 from utils.errors import UserError
 
 VGG_FILE = "vgg16-397923af.pth"

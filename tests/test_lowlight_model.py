@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import COMPAT, requires_shared
-from helpers import random_dce
+from helpers import COMPAT, random_dce, requires_shared
 from lowlight_model import build_enhancer, enhance, enhance_net_nopool, load_enhancer
 from utils.errors import UserError
 

@@ -339,3 +339,10 @@ def test_pooling_is_unique_and_bad_value_sizes_are_refused():
     with pytest.raises(ValueError):
         ExternalMemory(mem_size=2, key_dim=4, value_dim=6)
     assert not hasattr(ExternalMemory(mem_size=2, key_dim=4), "top_k")  # no state that does nothing
+
+
+def test_memory_checkpoint_with_wrong_pooling_is_an_error(tmp_path):
+    mem = ExternalMemory(mem_size=4, value_dim=3)
+    torch.save(mem.to_checkpoint(1), tmp_path / "m.pth")
+    with pytest.raises(UserError, match="pooling"):
+        ExternalMemory.from_checkpoint(str(tmp_path / "m.pth"), pooling=2)

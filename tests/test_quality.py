@@ -11,7 +11,7 @@ from metrics import colour_shift, pixel_colour_shift
 from utils.image_io import save_image
 
 from benchmarks import quality
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_baselines():

@@ -8,7 +8,7 @@ import pytest
 
 import lowlight_test
 import train
-from conftest import ROOT
+from helpers import ROOT
 
 
 def _flags(text: str) -> set[str]:

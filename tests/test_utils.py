@@ -1,4 +1,4 @@
-"""The project's checkpoint loader, atomic save, device resolution and pretrained-weights lookup."""
+"""utils/: the checkpoint loader and atomic save, device resolution, pretrained-weights lookup."""
 import os
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from utils.checkpoint import atomic_save, atomic_write, extract_state_dict, load_weights, read_checkpoint
+from utils.checkpoint import atomic_save, extract_state_dict, load_weights, read_checkpoint
 from utils.device import resolve_device
 from utils.errors import UserError
 from utils.pretrained import load_pretrained
@@ -69,20 +69,6 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path):
         atomic_save({"a": Boom()}, str(path))
     assert torch.equal(torch.load(path)["a"], torch.ones(2))
     assert sorted(os.listdir(tmp_path)) == ["ck.pth"]
-
-
-
-def test_atomic_write_gives_a_plain_files_permissions(tmp_path, monkeypatch):
-    import utils.checkpoint as ck
-
-    monkeypatch.setattr(ck, "_UMASK", 0o022)  # the umask read at import, whatever the machine's is
-    with atomic_write(str(tmp_path / "a.json"), "w") as f:
-        f.write("{}")
-        (tmp,) = os.listdir(tmp_path)
-        assert tmp.startswith(".tmp-") and tmp.endswith(".json")
-        assert os.stat(tmp_path / tmp).st_mode & 0o777 == 0o600  # mkstemp's private mode while it is written
-    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o644  # a plain open's 0o666 less the umask
-    assert sorted(os.listdir(tmp_path)) == ["a.json"]
 
 
 def test_resolve_device():
@@ -160,18 +146,3 @@ def test_require_keys_names_what_is_missing():
         require_keys(ck, ("optimizer", "scheduler"), "a.pth", "a training checkpoint of the enhancer stage")
     with pytest.raises(UserError, match="a.pth"):
         require_keys([1, 2], ("optimizer",), "a.pth", "x")
-
-
-def test_atomic_write_replaces_on_success_and_cleans_up_on_failure(tmp_path):
-    from utils.checkpoint import atomic_write
-
-    path = tmp_path / "report.txt"
-    with atomic_write(str(path), "w") as f:
-        f.write("first")
-        assert not path.exists()  # nothing visible until the write is complete
-    assert path.read_text() == "first"
-    with pytest.raises(ValueError):
-        with atomic_write(str(path), "w") as f:
-            f.write("half")
-            raise ValueError("disk full")
-    assert path.read_text() == "first" and sorted(os.listdir(tmp_path)) == ["report.txt"]

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import io
 import os
-import tempfile
 import warnings
 
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 from network.enhancer import Enhancer, as_enhancer, load_enhancer, reflect_pad
 from network.registry import ARCH_NAMES
 from utils.errors import UserError, run_cli
+from utils.fs import atomic_path, check_writable_dir
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "input", "enhanced"
@@ -112,16 +112,14 @@ def run_exported(path: str, fmt: str, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
 
-def _writable_target(out: str) -> str:
-    """The folder ``out`` goes to; a one-line error if it is missing, not writable or ``out`` is a folder."""
+def _writable_target(out: str) -> None:
+    """A one-line error if ``out`` is a folder, or its folder is missing or not writable."""
     folder = os.path.dirname(os.path.abspath(out))
     if os.path.isdir(out):
         raise UserError(f"--out {out} is a folder; give a file name (e.g. {os.path.join(out, 'model.onnx')})")
     if not os.path.isdir(folder):
         raise UserError(f"--out {out}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"--out {out}: folder {folder} is not writable; choose another place")
-    return folder
+    check_writable_dir(folder, f"--out {out}: folder")
 
 
 def _check_options(fmt: str, opset: int | None) -> None:
@@ -138,14 +136,9 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
     :class:`UserError` (and writes nothing) when it exceeds ``tol``.
     """
     _check_options(fmt, opset)
-    folder = _writable_target(out)
+    _writable_target(out)
     wrapper = wrap(model)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-export-", suffix=".onnx" if fmt == "onnx" else ".pt")
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot write in {folder} ({e.strerror}); choose another place") from e
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:  # the temporary file keeps --out's extension
         if fmt == "onnx":
             _export_onnx(wrapper, tmp, opset)
         else:
@@ -157,13 +150,6 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
         if not diff <= tol:
             raise UserError(f"the exported {fmt} model differs from PyTorch by {diff:.2e} (> --tol {tol:g}) on a "
                             f"{'x'.join(map(str, CHECK_SHAPE))} input; nothing was written to {out}")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return diff
 
 

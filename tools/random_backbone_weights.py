@@ -17,6 +17,8 @@ import os
 import torch
 import torchvision.models as tvm
 
+from utils.checkpoint import atomic_save
+
 BACKBONES = {
     "vgg16": (tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1),
     "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
@@ -38,8 +40,7 @@ def write_random_weights(folder: str, names=tuple(BACKBONES), seed: int = 0) -> 
         state = builder(weights=None).state_dict()
         state = {k: (torch.full((1,), 0.001).expand(v.shape) if v.numel() > 3_000_000 else v)
                  for k, v in state.items()}
-        torch.save(state, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        atomic_save(state, path)
         written.append(path)
     return written
 

@@ -1,16 +1,15 @@
 """One checkpoint format for the whole project, and one loader that also reads the originals."""
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from utils.errors import UserError
+from utils.fs import atomic_write
 
 STATE_DICT_KEYS = ("state_dict", "model_state", "params", "model")
 
@@ -134,38 +133,7 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str = 
     return model
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once: setting it to read it is not thread-safe (images are written by threads)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str, mode: str = "wb", prefix: str = ".tmp-", suffix: str | None = None,
-                 **open_kw: Any) -> Iterator[IO]:
-    """Yield a temporary file ``<prefix>XXXXXXXX<suffix>`` (suffix: ``path``'s extension by default) in
-    ``path``'s folder; on success ``os.replace`` it onto ``path`` with the permissions of a plain ``open``
-    (``0o666`` less the umask, not ``mkstemp``'s private ``0o600``), on any failure remove it, so
-    ``path`` is never half-written (an old file stays as it was)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix,
-                               suffix=os.path.splitext(path)[1] if suffix is None else suffix)
-    try:
-        with os.fdopen(fd, mode, **open_kw) as f:
-            yield f
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` through :func:`atomic_write`: never half-written."""
+    """``torch.save`` through :func:`utils.fs.atomic_write`: never half-written."""
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)

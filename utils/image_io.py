@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from utils.checkpoint import atomic_write
 from utils.errors import UserError
+from utils.fs import atomic_write
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ImageLike = Union[torch.Tensor, np.ndarray]
@@ -272,8 +272,7 @@ def save_image(x: ImageLike, path: str, quality: int = 95) -> None:
         raise UserError(f"{path}: unsupported image extension {ext!r}; use one of {', '.join(_SAVE_FORMATS)}")
     a = to_uint8(x)
     png = _encode_png(a) if _SAVE_FORMATS[ext] == "PNG" else None
-    # temporary ".<name>.XXXXXXXX.tmp": inference.OutputPlan removes those a killed run left behind
-    with atomic_write(path, "wb", prefix=f".{os.path.basename(path)}.", suffix=".tmp") as f:
+    with atomic_write(path, "wb") as f:  # inference.OutputPlan removes the temporaries a killed run left
         if png is not None:
             f.write(png)
         else:

@@ -1,5 +1,5 @@
-"""lowlight_test.py against the new-user probe of 2026-11-22 (LT/A cases): every bad input is one line
-naming the flag or path, nothing is created before the checks, and one bad image never ends the run."""
+"""lowlight_test.py's faults (the cases of a new-user probe, named in the comments): every bad input is one
+line naming the flag or path, nothing is created before the checks, and one bad image never ends the run."""
 from __future__ import annotations
 
 import errno
@@ -134,9 +134,9 @@ def test_read_only_or_full_output_stops_with_one_line(tmp_path, photos, weights,
 def test_stale_temporary_files_are_removed_at_start(tmp_path, photos, weights):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
-    stale = out / "sub" / ".b.png.k2j4_9zq.tmp"  # left by a killed save_image
+    stale = out / "sub" / ".tmp-b.png.k2j4_9zq.png"  # left by a killed save_image (utils.fs.atomic_write)
     stale.write_bytes(b"half")
-    keep = out / "sub" / ".other.png.aaaaaaaa.tmp"  # not one of this run's targets: left alone
+    keep = out / "sub" / ".tmp-other.png.aaaaaaaa.png"  # not one of this run's targets: left alone
     keep.write_bytes(b"x")
     assert run("--input_dir", photos, "--output_dir", out, "--weights", weights) == 0
     assert not stale.exists() and keep.exists() and (out / "sub" / "b.png").exists()

@@ -1,4 +1,4 @@
-"""Never lose work (issue 8), end to end through train.py: refuse overwrites, stop on NaN, save on
+"""train.py end to end, every stage: never lose work: refuse overwrites, stop on NaN, save on
 SIGINT/SIGTERM, check every flag and every data file before anything is created."""
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT
-from helpers import make_cityscapes, make_contrast, make_lol_v1
+from helpers import ROOT, make_cityscapes, make_contrast, make_lol_v1
 from stages.common import read_losses
 from utils.errors import UserError
 

@@ -1,9 +1,8 @@
-"""The stage toolkit (stages/common.py) unit by unit: flags, run folder, resume, state, batches, guards, signals."""
+"""The stage toolkit (stages/common.py) unit by unit: flags, run folder, resume, guards, signals, LR factor."""
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 
@@ -11,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from stages.common import (Interrupted, NonFiniteError, RunFolder, Session, add_run_arguments, check_flags,
-                           checkpoint_stage, epoch_batches, nonfinite_tensor, restore, training_state)
-from stages.runlog import RunLogger, read_losses
+from helpers import toy_training
+from stages.common import (Interrupted, NonFiniteError, RunFolder, Session, add_run_arguments, check_flags, lr_factor,
+                           nonfinite_tensor, training_state)
 from utils.errors import UserError
 
 
@@ -113,63 +112,13 @@ def test_unwritable_or_file_in_the_way_is_one_line(tmp_path):
         _opened(tmp_path)
 
 
-def _toy(seed=0):
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
-    return model, opt, sched
-
-
-def _train(model, opt, sched, gen, steps):
-    out = []
-    for _ in range(steps):
-        x = torch.randn(5, 4, generator=gen) + torch.randn(5, 4)  # a named generator and the global RNG
-        loss = model(x).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        out.append(loss.item())
-    return out
-
-
-def test_training_state_round_trip_continues_exactly(tmp_path):
-    model, opt, sched = _toy()
-    gen = torch.Generator().manual_seed(7)
-    torch.manual_seed(1)
-    ref = _train(model, opt, sched, gen, 6)
-
-    model, opt, sched = _toy()
-    gen = torch.Generator().manual_seed(7)
-    torch.manual_seed(1)
-    _train(model, opt, sched, gen, 3)
-    torch.save(training_state("scl", 3, 1, model, opt, sched, {"g": gen}, note="x"), tmp_path / "s.pth")
-    model, opt, sched = _toy(seed=99)  # different weights, fresh optimiser and RNG
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(12345)
-    ck = torch.load(tmp_path / "s.pth", weights_only=True)
-    restore(ck, model, opt, sched, {"g": gen})
-    assert (ck["stage"], ck["iteration"], ck["epoch"], ck["note"]) == ("scl", 3, 1, "x")
-    assert _train(model, opt, sched, gen, 3) == ref[3:]
-
-
-def test_checkpoint_stage_recognises_old_layouts():
-    assert checkpoint_stage({"stage": "memory"}) == "memory"
-    assert checkpoint_stage({"state_dict": {}, "optimizer": {}, "iteration": 3}) == "scl"
-    assert checkpoint_stage({"state_dict": {}, "optimizer": {}, "scheduler": {}, "epoch": 2}) == "enhancer"
-    assert checkpoint_stage({"mem_key": torch.zeros(1), "epoch": 1}) == "memory"
-    assert checkpoint_stage({"e_conv1.weight": torch.zeros(1)}) is None
-    assert checkpoint_stage("text") is None
-
-
 def test_read_state_refuses_other_stages_weights_only_and_changed_frozen_flags(tmp_path):
     folder = _folder(tmp_path)
     os.makedirs(folder.ckpt_dir)
     path = folder.latest_path
 
     def state(**kw):
-        model, opt, _ = _toy()
+        model, opt, _ = toy_training()
         torch.save(training_state(kw.pop("stage", "scl"), 2, 0, model, opt, args=_args(tmp_path, **kw)), path)
         return Session(_args(tmp_path, "--resume", lr=0.5), folder)
 
@@ -180,22 +129,12 @@ def test_read_state_refuses_other_stages_weights_only_and_changed_frozen_flags(t
     s = state(lr=0.1)
     assert s.read_state(frozen=("arch",))["iteration"] == 2
     assert s.changed == {"lr": (0.1, 0.5)}  # applied by the stage, logged, and args.json records 0.5
-    torch.save(_toy()[0].state_dict(), path)
+    torch.save(toy_training()[0].state_dict(), path)
     with pytest.raises(UserError, match="holds no training state"):
         Session(_args(tmp_path, "--resume"), folder).read_state()
     (tmp_path / "text.pth").write_text("hello world, not a checkpoint")
     with pytest.raises(UserError, match="--resume.*text.pth"):
         Session(_args(tmp_path, "--resume", str(tmp_path / "text.pth")), folder).read_state()
-
-
-def test_epoch_batches_shares_concatenate_to_the_single_process_batch():
-    for n, bs, world in ((10, 2, 2), (11, 2, 2), (13, 3, 3), (7, 4, 2)):
-        single = epoch_batches(n - n % world, bs * world, seed=3, epoch=1)
-        shares = [epoch_batches(n, bs, seed=3, epoch=1, rank=r, world=world) for r in range(world)]
-        assert len({len(s) for s in shares}) == 1                       # the same number of batches everywhere
-        joined = [sum((s[j] for s in shares), []) for j in range(len(shares[0]))]
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(4)).tolist()[:n - n % world]
-        assert sum(joined, []) == order and [len(b) for b in joined] == [len(b) for b in single]
 
 
 def _step(session, it, terms_fn, model, opt, clip=None):
@@ -204,7 +143,7 @@ def _step(session, it, terms_fn, model, opt, clip=None):
 
 def test_step_stops_on_a_nonfinite_term_or_gradient_before_the_update(tmp_path):
     session = _opened(tmp_path)
-    model, opt, _ = _toy()
+    model, opt, _ = toy_training()
     before = [p.detach().clone() for p in model.parameters()]
     x = torch.randn(3, 4)
     with pytest.raises(NonFiniteError, match=r"iteration 8: loss term con is NaN/Inf.*no checkpoint was written"):
@@ -220,7 +159,7 @@ def test_step_stops_on_a_nonfinite_term_or_gradient_before_the_update(tmp_path):
 
 def test_save_refuses_nonfinite_weights_and_reports_write_faults(tmp_path, monkeypatch):
     session = _opened(tmp_path)
-    model, opt, _ = _toy()
+    model, opt, _ = toy_training()
     session.save("latest.pth", training_state("scl", 4, 0, model, opt), 4)
     assert session.last_saved == (os.path.join(session.folder.ckpt_dir, "latest.pth"), 4)
     with torch.no_grad():
@@ -265,18 +204,8 @@ def test_a_signal_saves_after_the_step_and_exits_with_the_conventional_status(tm
     assert signal.getsignal(sig) == before  # the handler in place before the session is back
 
 
-def test_losses_log_survives_partial_and_garbled_lines(tmp_path):
-    path = tmp_path / "losses.jsonl"
-    path.write_text('{"step": 1, "prefix": "loss", "total": 1.0}\n{"step": 2, "prefix": "loss", "total": 0.5}\n'
-                    'garbage\x00\x01\n{"step": 3, "prefix": "loss", "to')
-    assert [r["step"] for r in read_losses(str(path))] == [1, 2]
-    RunLogger(str(tmp_path), start_step=1, tensorboard=False).log(2, {"total": 0.25})
-    assert [(r["step"], r["total"]) for r in read_losses(str(path))] == [(1, 1.0), (2, 0.25)]
-    assert math.isfinite(read_losses(str(path))[-1]["total"])
-
-
 def test_amp_bf16_autocasts_the_forward_and_keeps_fp32_weights(tmp_path):
-    model, opt, _ = _toy()
+    model, opt, _ = toy_training()
     x = torch.randn(3, 4)
     session = _opened(tmp_path, "--amp", "bf16")
     with session.autocast():
@@ -292,26 +221,8 @@ def test_amp_bf16_autocasts_the_forward_and_keeps_fp32_weights(tmp_path):
     session.close()
 
 
-def test_channels_last_scl_step_matches_the_contiguous_reference_within_1e5(fake_torch_home):
-    from lowlight_model import enhance_net_nopool, weights_init
-    from losses import SCLLoss
-
-    weights = {"tv": 200, "color": 8, "con": 10, "feat": 5, "percep": 1}
-    g = torch.Generator().manual_seed(0)
-    I, P, Q = (torch.rand(2, 3, 48, 48, generator=g) * s for s in (0.3, 1.0, 1.0))
-    torch.manual_seed(0)
-    model = enhance_net_nopool()
-    model.apply(weights_init)
-    crit = SCLLoss(weights)
-    totals = {}
-    for fmt in (torch.contiguous_format, torch.channels_last):
-        model.to(memory_format=fmt)
-        crit.vgg.to(memory_format=fmt)
-        _, E, A = model(I.to(memory_format=fmt))
-        terms = crit(I.to(memory_format=fmt), E, A, None, P.to(memory_format=fmt), Q.to(memory_format=fmt))
-        totals[fmt] = {k: v.item() for k, v in terms.items()}
-    crit.vgg.to(memory_format=torch.contiguous_format)
-    ref, cl = totals[torch.contiguous_format], totals[torch.channels_last]
-    assert set(ref) == set(weights)
-    for k in ref:
-        assert cl[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-9), k
+def test_lr_schedule_warmup_then_cosine():
+    f = [lr_factor(e, 10, 3, 0.01) for e in range(10)]
+    assert f[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert f[3] == pytest.approx(1.0) and f[-1] > 0.01 and all(a >= b for a, b in zip(f[3:], f[4:]))
+    assert lr_factor(10, 10, 3, 0.01) == pytest.approx(0.01)
