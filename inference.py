@@ -184,18 +184,7 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
                     continue
                 finally:
                     del x  # the input is freed before the results are checked and written
-                for k, i in enumerate(ids):
-                    # y is clamped to [0, 1] (Inf became 0 or 1): NaN is the only non-finite value left, and
-                    # isnan needs no float temporary of the image's size (isfinite does)
-                    if y[k].isnan().any():
-                        tqdm.write(f"error: {data.files[i]}: the enhancer produced NaN/Inf pixels; not written",
-                                   file=sys.stderr)
-                        failures.append(data.files[i])
-                    else:
-                        target = os.path.join(output_dir, data.relpath(i))
-                        out = to_uint8(y[k])  # here, so that the float result is freed before it is encoded
-                        fut = writer.submit(_write, out, target) if writer else _done(_write, out, target)
-                        pending.append((fut, data.files[i]))
+                pending += _submit(y, ids, data, output_dir, writer, failures)
                 del y
                 while len(pending) > max(1, workers):
                     written += _finish(*pending.pop(0), failures)
@@ -208,6 +197,24 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
     return written, failures
+
+
+def _submit(y: torch.Tensor, ids: list[int], data: ImageFolder, output_dir: str, writer: ThreadPoolExecutor | None,
+            failures: list[str]) -> list[tuple[Future, str]]:
+    """Hand each enhanced image ``y[k]`` (of input ``ids[k]``) to the writer; one with NaN is reported instead.
+    Returns the pending writes as (future, input file)."""
+    pending = []
+    for k, i in enumerate(ids):
+        # y is clamped to [0, 1] (Inf became 0 or 1): NaN is the only non-finite value left, and
+        # isnan needs no float temporary of the image's size (isfinite does)
+        if y[k].isnan().any():
+            tqdm.write(f"error: {data.files[i]}: the enhancer produced NaN/Inf pixels; not written", file=sys.stderr)
+            failures.append(data.files[i])
+            continue
+        target = os.path.join(output_dir, data.relpath(i))
+        out = to_uint8(y[k])  # here, so that the float result is freed before it is encoded
+        pending.append((writer.submit(_write, out, target) if writer else _done(_write, out, target), data.files[i]))
+    return pending
 
 
 def _decoded(decoded, n: int, data: ImageFolder, failures: list[str]) -> list[tuple[int, torch.Tensor]]:
