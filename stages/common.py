@@ -34,11 +34,12 @@ from torch import nn
 from stages.batches import (SeededItems, batches_per_epoch, cache_dataset, epoch_batches,  # noqa: F401 (re-exported)
                             iterate_batches)
 from stages.runlog import RunLogger, log, read_losses  # noqa: F401 (re-exported)
-from stages.state import (all_gather_cat, checkpoint_stage, nonfinite_tensor, read_file,  # noqa: F401 (re-exported)
+from stages.state import (all_gather_cat, nonfinite_tensor, read_file,  # noqa: F401 (re-exported)
                           replica_digest, restore, seed_everything, training_state)
 from utils.checkpoint import atomic_save, atomic_write
 from utils.device import init_distributed, is_primary, resolve_device
 from utils.errors import UserError
+from utils.training_checkpoint import checkpoint_stage
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Files a run writes in its folder besides its checkpoints (removed by --overwrite, and only these).

@@ -25,6 +25,7 @@ from stages.paired import (add_common_arguments, check_fits, check_paired_argume
 from utils.checkpoint import extract_state_dict, load_state
 from utils.device import is_primary, unwrap
 from utils.errors import UserError
+from utils.training_checkpoint import resume_step
 
 CHECKPOINTS = ("model_latest.pth", "model_best.pth")
 LAMBDAS = ("ssim", "lpips", "l1", "l2")
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> None:
         extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
     criterion = _criterion(args, session.device)
     per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=int(os.environ.get("WORLD_SIZE", 1)))
-    start = (ck.get("iteration") or ck["epoch"] * per_epoch) if ck else 0
+    start = resume_step(ck, per_epoch) if ck else 0
     device = session.open(start).device
     log.info("%d training pairs, %d validation pairs; loss %s", len(train_set), len(val_set),
              " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
@@ -134,8 +135,6 @@ def run(args: argparse.Namespace) -> None:
     def save(name: str, it: int, epoch: int) -> None:
         state = training_state("enhancer", it, epoch, model, optimizer, scheduler, args=args,
                                best_psnr=best["psnr"], arch=args.arch, embed_dim=args.embed_dim)
-        # DataParallel's ``module.`` prefix, as the reference saves it (its test script expects it)
-        state["state_dict"] = {f"module.{k}": v for k, v in state["state_dict"].items()}
         session.save(name, state, it)
 
     def validate(it: int, epoch: int) -> None:

@@ -24,6 +24,7 @@ from stages.paired import (add_common_arguments, check_fits, check_paired_argume
                            run_dirs, score)
 from utils.device import is_primary
 from utils.errors import UserError
+from utils.training_checkpoint import resume_step
 
 CHECKPOINTS = ("memory_latest.pth", "memory_best.pth")
 QUERY_DIM = 512  # ResNet-18 features
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> None:
     device, world = session.device, int(os.environ.get("WORLD_SIZE", 1))
     enhancer, query_net = _networks(args, device)
     per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=world, min_batch=args.batch_size)
-    start = (ck.get("iteration") or int(ck["epoch"]) * per_epoch) if ck else 0
+    start = resume_step(ck, per_epoch) if ck else 0
     session.open(start // per_epoch)  # the log holds one validation record per epoch
     log.info("%d training pairs, %d validation pairs", len(train_set), len(val_set))
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from stages.common import (Interrupted, NonFiniteError, RunFolder, Session, add_run_arguments, check_flags,
-                           checkpoint_stage, epoch_batches, nonfinite_tensor, restore, training_state)
+                           epoch_batches, nonfinite_tensor, restore, training_state)
 from stages.runlog import RunLogger, read_losses
 from utils.errors import UserError
 
@@ -152,15 +152,6 @@ def test_training_state_round_trip_continues_exactly(tmp_path):
     restore(ck, model, opt, sched, {"g": gen})
     assert (ck["stage"], ck["iteration"], ck["epoch"], ck["note"]) == ("scl", 3, 1, "x")
     assert _train(model, opt, sched, gen, 3) == ref[3:]
-
-
-def test_checkpoint_stage_recognises_old_layouts():
-    assert checkpoint_stage({"stage": "memory"}) == "memory"
-    assert checkpoint_stage({"state_dict": {}, "optimizer": {}, "iteration": 3}) == "scl"
-    assert checkpoint_stage({"state_dict": {}, "optimizer": {}, "scheduler": {}, "epoch": 2}) == "enhancer"
-    assert checkpoint_stage({"mem_key": torch.zeros(1), "epoch": 1}) == "memory"
-    assert checkpoint_stage({"e_conv1.weight": torch.zeros(1)}) is None
-    assert checkpoint_stage("text") is None
 
 
 def test_read_state_refuses_other_stages_weights_only_and_changed_frozen_flags(tmp_path):
