@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from stages.common import (Interrupted, NonFiniteError, RunFolder, Session, add_run_arguments, check_flags,
+from stages.common import (NonFiniteError, RunFolder, Session, add_run_arguments, check_flags,
                            epoch_batches, nonfinite_tensor, restore, training_state)
 from stages.runlog import RunLogger, read_losses
 from utils.errors import UserError
@@ -229,31 +229,6 @@ def test_save_refuses_nonfinite_weights_and_reports_write_faults(tmp_path, monke
     with pytest.raises(UserError, match=r"cannot write .*ok.pth \(No space left on device\)"):
         session.save("ok.pth", {"x": torch.zeros(1)}, 6)
     session.close()
-
-
-class _Items(torch.utils.data.Dataset):
-    def __len__(self):
-        return 6
-
-    def __getitem__(self, i):
-        return torch.tensor([i])
-
-
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_after_the_step_and_exits_with_the_conventional_status(tmp_path, sig, code):
-    before = signal.getsignal(sig)  # SIG_IGN for SIGINT when the suite runs as a background job
-    session = _opened(tmp_path)
-    done, saved, epochs = [], [], []
-    with pytest.raises(Interrupted) as e:
-        for it, epoch, batch in session.batches(_Items(), 2, 1, 100, on_epoch_end=epochs.append,
-                                                on_stop=saved.append):
-            done.append(it)
-            if it == 4:
-                os.kill(os.getpid(), sig)  # arrives mid-step: the step completes first
-    assert done == [1, 2, 3, 4] and saved == [5] and epochs == [0]  # 3 batches per epoch: 0 ended after 2
-    assert e.value.code == code and "stopped after iteration 5" in str(e.value)
-    session.close()
-    assert signal.getsignal(sig) == before  # the handler in place before the session is back
 
 
 def test_losses_log_survives_partial_and_garbled_lines(tmp_path):

@@ -1,4 +1,6 @@
-"""What the two EMNet stages share: paired-data flags, full-image validation and run folders."""
+"""What the two EMNet stages share: paired-data flags and their checks, loading the pairs and checking that
+crops and pooling fit them, run folders, and (until one evaluation path replaces them) the full-image
+validation :func:`enhance_validation` and its :func:`score`."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +9,10 @@ import os
 import torch
 from torch import nn
 
-from lowlight_model import ENHANCERS, check_crop, enhance
+from lowlight_model import check_crop, enhance
 from metrics import psnr_float, quantise, scores_8bit
 from utils.errors import UserError
+from utils.options import add_arch_arguments, add_seed_argument, add_workers_argument, resolve_arch_arguments
 
 
 def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: int, arch: str = "emnet") -> None:
@@ -18,25 +21,21 @@ def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: in
     g.add_argument("--val_dir", default="datasets/data/LOL-demo/eval15", help="paired validation split")
     g.add_argument("--train_ps", type=int, default=128, help="training patch size")
     g.add_argument("--batch_size", type=int, default=batch_size)
-    g.add_argument("--num_workers", type=int, default=2)
+    add_workers_argument(g, default=2)
     g = p.add_argument_group("run")
     g.add_argument("--env", default="demo", help="run name: files go to <save_dir>/<env>/")
     g.add_argument("--save_dir", default="log", help="parent folder of the runs")
-    choices = sorted(ENHANCERS) + (["auto"] if arch == "auto" else [])
-    g.add_argument("--arch", default=arch, choices=choices,
-                   help="enhancer architecture" + (" (auto: recognised from the checkpoint)" if arch == "auto" else ""))
-    g.add_argument("--embed_dim", type=int, default=32, help="EMNet width")
+    add_arch_arguments(g, default=arch, auto=arch == "auto")
     g.add_argument("--nepoch", type=int, default=nepoch)
-    g.add_argument("--random_seed", type=int, default=1234)
+    add_seed_argument(g, default=1234)
 
 
 def check_paired_arguments(args) -> None:
     """The shared flags in range (one line naming the flag); the crop fits the architecture."""
     from stages.common import check_flags
 
-    check_flags(args, at_least={"train_ps": 8, "batch_size": 1, "nepoch": 1, "embed_dim": 2})
-    if args.arch == "emnet" and args.embed_dim % 2:
-        raise UserError(f"--embed_dim {args.embed_dim}: EMNet needs an even width")
+    check_flags(args, at_least={"train_ps": 8, "batch_size": 1, "nepoch": 1})
+    resolve_arch_arguments(args)
     if args.arch != "auto":
         check_crop(args.arch, args.train_ps, "--train_ps")
 
