@@ -1,19 +1,15 @@
-"""The stage toolkit: what every training stage (``scl``, ``enhancer``, ``memory``) does the same way.
+"""The stage toolkit: what every training stage (``scl``, ``enhancer``, ``memory``) does the same way; the
+one loop (:mod:`stages.loop`) drives it.
 
-A stage's ``run(args)`` is a recipe over these pieces, in this order:
+* :func:`check_flags` — flag ranges, one line naming the flag;
+* :class:`RunFolder` / :func:`resolve_resume` — where a stage writes; ``--resume [PATH]`` / ``--overwrite``;
+* :class:`Session` — one run: the checkpoint to resume (:meth:`Session.read_state`), :meth:`Session.open`
+  (process group, seeds, folders, logs, stale temporary files, SIGINT/SIGTERM handlers),
+  :meth:`Session.batches` (resumable batch order), :meth:`Session.autocast`, :meth:`Session.step` (AMP,
+  gradient clipping, NaN/Inf guard), :meth:`Session.save` (atomic, never a non-finite model).
 
-1. :func:`check_flags` and the stage's own checks — before anything is created or loaded;
-2. ``Session(args, RunFolder(...))`` — resolves ``--resume [PATH]`` and refuses a folder that already
-   holds a run unless ``--resume`` or ``--overwrite`` is given; the data sets are then built and checked;
-3. :meth:`Session.read_state` — the checkpoint to resume (refused when another stage wrote it, or when
-   a setting that defines the saved model changed); :meth:`Session.open` — device, process group,
-   seeds, folders, logs, stale temporary files removed, SIGINT/SIGTERM handlers;
-4. :meth:`Session.batches` (resumable batch order, per-epoch hook), :meth:`Session.autocast`,
-   :meth:`Session.step` (AMP, gradient clipping, NaN/Inf guard), :meth:`Session.save` (atomic, never a
-   non-finite model).
-
-Batches live in :mod:`stages.batches`, logs in :mod:`stages.runlog`, RNGs / checkpoint dicts / replica
-digests in :mod:`stages.state`; their names are re-exported here.
+The run options (device, ranks, seed, workers, precision) are resolved once in :class:`utils.options.RunOptions`;
+the checkpoint layout is :mod:`utils.training_checkpoint`'s.
 """
 from __future__ import annotations
 
