@@ -78,8 +78,8 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
              device: torch.device | str = "cpu", top_k: int = 1, raw: list[torch.Tensor] | None = None,
              queries: torch.Tensor | None = None, query_net: torch.nn.Module | None = None, oracle: bool = False,
              lpips: torch.nn.Module | None = None,
-             each: Callable[[int, dict, dict], None] | None = None,
-             progress: bool = False) -> dict[str, MetricAccumulator]:
+             each: Callable[[int, dict, dict], None] | None = None, progress: bool = False,
+             only: tuple[str, ...] | None = None) -> dict[str, MetricAccumulator]:
     """The figures of ``model`` (+ ``memory`` read with ``top_k``) on ``pairs`` (``load(i)`` → (low, gt) and
     ``gt_names``, e.g. :class:`datasets.lol.PairedDataset`), one :class:`MetricAccumulator` per method
     ("ori", "mem" with a memory, "gt_mean_oracle" with ``oracle``), converted and scored by ``policy``.
@@ -89,12 +89,12 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
     outputs, e.g. of a frozen enhancer, computed once by :func:`enhance_pairs`) and ``queries`` (by
     :func:`memory_queries`) skip recomputing them; otherwise the memory's queries come from ``query_net``.
     ``lpips`` adds LPIPS on the 8-bit images; ``each(i, outputs, images_8bit)`` sees every pair; ``progress``
-    shows a progress bar.
+    shows a progress bar; ``only`` scores just those methods (e.g. ``("mem",)`` where "ori" is known).
     """
     if memory is not None and queries is None and query_net is None:
         raise ValueError("evaluate: a memory needs queries or query_net")
     methods = ["ori"] + (["mem"] if memory is not None else []) + (["gt_mean_oracle"] if oracle else [])
-    acc = {m: MetricAccumulator() for m in methods}
+    acc = {m: MetricAccumulator() for m in methods if only is None or m in only}
     names = getattr(pairs, "gt_names", None) or [str(i) for i in range(len(pairs))]
     for i in tqdm(range(len(pairs)), desc="evaluate", unit="pair", dynamic_ncols=True, disable=not progress):
         low, gt = (t[None].to(device) for t in pairs.load(i))
@@ -102,7 +102,7 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
         q = None if memory is None else queries[i:i + 1].to(device) if queries is not None else query(query_net, low)
         outputs = _outputs(r, gt, memory, q, top_k, oracle)
         gt8 = quantise(gt[0], "round")
-        images = {m: quantise(y[0], policy.quantise[m]) for m, y in outputs.items()}
+        images = {m: quantise(y[0], policy.quantise[m]) for m, y in outputs.items() if m in acc}
         for m, y8 in images.items():
             figures = scores_8bit(y8, gt8)
             if policy.float_psnr:

@@ -18,6 +18,7 @@ import signal
 import sys
 
 from stages.common import Interrupted
+from utils import options
 from utils.device import close_distributed
 from utils.errors import UserError, run_cli
 
@@ -29,18 +30,22 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in the help, the module docstring kept as written."""
 
 
-def build_parser(stage: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+def _stage_parser(**kw) -> argparse.ArgumentParser:
+    """A parser holding ``--stage`` (declared here only)."""
+    parser = options.parser(**kw)
     parser.add_argument("--stage", choices=sorted(STAGES), default="scl", help="what to train")
+    return parser
+
+
+def build_parser(stage: str) -> argparse.ArgumentParser:
+    parser = _stage_parser(description=__doc__, formatter_class=_HelpFormatter)
     importlib.import_module(STAGES[stage]).add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--stage", choices=sorted(STAGES), default="scl")
-    stage = pre.parse_known_args(argv)[0].stage
-    args = build_parser(stage).parse_args(argv)
+    stage = _stage_parser(add_help=False).parse_known_args(argv)[0].stage
+    args = options.parse(build_parser(stage), argv)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     done = False
     try:

@@ -37,6 +37,7 @@ sys.path.insert(0, sys.argv[1])
 from lowlight_model import enhance_net_nopool
 src, dst, weights, device = sys.argv[2:6]
 model = enhance_net_nopool().to(device)
+# a raw torch.load, not utils.training_checkpoint: this copies the reference's test loop on purpose
 sd = torch.load(weights, map_location=device, weights_only=True)
 sd = sd.get("state_dict", sd)
 model.load_state_dict({k.replace("module.", ""): v for k, v in sd.items()})

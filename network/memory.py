@@ -22,11 +22,10 @@ from network.imagenet import imagenet_normalize
 from utils.checkpoint import read_checkpoint
 from utils.errors import UserError
 from utils.pretrained import load_pretrained
+from utils.training_checkpoint import memory_checkpoint, memory_tensors
 
 #: Guard for ``m_mem / m_out`` in :func:`refine` and :func:`gt_mean_oracle` (see :func:`guard_denominator`).
 RATIO_EPS = 1e-8
-
-CHECKPOINT_KEYS = ("epoch", "mem_key", "mem_vale", "mem_age", "mem_index")  # "mem_vale" (sic) as in the reference
 
 
 class QueryNet(torchvision.models.ResNet):
@@ -223,10 +222,9 @@ class ExternalMemory(nn.Module):
         return gt_mean_oracle(r, gt, self.pooling_size, self.pooling_mean)
 
     def to_checkpoint(self, epoch: int) -> dict[str, Any]:
-        """The reference checkpoint dict (CPU tensors): keys exactly ``CHECKPOINT_KEYS``."""
-        return {"epoch": epoch, "mem_key": self.key.detach().cpu().clone(),
-                "mem_vale": self.value.detach().cpu().clone(), "mem_age": self.age.detach().cpu().clone(),
-                "mem_index": self.top_index.detach().cpu().clone()}
+        """The reference checkpoint dict (CPU tensors): keys exactly
+        :data:`utils.training_checkpoint.MEMORY_KEYS`."""
+        return memory_checkpoint(epoch, self.key, self.value, self.age, self.top_index)
 
     @classmethod
     def from_checkpoint(cls, path_or_dict: Union[str, os.PathLike, Mapping[str, Any]], map_location="cpu",
@@ -246,7 +244,7 @@ class ExternalMemory(nn.Module):
         else:
             name = os.fspath(path_or_dict)
             obj = read_checkpoint(name, map_location=map_location)
-        key, value, age, top = _checkpoint_tensors(obj, name)
+        key, value, age, top = memory_tensors(obj, name)
         m, k, v = key.shape[0], key.shape[1], value.shape[1]
         found = pooling_for(v)
         if found is None:
@@ -271,23 +269,6 @@ class ExternalMemory(nn.Module):
             mem.age = age.to(device=dev, dtype=torch.float32)
             mem.top_index = top.to(device=dev).long()
         return mem
-
-
-def _checkpoint_tensors(obj: Any, name: str) -> tuple[torch.Tensor, ...]:
-    """(key, value, age, top_index) of a reference memory checkpoint dict, checked; UserError otherwise."""
-    if not isinstance(obj, Mapping):
-        raise UserError(f"{name} is not an EMNet memory checkpoint (expected a dict with keys "
-                        f"{', '.join(CHECKPOINT_KEYS)})")
-    missing = [k for k in CHECKPOINT_KEYS[1:] if k not in obj or not torch.is_tensor(obj[k])]
-    if missing:
-        raise UserError(f"{name} is not an EMNet memory checkpoint: missing keys {', '.join(missing)} "
-                        f"(is it an enhancer checkpoint? pass the memory file saved by the memory training)")
-    key, value = obj["mem_key"], obj["mem_vale"]
-    age, top = obj["mem_age"].reshape(-1), obj["mem_index"].reshape(-1)
-    if key.dim() != 2 or value.dim() != 2 or not (key.shape[0] == value.shape[0] == age.numel() == top.numel()):
-        raise UserError(f"{name}: inconsistent memory shapes mem_key {tuple(key.shape)}, mem_vale "
-                        f"{tuple(value.shape)}, mem_age {tuple(age.shape)}, mem_index {tuple(top.shape)}")
-    return key, value, age, top
 
 
 def guard_denominator(m: torch.Tensor, eps: float = RATIO_EPS) -> torch.Tensor:

@@ -1,19 +1,15 @@
-"""The stage toolkit: what every training stage (``scl``, ``enhancer``, ``memory``) does the same way.
+"""The stage toolkit: what every training stage (``scl``, ``enhancer``, ``memory``) does the same way; the
+one loop (:mod:`stages.loop`) drives it.
 
-A stage's ``run(args)`` is a recipe over these pieces, in this order:
+* :func:`check_flags` — flag ranges, one line naming the flag;
+* :class:`RunFolder` / :func:`resolve_resume` — where a stage writes; ``--resume [PATH]`` / ``--overwrite``;
+* :class:`Session` — one run: the checkpoint to resume (:meth:`Session.read_state`), :meth:`Session.open`
+  (process group, seeds, folders, logs, stale temporary files, SIGINT/SIGTERM handlers),
+  :meth:`Session.batches` (resumable batch order), :meth:`Session.autocast`, :meth:`Session.step` (AMP,
+  gradient clipping, NaN/Inf guard), :meth:`Session.save` (atomic, never a non-finite model).
 
-1. :func:`check_flags` and the stage's own checks — before anything is created or loaded;
-2. ``Session(args, RunFolder(...))`` — resolves ``--resume [PATH]`` and refuses a folder that already
-   holds a run unless ``--resume`` or ``--overwrite`` is given; the data sets are then built and checked;
-3. :meth:`Session.read_state` — the checkpoint to resume (refused when another stage wrote it, or when
-   a setting that defines the saved model changed); :meth:`Session.open` — device, process group,
-   seeds, folders, logs, stale temporary files removed, SIGINT/SIGTERM handlers;
-4. :meth:`Session.batches` (resumable batch order, per-epoch hook), :meth:`Session.autocast`,
-   :meth:`Session.step` (AMP, gradient clipping, NaN/Inf guard), :meth:`Session.save` (atomic, never a
-   non-finite model).
-
-Batches live in :mod:`stages.batches`, logs in :mod:`stages.runlog`, RNGs / checkpoint dicts / replica
-digests in :mod:`stages.state`; their names are re-exported here.
+The run options (device, ranks, seed, workers, precision) are resolved once in :class:`utils.options.RunOptions`;
+the checkpoint layout is :mod:`utils.training_checkpoint`'s.
 """
 from __future__ import annotations
 
@@ -24,27 +20,27 @@ import json
 import math
 import os
 import signal
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from stages.batches import (SeededItems, batches_per_epoch, cache_dataset, epoch_batches,  # noqa: F401 (re-exported)
-                            iterate_batches)
-from stages.runlog import RunLogger, log, read_losses  # noqa: F401 (re-exported)
-from stages.state import (all_gather_cat, checkpoint_stage, nonfinite_tensor, read_file,  # noqa: F401 (re-exported)
-                          replica_digest, restore, seed_everything, training_state)
+from stages.batches import SeededItems, iterate_batches
+from stages.runlog import RunLogger, log
+from stages.state import nonfinite_tensor, read_file, seed_everything
+from network.registry import get_spec
 from utils.checkpoint import atomic_save
-from utils.device import init_distributed, is_primary, resolve_device
+from utils.device import init_distributed, is_primary
 from utils.errors import UserError
-from utils.fs import atomic_write
+from utils.fs import TMP_GLOB, atomic_write
+from utils.options import AMP_DTYPES, RunOptions, add_device_argument
+from utils.training_checkpoint import checkpoint_stage
 
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Files a run writes in its folder besides its checkpoints (removed by --overwrite, and only these).
 RUN_FILES = ("args.json", "train.log", "losses.jsonl", "tb", "loss_curves.png", "memory_psnr.png")
-TMP_PATTERN = ".tmp-*.pth"  # what utils.checkpoint.atomic_save leaves behind when killed mid-write
+TMP_PATTERN = TMP_GLOB + ".pth"  # what utils.checkpoint.atomic_save leaves behind when killed mid-write
 
 
 class Interrupted(Exception):
@@ -68,7 +64,7 @@ def add_run_arguments(g: argparse._ArgumentGroup, log_every: int = 10) -> None:
     g.add_argument("--overwrite", action="store_true",
                    help="start afresh in a folder that holds a run: deletes the files this stage writes there "
                         "(checkpoints, logs), nothing else")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device_argument(g)
     g.add_argument("--amp", default="off", choices=sorted(AMP_DTYPES),
                    help="mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with gradient scaling)")
     g.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"],
@@ -161,20 +157,26 @@ class Session:
     Building it checks the folder and ``--resume`` and creates nothing; :meth:`open` creates the folder.
     """
 
-    def __init__(self, args: argparse.Namespace, folder: RunFolder) -> None:
+    def __init__(self, args: argparse.Namespace, folder: RunFolder, options: RunOptions | None = None) -> None:
         self.args, self.folder = args, folder
         self.resume = resolve_resume(args, folder)
-        self.device = resolve_device(args.device)
-        if args.amp == "fp16" and self.device.type != "cuda":
-            raise UserError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
-        self.rank, self.world = 0, 1
-        self.scaler = torch.amp.GradScaler(self.device.type) if args.amp == "fp16" else None
+        self.options = options or RunOptions.from_args(args)
+        self.device = self.options.device
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.options.amp == "fp16" else None
         self.stop_signal: int | None = None
         self.last_saved: tuple[str, int] | None = None
         self.logger: RunLogger | None = None
         self.vis = None
         self._old_handlers: dict[int, Any] = {}
         self.changed: dict[str, tuple[Any, Any]] = {}
+
+    @property
+    def rank(self) -> int:
+        return self.options.rank
+
+    @property
+    def world(self) -> int:
+        return self.options.world
 
     # --- resume
     def read_state(self, frozen: tuple[str, ...] = ()) -> dict[str, Any] | None:
@@ -212,8 +214,9 @@ class Session:
         import logging
 
         args, folder = self.args, self.folder
-        self.rank, self.world = init_distributed(self.device)
-        seed_everything(args.random_seed + self.rank)
+        rank, world = init_distributed(self.device)
+        self.options = replace(self.options, rank=rank, world=world)
+        seed_everything(self.options.seed + rank)
         log.handlers.clear()
         log.propagate = False
         log.setLevel(logging.INFO if is_primary() else logging.WARNING)
@@ -224,7 +227,7 @@ class Session:
                 handler.setFormatter(fmt)
                 log.addHandler(handler)
             _write_json(os.path.join(folder.run_dir, "args.json"), vars(args))
-        log.info("%s stage: device %s, world size %d, amp %s", folder.stage, self.device, self.world, args.amp)
+        log.info("%s stage: device %s, world size %d, amp %s", folder.stage, self.device, world, self.options.amp)
         for k, (old, new) in self.changed.items():
             log.info("resumed with --%s %s (was %s)", k, new, old)
         if args.enable_vis and is_primary():
@@ -277,12 +280,14 @@ class Session:
     # --- training
     def autocast(self) -> contextlib.AbstractContextManager:
         """``torch.autocast`` for ``--amp bf16|fp16`` (a no-op for ``off``)."""
-        dtype = AMP_DTYPES[self.args.amp]
+        dtype = self.options.amp_dtype
         return torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
     def memory_format(self, arch: str) -> torch.memory_format:
-        """``channels_last`` when asked, or (``auto``) for DCE-Net, whose layers are all convolutions."""
-        on = self.args.channels_last == "on" or (self.args.channels_last == "auto" and arch == "dce")
+        """``channels_last`` when asked, or (``auto``) where the architecture's record says so (DCE-Net, whose
+        layers are all convolutions)."""
+        mode = self.options.channels_last
+        on = mode == "on" or (mode == "auto" and get_spec(arch).channels_last)
         return torch.channels_last if on else torch.contiguous_format
 
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -293,34 +298,18 @@ class Session:
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         return model
 
-    def batches(self, dataset, batch_size: int, start: int, total: int, min_batch: int = 1,
-                on_epoch_end: Callable[[int], None] | None = None,
-                on_stop: Callable[[int], None] | None = None) -> Iterator[tuple[int, int, Any]]:
-        """``(iteration, epoch, batch)`` from ``start`` to ``total`` (see :func:`iterate_batches`).
-
-        After the caller's step: ``on_epoch_end(epoch)`` when an epoch is complete, then, when SIGINT or
-        SIGTERM arrived on any process, ``on_stop(iterations_done)`` (save) and :class:`Interrupted`.
-        """
-        seeded = SeededItems(dataset, self.args.random_seed)
-        per_epoch = batches_per_epoch(len(dataset), batch_size, self.args.random_seed, self.rank, self.world,
-                                      min_batch)
+    def batches(self, dataset, batch_size: int, start: int, total: int,
+                min_batch: int = 1) -> Iterator[tuple[int, int, Any]]:
+        """``(iteration, epoch, batch)`` from ``start`` to ``total`` (see :func:`iterate_batches`), this
+        process's share, in an order that depends on the seed alone."""
+        o = self.options
+        seeded = SeededItems(dataset, o.seed)
 
         def loader(plan):
-            return torch.utils.data.DataLoader(seeded, batch_sampler=plan, num_workers=self.args.num_workers,
+            return torch.utils.data.DataLoader(seeded, batch_sampler=plan, num_workers=o.workers,
                                                pin_memory=self.device.type == "cuda")
 
-        for it, epoch, batch in iterate_batches(loader, len(dataset), batch_size, self.args.random_seed, start,
-                                                total, self.rank, self.world, min_batch):
-            yield it, epoch, batch
-            if on_epoch_end is not None and (it + 1) % per_epoch == 0:
-                on_epoch_end(epoch)
-            if self.stop_requested():
-                if on_stop is not None:
-                    on_stop(it + 1)
-                name = signal.Signals(self.stop_signal or signal.SIGTERM).name
-                where = f"; resumable checkpoint {self.last_saved[0]}" if self.last_saved else ""
-                raise Interrupted(f"{name}: stopped after iteration {it + 1}{where}; continue with --resume",
-                                  128 + int(self.stop_signal or signal.SIGTERM))
+        yield from iterate_batches(loader, len(dataset), batch_size, o.seed, start, total, o.rank, o.world, min_batch)
 
     def stop_requested(self) -> bool:
         """True when SIGINT/SIGTERM arrived here or (under torchrun) on any other process."""

@@ -10,22 +10,22 @@ reference's ``module.`` prefix. Works for any enhancer of the factory (``--arch 
 from __future__ import annotations
 
 import argparse
-import math
-import os
 
 import torch
-from tqdm import tqdm
 
 from lowlight_model import build_enhancer, enhance
 from network.registry import get_spec
 from losses import SupervisedLoss
-from stages.common import (RunFolder, Session, add_run_arguments, batches_per_epoch, check_flags, log, lr_factor,
-                           read_file, restore, training_state)
-from stages.paired import (add_common_arguments, check_fits, check_paired_arguments, enhance_validation, load_pairs,
-                           run_dirs, score)
-from utils.checkpoint import extract_state_dict, load_state
-from utils.device import is_primary, unwrap
+from evaluation import ENHANCER_VALIDATION, evaluate, mean_psnr_ssim
+from stages.common import RunFolder, Session, add_run_arguments, check_flags, lr_factor
+from stages.loop import Stage, run_stage
+from stages.paired_data import add_common_arguments, check_fits, check_paired_arguments, load_pairs, run_dirs
+from stages.runlog import log
+from stages.state import read_file, restore, training_state
+from utils.checkpoint import load_state
+from utils.device import unwrap
 from utils.errors import UserError
+from utils.training_checkpoint import checkpoint_weights
 
 CHECKPOINTS = ("model_latest.pth", "model_best.pth")
 LAMBDAS = ("ssim", "lpips", "l1", "l2")
@@ -51,21 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val_time", type=int, default=2, help="validations per epoch")
     g.add_argument("--init_weights", default=None, help="start from these enhancer weights (fine-tuning)")
     add_run_arguments(p.add_argument_group("run control"), log_every=1)
-
-
-def validation_points(per_epoch: int, val_time: int) -> set[int]:
-    """The 1-based batch numbers within an epoch after which the enhancer is validated.
-
-    As the reference's ``(i + 1) % (len(loader) // val_time) == 0 and i > 0`` (i 0-based): every multiple
-    of ``step = per_epoch // val_time``, batch 1 excluded, so 173 batches and ``val_time`` 2 give {86, 172}
-    and ``val_time`` can give more points than asked (10 batches, 4: step 2, five points). Where the
-    reference fails, a defined behaviour: fewer batches than ``val_time`` (a modulo by zero there) acts as
-    step 1, and a one-batch epoch (never validated there) validates after its batch.
-    """
-    if per_epoch < 1 or val_time < 1:
-        raise ValueError(f"per_epoch and val_time must be >= 1, got {per_epoch} and {val_time}")
-    step = max(1, per_epoch // val_time)
-    return set(range(max(step, 2), per_epoch + 1, step)) or {per_epoch}
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -116,74 +101,65 @@ def _apply_lr(optimizer, scheduler, args) -> None:
         group.update(initial_lr=args.lr_initial, lr=args.lr_initial * factor, weight_decay=args.weight_decay)
 
 
-def _resume(ck: dict | None, session: Session, model, optimizer, scheduler, args, start: int) -> float:
-    """Load a resumed run's state (changed flags apply, and args.json records them); its best PSNR."""
-    if not ck:
-        return -math.inf
-    restore(ck, model, optimizer, scheduler)
-    _apply_lr(optimizer, scheduler, args)
-    best = float(ck.get("best_psnr", -math.inf))
-    log.info("resumed %s at iteration %d (best PSNR %.2f)", session.resume, start, best)
-    return best
+class EnhancerStage(Stage):
+    """Supervised enhancer training: validation ``--val_time`` times per epoch (rank 0), the best by float
+    PSNR in ``model_best.pth`` and ``model_latest.pth`` at every epoch end, both resumable."""
+
+    name = "enhancer"
+    frozen = ("arch", "embed_dim")
+    best = "model_best.pth"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        check_arguments(args)
+        run_dir, model_dir = run_dirs(args)
+        super().__init__(args, RunFolder("enhancer", run_dir, model_dir, "model_latest.pth", CHECKPOINTS))
+        self.val_per_epoch = args.val_time
+
+    def prepare(self, session: Session) -> None:
+        super().prepare(session)
+        self.train_set, self.val_set = _data(self.args)
+
+    def load_fixed(self) -> None:
+        args, session = self.args, self.session
+        self.init = None if session.resume or not args.init_weights else \
+            checkpoint_weights(read_file(args.init_weights, "--init_weights"), args.init_weights)
+        self.criterion = _criterion(args, session.device)
+
+    def build(self) -> None:
+        log.info("%d training pairs, %d validation pairs; loss %s", len(self.train_set), len(self.val_set),
+                 " + ".join(f"{v:g}·{k}" for k, v in self.criterion.w.items()))
+        self.fmt = self.session.memory_format(self.args.arch)
+        self.model, self.optimizer, self.scheduler = _build(self.args, self.init, self.session.device, self.fmt)
+
+    def load_state(self, ck: dict) -> None:
+        """Load a resumed run's state; changed flags apply (and args.json records them)."""
+        restore(ck, self.model, self.optimizer, self.scheduler)
+        _apply_lr(self.optimizer, self.scheduler, self.args)
+
+    def train_step(self, batch, it: int) -> dict[str, torch.Tensor]:
+        low, gt, _, _ = batch
+        low, gt = (t.to(self.session.device, memory_format=self.fmt) for t in (low, gt))
+        with self.session.autocast():
+            return self.criterion(enhance(self.model, low), gt)
+
+    def validate(self, step: int) -> dict[str, float]:
+        # the reference picks the best checkpoint by PSNR on the float images
+        acc = evaluate(unwrap(self.model).eval(), self.val_set, policy=ENHANCER_VALIDATION, device=self.session.device)
+        val_psnr, val_ssim = mean_psnr_ssim(acc, "ori")
+        self.model.train()
+        return {"psnr": val_psnr, "ssim": val_ssim}
+
+    def end_epoch(self, epoch: int) -> None:
+        self.scheduler.step()
+
+    def state(self, step: int, epoch: int) -> dict:
+        args = self.args
+        return training_state("enhancer", step, epoch, self.model, self.optimizer, self.scheduler, args=args,
+                              arch=args.arch, embed_dim=args.embed_dim)
+
+    def finish(self, best: float) -> None:
+        log.info("done: best validation PSNR %.2f; checkpoints in %s", best, self.folder.ckpt_dir)
 
 
 def run(args: argparse.Namespace) -> None:
-    check_arguments(args)
-    run_dir, model_dir = run_dirs(args)
-    session = Session(args, RunFolder("enhancer", run_dir, model_dir, "model_latest.pth", CHECKPOINTS))
-    train_set, val_set = _data(args)
-    ck = session.read_state(frozen=("arch", "embed_dim"))
-    init = None if ck or not args.init_weights else \
-        extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
-    criterion = _criterion(args, session.device)
-    per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=int(os.environ.get("WORLD_SIZE", 1)))
-    start = (ck.get("iteration") or ck["epoch"] * per_epoch) if ck else 0
-    device = session.open(start).device
-    log.info("%d training pairs, %d validation pairs; loss %s", len(train_set), len(val_set),
-             " + ".join(f"{v:g}·{k}" for k, v in criterion.w.items()))
-    fmt = session.memory_format(args.arch)
-    model, optimizer, scheduler = _build(args, init, device, fmt)
-    best = {"psnr": _resume(ck, session, model, optimizer, scheduler, args, start)}
-    model = session.wrap(model)
-    val_at = validation_points(per_epoch, args.val_time)
-
-    def save(name: str, it: int, epoch: int) -> None:
-        state = training_state("enhancer", it, epoch, model, optimizer, scheduler, args=args,
-                               best_psnr=best["psnr"], arch=args.arch, embed_dim=args.embed_dim)
-        # DataParallel's ``module.`` prefix, as the reference saves it (its test script expects it)
-        state["state_dict"] = {f"module.{k}": v for k, v in state["state_dict"].items()}
-        session.save(name, state, it)
-
-    def validate(it: int, epoch: int) -> None:
-        val_psnr, val_ssim = score(enhance_validation(unwrap(model), val_set, device), val_set,
-                                   float_psnr=True)  # the reference picks the best checkpoint by float PSNR
-        model.train()
-        session.log(it, {"psnr": val_psnr, "ssim": val_ssim}, prefix="val")
-        if math.isfinite(val_psnr) and val_psnr > best["psnr"]:
-            best["psnr"] = val_psnr
-            save("model_best.pth", it, epoch + 1)
-        log.info("epoch %d step %d: val PSNR %.2f SSIM %.4f (best %.2f)", epoch + 1, it, val_psnr, val_ssim,
-                 best["psnr"])
-
-    def end_epoch(epoch: int) -> None:
-        scheduler.step()
-        save("model_latest.pth", (epoch + 1) * per_epoch, epoch + 1)
-
-    model.train()
-    total = args.nepoch * per_epoch
-    with tqdm(total=total, initial=start, desc="enhancer", disable=not is_primary(), dynamic_ncols=True) as bar:
-        for it, epoch, (low, gt, _, _) in session.batches(
-                train_set, args.batch_size, start, total, on_epoch_end=end_epoch,
-                on_stop=lambda done: save("model_latest.pth", done, done // per_epoch)):
-            low, gt = (t.to(device, memory_format=fmt) for t in (low, gt))
-            with session.autocast():
-                terms = criterion(enhance(model, low), gt)
-            loss = session.step(it, terms, model, optimizer)
-            bar.update(1)
-            if (it + 1) % args.log_every == 0 or it + 1 == total:
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-                session.log(it + 1, {"total": loss, **{k: v.detach() for k, v in terms.items()}})
-            if it + 1 - epoch * per_epoch in val_at and is_primary():
-                validate(it + 1, epoch)
-    session.close(plot="loss_curves.png")
-    log.info("done: best validation PSNR %.2f; checkpoints in %s", best["psnr"], model_dir)
+    run_stage(EnhancerStage(args), args)

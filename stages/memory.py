@@ -9,20 +9,20 @@ outputs on the full validation images; the memory with the best refined PSNR is 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
 import torch
-from tqdm import tqdm
 
 from lowlight_model import load_enhancer
 from network.memory import ExternalMemory, build_query_net, query, value_dim_for
-from stages.common import (RunFolder, Session, add_run_arguments, all_gather_cat, batches_per_epoch, check_flags, log,
-                           read_file, replica_digest, restore, training_state)
-from stages.paired import (add_common_arguments, check_fits, check_paired_arguments, enhance_validation, load_pairs,
-                           run_dirs, score)
-from utils.device import is_primary
+from evaluation import VALIDATION, enhance_pairs, evaluate, mean_psnr_ssim, memory_queries
+from stages.common import RunFolder, Session, add_run_arguments, check_flags
+from stages.loop import Stage, run_stage
+from stages.paired_data import add_common_arguments, check_fits, check_paired_arguments, load_pairs, run_dirs
+from stages.runlog import log
+from stages.state import all_gather_cat, read_file, replica_digest, restore, training_state
+from utils.device import world_size
 from utils.errors import UserError
 
 CHECKPOINTS = ("memory_latest.pth", "memory_best.pth")
@@ -53,13 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_arguments(args: argparse.Namespace) -> int:
     """Every flag in range (one line naming the flag) before anything is created or loaded; returns V."""
-    check_paired_arguments(args)
+    check_paired_arguments(args, from_checkpoint=True)  # the frozen enhancer's width is its checkpoint's
     check_flags(args, at_least={"mem_size": 1, "pooling_size": 1, "top_k": 1, "testing_top_k": 1, "thres": 0.0,
                                 "age_noise": 0.0},
                 at_most={"pooling_size": args.train_ps, "testing_top_k": args.mem_size})
     if args.K_feat_dim != QUERY_DIM:
         raise UserError(f"--K_feat_dim {args.K_feat_dim}: the ResNet-18 query has {QUERY_DIM} features; pass 512")
-    world = int(os.environ.get("WORLD_SIZE", 1))
+    world = world_size()
     if args.batch_size * world > args.mem_size:
         raise UserError(f"--mem_size {args.mem_size}: smaller than one batch ({args.batch_size} x {world} "
                         f"process(es)); every new entry of a batch needs its own slot: raise --mem_size or lower "
@@ -71,11 +71,10 @@ def check_arguments(args: argparse.Namespace) -> int:
     return value_dim
 
 
-def _data(args):
+def _data(args, world: int):
     """Training and validation pairs, checked and cached up front; the pooling must fit every image."""
     train_set, val_set = load_pairs(args)
     check_fits(val_set, args.pooling_size, "--pooling_size", "validation", args.val_dir)
-    world = int(os.environ.get("WORLD_SIZE", 1))
     if len(train_set) < args.batch_size * world:
         raise UserError(f"--batch_size {args.batch_size} exceeds the {len(train_set)} training pairs in "
                         f"{args.train_dir}{f' shared by {world} processes' if world > 1 else ''}: the incomplete "
@@ -83,30 +82,103 @@ def _data(args):
     return train_set, val_set
 
 
-def _frozen_validation(session: Session, enhancer, query_net, val_set) -> tuple[list, torch.Tensor, float]:
-    """The frozen enhancer's validation outputs (1,3,H,W) and the validation queries (N,512), computed once."""
-    t0 = time.time()
-    device = session.device
-    with session.autocast():
-        val_out = [y.float() for y in enhance_validation(enhancer, val_set, device)]
-        val_q = torch.cat([query(query_net, val_set.load(i)[0][None].to(device)) for i in range(len(val_set))]).float()
-    base_psnr, base_ssim = score(val_out, val_set)
-    log.info("frozen enhancer on validation: PSNR %.2f SSIM %.4f (%.1fs)", base_psnr, base_ssim, time.time() - t0)
-    return val_out, val_q, base_psnr
+class MemoryStage(Stage):
+    """Fill the external memory on a frozen enhancer: no gradient step; after every epoch the memory refines
+    the validation outputs on every process (the replicas are checked identical), the best refined PSNR
+    keeps ``memory_best.pth`` (the reference layout), ``memory_latest.pth`` resumes."""
 
+    name = "memory"
+    frozen = FROZEN
+    best = "memory_best.pth"
+    best_resumable = False
+    val_per_epoch = 1
+    validate_everywhere = True
+    plot = ("memory_psnr.png", "val")
 
-def _memory(args, ck: dict | None, value_dim: int, gens: dict, name: str | None) -> tuple[ExternalMemory, dict]:
-    """A new memory (initialised from ``gens["memory"]``) or the resumed one; ``best``: PSNR and epoch counts."""
-    best = {"psnr": -math.inf, "stats": {"matched": 0, "written": 0}}
-    if not ck:
-        return ExternalMemory(args.mem_size, args.K_feat_dim, value_dim, args.thres, args.age_noise,
-                              gens["memory"]), best
-    mem = ExternalMemory.from_checkpoint(ck, name=name, pooling=args.pooling_size, pooling_mean=args.pooling_mean,
-                                         thres=args.thres, age_noise=args.age_noise, generator=gens["memory"])
-    restore(ck, generators=gens)
-    best.update(psnr=float(ck.get("best_psnr", -math.inf)), stats=ck.get("epoch_stats", best["stats"]))
-    log.info("resumed %s at iteration %d, epoch %d", name, ck.get("iteration", 0), ck["epoch"])
-    return mem, best
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.value_dim = check_arguments(args)
+        run_dir, model_dir = run_dirs(args)
+        super().__init__(args, RunFolder("memory", run_dir, model_dir, "memory_latest.pth", CHECKPOINTS))
+        self.min_batch = args.batch_size  # drop_last, as the reference
+        self.stats = {"matched": 0, "written": 0}
+
+    def prepare(self, session: Session) -> None:
+        super().prepare(session)
+        self.train_set, self.val_set = _data(self.args, session.options.world)
+
+    def load_fixed(self) -> None:
+        self.enhancer, self.query_net = _networks(self.args, self.session.device)
+
+    def record_step(self, step: int, per_epoch: int) -> int:
+        return step // per_epoch  # one validation record per epoch
+
+    def build(self) -> None:
+        """The frozen enhancer's validation outputs and queries (computed once), then a new memory."""
+        args, session = self.args, self.session
+        log.info("%d training pairs, %d validation pairs", len(self.train_set), len(self.val_set))
+        t0 = time.time()
+        with session.autocast():
+            self.val_out = [y.float() for y in enhance_pairs(self.enhancer, self.val_set, session.device)]
+            self.val_q = memory_queries(self.query_net, self.val_set, session.device)
+        self.base_psnr, base_ssim = mean_psnr_ssim(evaluate(None, self.val_set, policy=VALIDATION, raw=self.val_out),
+                                                   "ori")
+        log.info("frozen enhancer on validation: PSNR %.2f SSIM %.4f (%.1fs)", self.base_psnr, base_ssim,
+                 time.time() - t0)
+        self.gens = {"memory": torch.Generator().manual_seed(session.options.seed)}  # the same on every process
+        self.mem = ExternalMemory(args.mem_size, args.K_feat_dim, self.value_dim, args.thres, args.age_noise,
+                                  self.gens["memory"]).to(session.device)
+
+    def load_state(self, ck: dict) -> None:
+        args = self.args
+        self.mem = ExternalMemory.from_checkpoint(ck, name=self.session.resume, pooling=args.pooling_size,
+                                                  pooling_mean=args.pooling_mean, thres=args.thres,
+                                                  age_noise=args.age_noise, generator=self.gens["memory"])
+        self.mem.to(self.session.device)
+        restore(ck, generators=self.gens)
+        self.stats = ck.get("epoch_stats", self.stats)
+
+    def train_step(self, batch, it: int) -> None:
+        low, gt, _, index = batch
+        session, device = self.session, self.session.device
+        with session.autocast():
+            q = query(self.query_net, low.to(device)).float()
+        v = self.mem.value_of(gt.to(device))
+        # every process applies the same update to its own copy: the batches of all, in rank order
+        q, v, index = (all_gather_cat(t, session.world) for t in (q, v, index.to(device)))
+        for k, n in self.mem.update(q, v, index).items():
+            self.stats[k] += n
+        return None
+
+    def logged(self, step: int) -> None:
+        log.info("iteration %d: %s", step, ", ".join(f"{k} {n}" for k, n in self.stats.items()))
+
+    def validate(self, step: int) -> dict[str, float]:
+        mem, device, world = self.mem, self.session.device, self.session.world
+        # the raw (unclamped) enhancer output is pooled, as the reference
+        acc = evaluate(None, self.val_set, mem, VALIDATION, device=device, top_k=self.args.testing_top_k,
+                       raw=self.val_out, queries=self.val_q, only=("mem",))
+        val_psnr, val_ssim = mean_psnr_ssim(acc, "mem")
+        epoch = step // self.per_epoch  # the memory validates after the last batch of each epoch
+        digest, same = replica_digest([mem.key, mem.value, mem.age, mem.top_index], world, device)
+        if not same:
+            raise RuntimeError(f"epoch {epoch}: the memories of the {world} processes differ")
+        if world > 1:
+            log.info("epoch %d: memory identical on all %d processes (digest %s)", epoch, world, digest)
+        return {"psnr": val_psnr, "ssim": val_ssim, **self.stats}
+
+    def end_epoch(self, epoch: int) -> None:
+        self.stats = {"matched": 0, "written": 0}
+
+    def state(self, step: int, epoch: int) -> dict:
+        return {**training_state("memory", step, epoch, generators=self.gens, args=self.args,
+                                 epoch_stats=self.stats), **self.mem.to_checkpoint(epoch)}
+
+    def best_state(self, step: int, epoch: int) -> dict:
+        return self.mem.to_checkpoint(epoch)
+
+    def finish(self, best: float) -> None:
+        log.info("done: enhancer alone PSNR %.2f, best with memory %.2f; memory in %s", self.base_psnr, best,
+                 os.path.join(self.folder.ckpt_dir, self.best))
 
 
 def _networks(args, device: torch.device):
@@ -117,61 +189,4 @@ def _networks(args, device: torch.device):
 
 
 def run(args: argparse.Namespace) -> None:
-    value_dim = check_arguments(args)
-    run_dir, model_dir = run_dirs(args)
-    session = Session(args, RunFolder("memory", run_dir, model_dir, "memory_latest.pth", CHECKPOINTS))
-    train_set, val_set = _data(args)
-    ck = session.read_state(frozen=FROZEN)
-    device, world = session.device, int(os.environ.get("WORLD_SIZE", 1))
-    enhancer, query_net = _networks(args, device)
-    per_epoch = batches_per_epoch(len(train_set), args.batch_size, world=world, min_batch=args.batch_size)
-    start = (ck.get("iteration") or int(ck["epoch"]) * per_epoch) if ck else 0
-    session.open(start // per_epoch)  # the log holds one validation record per epoch
-    log.info("%d training pairs, %d validation pairs", len(train_set), len(val_set))
-
-    val_out, val_q, base_psnr = _frozen_validation(session, enhancer, query_net, val_set)
-    gens = {"memory": torch.Generator().manual_seed(args.random_seed)}  # the same on every process
-    mem, best = _memory(args, ck, value_dim, gens, session.resume)
-    mem.to(device)
-
-    def save_latest(it: int) -> None:
-        session.save("memory_latest.pth", {**training_state("memory", it, it // per_epoch, generators=gens, args=args,
-                                                           best_psnr=best["psnr"], epoch_stats=best["stats"]),
-                                           **mem.to_checkpoint(it // per_epoch)}, it)
-
-    def end_epoch(epoch: int) -> None:
-        # the raw (unclamped) enhancer output is pooled, as the reference
-        refined = [mem.refine(r.to(device), mem.read(val_q[i:i + 1], args.testing_top_k)).cpu()
-                   for i, r in enumerate(val_out)]
-        val_psnr, val_ssim = score(refined, val_set)
-        session.log(epoch + 1, {"psnr": val_psnr, "ssim": val_ssim, **best["stats"]}, prefix="val")
-        digest, same = replica_digest([mem.key, mem.value, mem.age, mem.top_index], session.world, device)
-        if not same:
-            raise RuntimeError(f"epoch {epoch + 1}: the memories of the {session.world} processes differ")
-        if session.world > 1:
-            log.info("epoch %d: memory identical on all %d processes (digest %s)", epoch + 1, session.world, digest)
-        if math.isfinite(val_psnr) and val_psnr > best["psnr"]:
-            best["psnr"] = val_psnr
-            session.save("memory_best.pth", mem.to_checkpoint(epoch + 1), (epoch + 1) * per_epoch, resumable=False)
-        best["stats"] = {"matched": 0, "written": 0}
-        save_latest((epoch + 1) * per_epoch)
-        bar.set_postfix(psnr=f"{val_psnr:.2f}", best=f"{best['psnr']:.2f}")
-
-    total = args.nepoch * per_epoch
-    with tqdm(total=total, initial=start, desc="memory", disable=not is_primary(), dynamic_ncols=True) as bar:
-        for it, epoch, (low, gt, _, index) in session.batches(train_set, args.batch_size, start, total,
-                                                              min_batch=args.batch_size,  # drop_last, as the reference
-                                                              on_epoch_end=end_epoch, on_stop=save_latest):
-            with session.autocast():
-                q = query(query_net, low.to(device)).float()
-            v = mem.value_of(gt.to(device))
-            # every process applies the same update to its own copy: the batches of all, in rank order
-            q, v, index = (all_gather_cat(t, session.world) for t in (q, v, index.to(device)))
-            for k, n in mem.update(q, v, index).items():
-                best["stats"][k] += n
-            bar.update(1)
-            if (it + 1) % args.log_every == 0:
-                log.info("iteration %d: %s", it + 1, ", ".join(f"{k} {n}" for k, n in best["stats"].items()))
-    session.close(plot="memory_psnr.png", prefix="val")
-    log.info("done: enhancer alone PSNR %.2f, best with memory %.2f; memory in %s", base_psnr, best["psnr"],
-             os.path.join(model_dir, "memory_best.pth"))
+    run_stage(MemoryStage(args), args)

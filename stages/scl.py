@@ -10,15 +10,19 @@ import os
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from lowlight_model import ENHANCERS, build_enhancer, check_crop, weights_init
+from lowlight_model import build_enhancer, check_crop, weights_init
 from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
-from stages.common import RunFolder, Session, add_run_arguments, check_flags, log, lr_factor, restore, training_state
+from stages.common import RunFolder, Session, add_run_arguments, check_flags, lr_factor
+from stages.runlog import log
+from stages.state import restore, training_state
+from stages.loop import Stage, run_stage
 from losses import LOSS_WEIGHTS, SCLLoss
 from utils.checkpoint import load_weights
 from utils.device import unwrap
 from utils.errors import UserError
+from utils.options import add_arch_arguments, add_seed_argument, add_workers_argument, resolve_arch_arguments
+from utils.training_checkpoint import raw_snapshot
 
 CHECKPOINTS = ("latest.pth", "Epoch*.pth")
 MIN_CROP = 32  # the VGG and segmentation terms downsample by up to 16
@@ -31,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder with low/ (negatives) and GT/ (positives)")
     g.add_argument("--crop_size", type=int, default=384)
     g.add_argument("--batch_size", type=int, default=2)
-    g.add_argument("--num_workers", type=int, default=2)
+    add_workers_argument(g, default=2)
     g.add_argument("--cache_mb", type=float, default=2048,
                    help="memory for decoded training images (decoded once, checked before training starts)")
     g = p.add_argument_group("segmentation network (frozen)")
@@ -66,8 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--segexp_per_image", action="store_true",
                    help="corrected L_segexp (each image's own labels) instead of the reference's cross-batch broadcast")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--arch", default="dce", choices=sorted(ENHANCERS), help="enhancer to train")
-    g.add_argument("--embed_dim", type=int, default=32, help="EMNet width (--arch emnet)")
+    add_arch_arguments(g, default="dce")
     g.add_argument("--total_itrs", type=int, default=50000)
     g.add_argument("--lowlight_lr", type=float, default=1e-4)
     g.add_argument("--lowlight_weight_decay", type=float, default=1e-4)
@@ -75,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="constant (reference) or cosine from --lowlight_lr down to --lr_min over --total_itrs")
     g.add_argument("--lr_min", type=float, default=1e-6, help="end of the cosine schedule")
     g.add_argument("--grad_clip_norm", type=float, default=0.1)
-    g.add_argument("--random_seed", type=int, default=1)
+    add_seed_argument(g, default=1)
     g = p.add_argument_group("run")
     g.add_argument("--snapshots_folder", default="snapshots/")
     g.add_argument("--snapshot_iter", type=int, default=1300, help="write a snapshot every N iterations")
@@ -86,12 +89,13 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     """Every flag in range (one line naming the flag) before anything is created; returns the loss weights."""
     weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
     check_flags(args, at_least={"batch_size": 2, "crop_size": MIN_CROP, "total_itrs": 1, "snapshot_iter": 1,
-                                "embed_dim": 1, "num_classes": 1, "exp_patch": 1, "lowlight_weight_decay": 0.0,
+                                "num_classes": 1, "exp_patch": 1, "lowlight_weight_decay": 0.0,
                                 "cache_mb": 0.0, "lr_min": 0.0, "chroma_linear_share": 0.0,
                                 **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
                 positive=("lowlight_lr", "grad_clip_norm"),
                 at_most={"exp_patch": args.crop_size, "chroma_linear_share": 1.0,
                          **({"lr_min": args.lowlight_lr} if args.lr_schedule == "cosine" else {})})
+    resolve_arch_arguments(args)
     check_crop(args.arch, args.crop_size, "--crop_size")
     if args.arch != "dce" and weights["tv"]:
         raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
@@ -127,7 +131,7 @@ def _data(args, needs_labels: bool):
     """The training images and the contrast set, every file decoded (and cached) before training starts."""
     from datasets.cityscapes import Cityscapes
     from datasets.contrast import ContrastSet
-    from stages.common import cache_dataset
+    from stages.batches import cache_dataset
 
     train = Cityscapes(args.data_root, split="train", crop_size=args.crop_size, train=True,
                        require_labels=needs_labels, hint="train without labels with --w_seg 0 --w_segexp 0",
@@ -153,65 +157,87 @@ def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 
 
+class SclStage(Stage):
+    """DCE-Net (or EMNet) on unpaired data: snapshots every ``--snapshot_iter`` iterations (the reference's
+    raw ``Epoch{it}.pth`` beside the resumable ``latest.pth``), no validation."""
+
+    name = "scl"
+    frozen = ("arch", "embed_dim")
+    min_batch = 2
+    save_each_epoch = False
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.weights = check_arguments(args)
+        super().__init__(args, RunFolder("scl", args.snapshots_folder, args.snapshots_folder, "latest.pth",
+                                         CHECKPOINTS))
+        self.snapshot_every, self.clip = args.snapshot_iter, args.grad_clip_norm
+
+    def total_steps(self, per_epoch: int) -> int:
+        return self.args.total_itrs
+
+    def prepare(self, session: Session) -> None:
+        super().prepare(session)
+        w = self.weights
+        self.train_set, self.contrast = _data(self.args, needs_labels=bool(w["seg"] or w["segexp"]))
+
+    def load_fixed(self) -> None:
+        self.criterion = _criterion(self.args, self.weights, self.session.device)  # VGG/DeepLab
+
+    def build(self) -> None:
+        args, session = self.args, self.session
+        model = build_enhancer(args.arch, args.embed_dim)  # first, so its init depends on the seed alone
+        model.apply(weights_init)
+        self.fmt = session.memory_format(args.arch)
+        model.to(session.device, memory_format=self.fmt)
+        if self.criterion.vgg is not None:
+            self.criterion.vgg.to(memory_format=self.fmt)
+        log.info("loss terms on: %s", ", ".join(f"{k}={w:g}" for k, w in self.weights.items() if w))
+        if off := [k for k, w in self.weights.items() if w == 0]:
+            log.info("loss terms off: %s", ", ".join(off))
+        self.model = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=args.lowlight_lr,
+                                          weight_decay=args.lowlight_weight_decay)
+        self.gens = {"contrast": torch.Generator().manual_seed(session.options.seed + session.rank)}
+
+    def load_state(self, ck: dict) -> None:
+        restore(ck, self.model, self.optimizer, generators=self.gens)
+        for group in self.optimizer.param_groups:  # changed flags apply (and args.json records them)
+            group.update(lr=self.args.lowlight_lr, weight_decay=self.args.lowlight_weight_decay)
+
+    def train_step(self, batch, it: int) -> dict[str, torch.Tensor]:
+        args, device, fmt = self.args, self.session.device, self.fmt
+        images, labels = batch
+        images, labels = images.to(device, memory_format=fmt), labels.to(device)
+        positives = negatives = ids = None
+        if self.contrast is not None:
+            positives, negatives, ids = self.contrast.sample(images.shape[0], generator=self.gens["contrast"])
+            positives, negatives = (t.to(device, memory_format=fmt) for t in (positives, negatives))
+        if args.lr_schedule == "cosine":  # a function of the iteration alone, so --resume needs no state
+            lr = args.lowlight_lr * lr_factor(it, args.total_itrs, 0, args.lr_min / args.lowlight_lr)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        with self.session.autocast():
+            out = self.model(images)
+            enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
+            terms = self.criterion(images, enhanced, curves, labels, positives, negatives, contrast_ids=ids)
+        self.shown = (images[:1], enhanced[:1])
+        return terms
+
+    def logged(self, step: int) -> None:
+        if self.session.vis is not None:
+            self.session.vis.images("input | enhanced", torch.cat([self.shown[0], self.shown[1].float()]))
+
+    def state(self, step: int, epoch: int) -> dict:
+        return training_state("scl", step, 0, self.model, self.optimizer, generators=self.gens, args=self.args,
+                              arch=self.args.arch)
+
+    def snapshots(self, step: int) -> dict[str, dict]:
+        # the reference's raw state dict, loadable by its test script
+        return {f"Epoch{step}.pth": raw_snapshot(unwrap(self.model).state_dict())}
+
+    def finish(self, best: float) -> None:
+        log.info("done at iteration %d; snapshots in %s", self.args.total_itrs, self.args.snapshots_folder)
+
+
 def run(args: argparse.Namespace) -> None:
-    weights = check_arguments(args)
-    session = Session(args, RunFolder("scl", args.snapshots_folder, args.snapshots_folder, "latest.pth", CHECKPOINTS))
-    train_set, contrast = _data(args, needs_labels=bool(weights["seg"] or weights["segexp"]))
-    ck = session.read_state(frozen=("arch", "embed_dim"))
-    criterion = _criterion(args, weights, session.device)  # loads VGG/DeepLab: fails before any folder exists
-    start = ck["iteration"] if ck else 0
-    session.open(start)
-    device, rank = session.device, session.rank
-    model = build_enhancer(args.arch, args.embed_dim)  # first, so its init depends on the seed alone
-    model.apply(weights_init)
-    fmt = session.memory_format(args.arch)
-    model.to(device, memory_format=fmt)
-    if criterion.vgg is not None:
-        criterion.vgg.to(memory_format=fmt)
-    log.info("loss terms on: %s", ", ".join(f"{k}={w:g}" for k, w in weights.items() if w))
-    if off := [k for k, w in weights.items() if w == 0]:
-        log.info("loss terms off: %s", ", ".join(off))
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lowlight_lr, weight_decay=args.lowlight_weight_decay)
-    gens = {"contrast": torch.Generator().manual_seed(args.random_seed + rank)}
-    if ck:
-        restore(ck, model, optimizer, generators=gens)
-        for group in optimizer.param_groups:  # changed flags apply (and args.json records them)
-            group.update(lr=args.lowlight_lr, weight_decay=args.lowlight_weight_decay)
-        log.info("resumed %s at iteration %d", session.resume, start)
-    model = session.wrap(model)
-
-    def snapshot(it: int, raw: bool = True) -> None:
-        if raw:  # the reference's raw state dict, loadable by its test script
-            session.save(f"Epoch{it}.pth", unwrap(model).state_dict(), it, resumable=False)
-        session.save("latest.pth", training_state("scl", it, 0, model, optimizer, generators=gens, args=args,
-                                                  arch=args.arch), it)
-
-    model.train()
-    with tqdm(total=args.total_itrs, initial=start, disable=rank != 0, desc="scl", dynamic_ncols=True) as bar:
-        for it, _, (images, labels) in session.batches(train_set, args.batch_size, start, args.total_itrs, min_batch=2,
-                                                       on_stop=lambda done: snapshot(done, raw=False)):
-            images, labels = images.to(device, memory_format=fmt), labels.to(device)
-            positives = negatives = ids = None
-            if contrast is not None:
-                positives, negatives, ids = contrast.sample(images.shape[0], generator=gens["contrast"])
-                positives, negatives = (t.to(device, memory_format=fmt) for t in (positives, negatives))
-            if args.lr_schedule == "cosine":  # a function of the iteration alone, so --resume needs no state
-                lr = args.lowlight_lr * lr_factor(it, args.total_itrs, 0, args.lr_min / args.lowlight_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            with session.autocast():
-                out = model(images)
-                enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
-                terms = criterion(images, enhanced, curves, labels, positives, negatives, contrast_ids=ids)
-            loss = session.step(it, terms, model, optimizer, clip=args.grad_clip_norm)
-            it += 1
-            bar.update(1)
-            if it % args.log_every == 0 or it == args.total_itrs:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-                session.log(it, {"total": loss, **{k: v.detach() for k, v in terms.items()}})
-                if session.vis is not None:
-                    session.vis.images("input | enhanced", torch.cat([images[:1], enhanced[:1].float()]))
-            if it % args.snapshot_iter == 0 or it == args.total_itrs:
-                snapshot(it)
-    session.close(plot="loss_curves.png")
-    log.info("done at iteration %d; snapshots in %s", args.total_itrs, args.snapshots_folder)
+    run_stage(SclStage(args), args)

@@ -1,7 +1,7 @@
 """Training state and replicas: seeds and every RNG, the resumable checkpoint dict, restoring it, the
 non-finite guard on what is saved, and the DDP gathers that keep the memory stage's replicas identical.
 
-Used through :mod:`stages.common`, which re-exports every name.
+Imported from here by the stages and the loop.
 """
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from utils.checkpoint import read_checkpoint
+from utils.checkpoint import load_state, read_checkpoint
 from utils.device import unwrap
 from utils.errors import UserError
+from utils.training_checkpoint import checkpoint_weights, training_checkpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -52,19 +53,13 @@ def set_rng_state(state: dict[str, Any], **generators: torch.Generator) -> None:
 def training_state(stage: str, iteration: int, epoch: int, model: nn.Module | None = None,
                    optimizer=None, scheduler=None, generators: dict[str, torch.Generator] | None = None,
                    args: argparse.Namespace | None = None, **extra: Any) -> dict[str, Any]:
-    """A resumable checkpoint: weights under ``state_dict`` (the reference layout), optimiser, optional
-    scheduler, ``iteration`` (steps done), ``epoch`` (epochs done), every RNG and ``extra`` fields."""
-    state: dict[str, Any] = {"stage": stage, "iteration": iteration, "epoch": epoch,
-                             "rng": rng_state(**(generators or {}))}
-    if model is not None:
-        state["state_dict"] = unwrap(model).state_dict()
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-    if scheduler is not None:
-        state["scheduler"] = scheduler.state_dict()
-    if args is not None:
-        state["args"] = vars(args)
-    return {**state, **extra}
+    """The resumable checkpoint (:func:`utils.training_checkpoint.training_checkpoint`) of live objects:
+    ``model``'s weights (unwrapped), the optimiser's and scheduler's state, every RNG and ``extra`` fields."""
+    return training_checkpoint(stage, iteration, epoch, rng_state(**(generators or {})),
+                               weights=None if model is None else unwrap(model).state_dict(),
+                               optimizer=None if optimizer is None else optimizer.state_dict(),
+                               scheduler=None if scheduler is None else scheduler.state_dict(),
+                               args=None if args is None else vars(args), **extra)
 
 
 def read_file(path: str, flag: str, reader: Callable[[str], Any] = read_checkpoint) -> Any:
@@ -77,26 +72,11 @@ def read_file(path: str, flag: str, reader: Callable[[str], Any] = read_checkpoi
         raise UserError(message if message.startswith(flag) else f"{flag}: {message}") from None
 
 
-def checkpoint_stage(ck: Any) -> str | None:
-    """Which stage wrote a training checkpoint (older ones recognised by their keys), or None."""
-    if not isinstance(ck, dict):
-        return None
-    if "stage" in ck:
-        return str(ck["stage"])
-    if "mem_key" in ck:
-        return "memory"
-    if "optimizer" in ck:
-        return "enhancer" if "scheduler" in ck else "scl" if "iteration" in ck else None
-    return None
-
-
 def restore(ck: dict[str, Any], model: nn.Module | None = None, optimizer=None, scheduler=None,
             generators: dict[str, torch.Generator] | None = None) -> None:
     """Load what :func:`training_state` saved into the given objects (weights strictly)."""
-    from utils.checkpoint import extract_state_dict, load_state
-
     if model is not None:
-        load_state(unwrap(model), extract_state_dict(ck, "--resume"), "--resume")
+        load_state(unwrap(model), checkpoint_weights(ck, "--resume"), "--resume")
     if optimizer is not None:
         optimizer.load_state_dict(ck["optimizer"])
     if scheduler is not None:

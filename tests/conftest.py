@@ -45,3 +45,14 @@ def scl_data(tmp_path, fake_torch_home):
     contrast = make_contrast(tmp_path / "Contrast")
     ckpt = make_deeplab_checkpoint(tmp_path / "deeplab.pth")
     return tmp_path, city, contrast, ckpt
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """Restore the SIGINT/SIGTERM handlers after each test (a training session installs its own)."""
+    import signal
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in handlers.items():
+        signal.signal(s, h)

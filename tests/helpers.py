@@ -4,6 +4,8 @@ Tests import these from ``helpers`` (tests/ is on sys.path through pytest.ini's 
 only fixtures and is never imported as a module."""
 from __future__ import annotations
 
+import argparse
+
 import zlib
 from pathlib import Path
 
@@ -187,3 +189,23 @@ def toy_training(seed: int = 0):
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
     return model, opt, sched
+
+
+def session_args(tmp_path, *argv, **extra) -> argparse.Namespace:
+    """The run flags of a stage (``add_run_arguments``) with the few every session reads, for Session tests."""
+    from stages.common import add_run_arguments
+
+    p = argparse.ArgumentParser()
+    add_run_arguments(p.add_argument_group("run"))
+    args = p.parse_args(list(argv))
+    for k, v in {"device": "cpu", "random_seed": 0, "num_workers": 0, "lr": 0.1, "arch": "dce", **extra}.items():
+        setattr(args, k, v)
+    return args
+
+
+def session_folder(tmp_path):
+    """An SCL run folder under ``tmp_path/run``."""
+    from stages.common import RunFolder
+
+    return RunFolder("scl", str(tmp_path / "run"), str(tmp_path / "run" / "models"), "latest.pth",
+                     ("latest.pth", "Epoch*.pth"))

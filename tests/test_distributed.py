@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from helpers import ROOT, make_cityscapes, make_contrast, make_lol_v1
-from stages.common import epoch_batches, read_losses
+from stages.batches import epoch_batches
+from stages.runlog import read_losses
 
 
 def test_epoch_batches_shard_the_permutation():

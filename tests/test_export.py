@@ -15,7 +15,7 @@ from network.emnet import EMNet
 import utils.fs as fs
 from tools import export as ex
 from utils.errors import UserError
-from utils.image_io import read_image_tensor, save_image, to_uint8
+from utils.image_io import read_image_tensor, to_uint8
 
 TOL = 1e-4
 

@@ -1,46 +1,22 @@
 """The stage toolkit (stages/common.py) unit by unit: flags, run folder, resume, guards, signals, LR factor."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import signal
 
 import pytest
 import torch
-from torch import nn
 
+from helpers import session_args as _args
+from helpers import session_folder as _folder
 from helpers import toy_training
-from stages.common import (Interrupted, NonFiniteError, RunFolder, Session, add_run_arguments, check_flags, lr_factor,
-                           nonfinite_tensor, training_state)
+from stages.common import NonFiniteError, Session, check_flags, lr_factor
+from stages.state import nonfinite_tensor, training_state
 from utils.errors import UserError
-
-
-def _args(tmp_path, *argv, **extra) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    add_run_arguments(p.add_argument_group("run"))
-    args = p.parse_args(list(argv))
-    for k, v in {"device": "cpu", "random_seed": 0, "num_workers": 0, "lr": 0.1, "arch": "dce", **extra}.items():
-        setattr(args, k, v)
-    return args
-
-
-def _folder(tmp_path) -> RunFolder:
-    return RunFolder("scl", str(tmp_path / "run"), str(tmp_path / "run" / "models"), "latest.pth",
-                     ("latest.pth", "Epoch*.pth"))
 
 
 def _opened(tmp_path, *argv, **extra) -> Session:
     return Session(_args(tmp_path, *argv, **extra), _folder(tmp_path)).open()
-
-
-@pytest.fixture(autouse=True)
-def _close_sessions():
-    """Restore the default signal handlers after each test."""
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, h in handlers.items():
-        signal.signal(s, h)
 
 
 @pytest.mark.parametrize("flag,value,message", [
@@ -179,29 +155,6 @@ def test_save_refuses_nonfinite_weights_and_reports_write_faults(tmp_path, monke
     session.close()
 
 
-class _Items(torch.utils.data.Dataset):
-    def __len__(self):
-        return 6
-
-    def __getitem__(self, i):
-        return torch.tensor([i])
-
-
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_after_the_step_and_exits_with_the_conventional_status(tmp_path, sig, code):
-    before = signal.getsignal(sig)  # SIG_IGN for SIGINT when the suite runs as a background job
-    session = _opened(tmp_path)
-    done, saved, epochs = [], [], []
-    with pytest.raises(Interrupted) as e:
-        for it, epoch, batch in session.batches(_Items(), 2, 1, 100, on_epoch_end=epochs.append,
-                                                on_stop=saved.append):
-            done.append(it)
-            if it == 4:
-                os.kill(os.getpid(), sig)  # arrives mid-step: the step completes first
-    assert done == [1, 2, 3, 4] and saved == [5] and epochs == [0]  # 3 batches per epoch: 0 ended after 2
-    assert e.value.code == code and "stopped after iteration 5" in str(e.value)
-    session.close()
-    assert signal.getsignal(sig) == before  # the handler in place before the session is back
 
 
 def test_amp_bf16_autocasts_the_forward_and_keeps_fp32_weights(tmp_path):

@@ -1,6 +1,5 @@
-"""stages/enhancer.py: when the enhancer is validated within an epoch (the reference's rule, by hand), and the
-stage through train.py on a tiny LOL tree (DCE-Net and EMNet), then the memory stage and paired evaluation on its
-checkpoint."""
+"""stages/enhancer.py through train.py on a tiny LOL tree (DCE-Net and EMNet), then the memory stage and
+paired evaluation on its checkpoint."""
 from __future__ import annotations
 
 import csv
@@ -16,8 +15,7 @@ from datasets.lol import PairedDataset
 from helpers import make_lol_train_val
 from lowlight_model import build_enhancer, enhance, load_enhancer
 from metrics import psnr_float
-from stages.common import read_losses
-from stages.enhancer import validation_points
+from stages.runlog import read_losses
 from utils.errors import UserError
 
 
@@ -101,7 +99,7 @@ def test_emnet_enhancer_trains_and_resumes(tmp_path, fake_torch_home):
 
 def test_resume_from_another_stages_checkpoint_is_one_line_error(tmp_path):
     """issue 8: an SCL-stage latest.pth given to the enhancer stage's --resume (was KeyError: 'scheduler')."""
-    from stages.common import training_state
+    from stages.state import training_state
     from utils.checkpoint import atomic_save
 
     make_lol_train_val(tmp_path)
@@ -122,33 +120,3 @@ def test_mismatched_pair_is_an_error(tmp_path, fake_torch_home):
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(train_dir / "high" / "1.png")
     with pytest.raises(UserError, match="1.png"):
         train.main(_enh_args(tmp_path, "dce", "--nepoch", "1"))
-
-
-@pytest.mark.parametrize("per_epoch,val_time,points", [
-    (173, 2, {86, 172}),          # 173 // 2 = 86: the reference never validates after batch 173
-    (122, 2, {61, 122}),          # LOL-v1: 485 pairs, batch 4, last batch kept
-    (122, 1, {122}),
-    (7, 3, {2, 4, 6}),            # 7 // 3 = 2
-    (10, 4, {2, 4, 6, 8, 10}),    # 10 // 4 = 2: five points for val_time 4, as the reference
-    (3, 2, {2, 3}),               # step 1: batch 1 is skipped (the reference's i > 0)
-    (2, 2, {2}),
-    (3, 5, {2, 3}),               # fewer batches than val_time: the reference divides by zero; step 1 here
-    (1, 1, {1}),                  # a one-batch epoch: never validated in the reference; here after its batch
-    (1, 3, {1}),
-])
-def test_validation_points_follow_the_reference(per_epoch, val_time, points):
-    assert validation_points(per_epoch, val_time) == points
-
-
-def test_validation_points_equal_the_reference_expression_where_it_is_defined():
-    for per_epoch in range(2, 60):
-        for val_time in range(1, per_epoch + 1):
-            eval_now = per_epoch // val_time
-            ref = {i + 1 for i in range(per_epoch) if (i + 1) % eval_now == 0 and i > 0}
-            assert validation_points(per_epoch, val_time) == ref, (per_epoch, val_time)
-
-
-@pytest.mark.parametrize("per_epoch,val_time", [(0, 2), (5, 0), (-1, 1)])
-def test_validation_points_refuse_bad_arguments(per_epoch, val_time):
-    with pytest.raises(ValueError, match="per_epoch and val_time"):
-        validation_points(per_epoch, val_time)

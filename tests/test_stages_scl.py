@@ -15,7 +15,7 @@ import torch
 import train
 from helpers import ROOT, make_cityscapes, make_contrast, run_cli_in_process
 from lowlight_model import enhance_net_nopool
-from stages.common import read_losses
+from stages.runlog import read_losses
 from utils.errors import UserError
 
 

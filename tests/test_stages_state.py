@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from helpers import toy_training
-from stages.state import checkpoint_stage, restore, training_state
+from stages.state import restore, training_state
 
 
 def _train(model, opt, sched, gen, steps):
@@ -38,12 +38,3 @@ def test_training_state_round_trip_continues_exactly(tmp_path):
     restore(ck, model, opt, sched, {"g": gen})
     assert (ck["stage"], ck["iteration"], ck["epoch"], ck["note"]) == ("scl", 3, 1, "x")
     assert _train(model, opt, sched, gen, 3) == ref[3:]
-
-
-def test_checkpoint_stage_recognises_old_layouts():
-    assert checkpoint_stage({"stage": "memory"}) == "memory"
-    assert checkpoint_stage({"state_dict": {}, "optimizer": {}, "iteration": 3}) == "scl"
-    assert checkpoint_stage({"state_dict": {}, "optimizer": {}, "scheduler": {}, "epoch": 2}) == "enhancer"
-    assert checkpoint_stage({"mem_key": torch.zeros(1), "epoch": 1}) == "memory"
-    assert checkpoint_stage({"e_conv1.weight": torch.zeros(1)}) is None
-    assert checkpoint_stage("text") is None

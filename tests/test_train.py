@@ -14,7 +14,7 @@ import torch
 
 import train
 from helpers import ROOT, make_cityscapes, make_contrast, make_lol_v1
-from stages.common import read_losses
+from stages.runlog import read_losses
 from utils.errors import UserError
 
 NO_VGG = ["--w_seg", "0", "--w_segexp", "0", "--w_feat", "0", "--w_percep", "0"]

@@ -106,7 +106,7 @@ def extract_state_dict(obj: Any, path: str = "<checkpoint>") -> dict[str, torch.
     if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
         raise UserError(f"{path} holds no model state dict (looked for a raw state dict or the keys "
                         f"{', '.join(STATE_DICT_KEYS)})")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    return strip_module_prefix(obj)
 
 
 def load_weights(model: nn.Module, path: str, map_location="cpu") -> nn.Module:
@@ -131,6 +131,20 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str = 
                         f"expected {tuple(expected[k].shape)} ({len(wrong)} tensors differ); check --arch/--embed_dim")
     model.load_state_dict(state, strict=True)
     return model
+
+
+# ------------------------------------------- DataParallel's ``module.`` prefix: added and stripped here only
+MODULE_PREFIX = "module."
+
+
+def add_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with every key under DataParallel's ``module.`` (the layout the reference's scripts save)."""
+    return {MODULE_PREFIX + k: v for k, v in state.items()}
+
+
+def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with a leading ``module.`` (DataParallel/DDP) removed from each key that has it."""
+    return {(k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k): v for k, v in state.items()}
 
 
 def atomic_save(obj: Any, path: str) -> None:

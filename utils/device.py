@@ -13,15 +13,21 @@ from utils.errors import UserError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+def world_size() -> int:
+    """The number of processes of the run: torchrun's ``WORLD_SIZE`` (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU."""
+    """``auto`` → CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU. Errors name the
+    parameter ``device`` (a command line names its flag: :func:`utils.options.resolve_device_flag`)."""
     if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
-        raise UserError(f"--device {name!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+        raise UserError(f"device {name!r} is not one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+            raise UserError("device cuda was asked for but no CUDA device is available; use device cpu")
         if name == "cuda":
             name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return torch.device(name)
@@ -47,7 +53,7 @@ def keep_freed_memory() -> bool:
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
     """Initialise the process group when launched with ``WORLD_SIZE > 1`` (torchrun); return (rank, world)."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
+    world = world_size()
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():

@@ -1,16 +1,13 @@
-"""What the two EMNet stages share: paired-data flags, full-image validation and run folders."""
+"""What the two EMNet stages share: paired-data flags and their checks, loading the pairs and checking that
+crops and pooling fit them, run folders. Their validation is :func:`evaluation.evaluate`'s."""
 from __future__ import annotations
 
 import argparse
 import os
 
-import torch
-from torch import nn
-
-from lowlight_model import ENHANCERS, check_crop, enhance
-from network.registry import get_spec
-from metrics import psnr_float, quantise, scores_8bit
+from lowlight_model import check_crop
 from utils.errors import UserError
+from utils.options import add_arch_arguments, add_seed_argument, add_workers_argument, resolve_arch_arguments
 
 
 def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: int, arch: str = "emnet") -> None:
@@ -19,29 +16,21 @@ def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: in
     g.add_argument("--val_dir", default="datasets/data/LOL-demo/eval15", help="paired validation split")
     g.add_argument("--train_ps", type=int, default=128, help="training patch size")
     g.add_argument("--batch_size", type=int, default=batch_size)
-    g.add_argument("--num_workers", type=int, default=2)
+    add_workers_argument(g, default=2)
     g = p.add_argument_group("run")
     g.add_argument("--env", default="demo", help="run name: files go to <save_dir>/<env>/")
     g.add_argument("--save_dir", default="log", help="parent folder of the runs")
-    choices = sorted(ENHANCERS) + (["auto"] if arch == "auto" else [])
-    g.add_argument("--arch", default=arch, choices=choices,
-                   help="enhancer architecture" + (" (auto: recognised from the checkpoint)" if arch == "auto" else ""))
-    g.add_argument("--embed_dim", type=int, default=None,
-                   help="enhancer width (default: the architecture's own, or the checkpoint's)")
+    add_arch_arguments(g, default=arch, auto=arch == "auto")
     g.add_argument("--nepoch", type=int, default=nepoch)
-    g.add_argument("--random_seed", type=int, default=1234)
+    add_seed_argument(g, default=1234)
 
 
-def check_paired_arguments(args) -> None:
+def check_paired_arguments(args, from_checkpoint: bool = False) -> None:
     """The shared flags in range (one line naming the flag); the crop fits the architecture."""
     from stages.common import check_flags
 
-    check_flags(args, at_least={"train_ps": 8, "batch_size": 1, "nepoch": 1, "embed_dim": 2})
-    if args.arch != "auto" and args.embed_dim is not None:
-        try:
-            get_spec(args.arch).check_width(args.embed_dim)
-        except UserError as e:
-            raise UserError(f"--embed_dim {args.embed_dim}: {e}") from None
+    check_flags(args, at_least={"train_ps": 8, "batch_size": 1, "nepoch": 1})
+    resolve_arch_arguments(args, from_checkpoint)
     if args.arch != "auto":
         check_crop(args.arch, args.train_ps, "--train_ps")
 
@@ -50,7 +39,7 @@ def load_pairs(args) -> tuple:
     """``(train_set, val_set)``: every pair decoded (and cached) before training starts, so a corrupt file
     stops the run at once, naming it."""
     from datasets.lol import PairedDataset
-    from stages.common import cache_dataset
+    from stages.batches import cache_dataset
 
     train_set = PairedDataset(args.train_dir, patch_size=args.train_ps, augment=True, cache=True)
     val_set = PairedDataset(args.val_dir, cache=True)
@@ -68,32 +57,6 @@ def run_dirs(args) -> tuple[str, str]:
     """``(<save_dir>/<env>, <save_dir>/<env>/models)``."""
     run_dir = os.path.join(args.save_dir, args.env)
     return run_dir, os.path.join(run_dir, "models")
-
-
-@torch.no_grad()
-def enhance_validation(model: nn.Module, val_set, device: torch.device) -> list[torch.Tensor]:
-    """Raw (unclamped) enhancer outputs (1,3,H,W) on the CPU for every full validation image; the
-    memory pools the unclamped output (SPEC §6), everything else clamps to [0, 1]."""
-    model.eval()
-    outs = []
-    for i in range(len(val_set)):
-        low, _ = val_set.load(i)
-        outs.append(enhance(model, low[None].to(device)).cpu())
-    return outs
-
-
-def score(outputs: list[torch.Tensor], val_set, float_psnr: bool = False) -> tuple[float, float]:
-    """Mean PSNR and SSIM of outputs against the GT images. SSIM on 8-bit images (scikit-image); PSNR on
-    the same 8-bit images (rounded half to even, ``np.round``: the reference's memory validation), or with
-    ``float_psnr`` on the float images, data range 1 (the reference's enhancer validation, which picks the
-    best checkpoint). An 8-bit GT comes back exactly whatever the rounding."""
-    p = s = 0.0
-    for i, y in enumerate(outputs):
-        gt = val_set.load(i)[1]
-        eight = scores_8bit(quantise(y[0], "round_half_even"), quantise(gt, "round"))
-        p += psnr_float(y[0].clamp(0, 1), gt) if float_psnr else eight["psnr"]
-        s += eight["ssim"]
-    return p / len(outputs), s / len(outputs)
 
 
 def check_fits(dataset, size: int, flag: str, what: str, folder: str, multiple: int = 1) -> None:
