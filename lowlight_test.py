@@ -21,94 +21,127 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, fields
 
 import torch
 
 from inference import OutputPlan, enhance_folder
-from lowlight_model import ENHANCERS, UnknownEnhancer, load_enhancer
-from network.registry import spec_of
-from utils.device import close_distributed, init_distributed, keep_freed_memory, resolve_device
+from lowlight_model import UnknownEnhancer, load_enhancer
+from network.registry import ARCH_NAMES, spec_of
+from utils.device import close_distributed, init_distributed, keep_freed_memory
 from utils.errors import UserError, run_cli
 from utils.fs import check_writable_dir
 from utils.image_io import load_codecs
 from utils.memory import memory_text, peak_memory
+from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, at_least, parse, parser, positive,
+                           resolve_device_flag)
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
 DEFAULT_INPUT = os.path.join(REPO, "datasets", "test_data")
 DEFAULT_OUTPUT = os.path.join(REPO, "datasets", "result")
 PRECISIONS = ("fp32", "bf16", "fp16", "channels_last")
-# Paired-evaluation flags (default None = not given) and the value used when they are not given.
-PAIRED_DEFAULTS = {"mem_weights": None, "mem_size": None, "pooling_size": None, "pooling_mean": None,
-                   "V_feat_dim": None, "testing_top_k": 1, "save_images": False, "grid": 4, "no_lpips": False}
-FOLDER_DEFAULTS = {"tile": 0, "batch_size": 1, "workers": 2}
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    """The folder mode's own flags (given or their defaults)."""
+
+    tile: int = 0
+    batch_size: int = 1
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class PairedOptions:
+    """The paired mode's own flags (given or their defaults); a memory flag left None is read from the memory
+    checkpoint, one given is checked against it."""
+
+    mem_weights: str | None = None
+    mem_size: int | None = None
+    pooling_size: int | None = None
+    pooling_mean: bool | None = None
+    V_feat_dim: int | None = None  # noqa: N815 (the reference's flag name)
+    testing_top_k: int = 1
+    save_images: bool = False
+    grid: int = 4
+    no_lpips: bool = False
+
+
+MODE_OPTIONS = {"folder": FolderOptions, "paired": PairedOptions}
+MEMORY_FLAGS = ("mem_size", "pooling_size", "pooling_mean", "V_feat_dim", "testing_top_k")
+
+
+def _tile(text: str) -> int:
+    """``--tile``: 0 (automatic) or a tile side of at least 8 pixels."""
+    value = at_least(0)(text)
+    if 0 < value < 8:
+        raise OutOfRange(f"{value}: too small to be useful: use 0 (automatic) or >= 8, e.g. 512")
+    return value
+
+
+def _mode_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of one mode: not set unless given (``SUPPRESS``), so :func:`_mode_options` can refuse those
+    the mode would ignore; their defaults are the :data:`MODE_OPTIONS` dataclasses'."""
+    none = argparse.SUPPRESS
+    f = p.add_argument_group("folder mode")
+    f.add_argument("--tile", type=_tile, default=none,
+                   help="DCE-Net: process images in tiles of this size (default 0: automatic, only for images that "
+                        "would exceed --memory_budget); equal to the whole-image result up to float rounding")
+    f.add_argument("--memory_budget", type=positive(), default=0.4,
+                   help="GB the network may use per batch (default 0.4: a 600x400 photo in one piece, a "
+                        "12-megapixel one under 2 GB in all); larger images are tiled, larger batches split")
+    f.add_argument("--batch_size", type=at_least(1), default=none, help="same-size images per forward pass (default 1)")
+    f.add_argument("--workers", type=at_least(0), default=none,
+                   help="threads decoding and encoding images while the network runs (default 2)")
+    g = p.add_argument_group("paired evaluation and external memory (EMNet)")
+    g.add_argument("--mem_weights", default=none, help="memory checkpoint (mem_key/mem_vale/...); none: enhancer only")
+    g.add_argument("--mem_size", type=at_least(1), default=none, help="slots the memory checkpoint must hold (checked)")
+    g.add_argument("--pooling_size", type=at_least(1), default=none,
+                   help="memory pooling size (default: read from the memory checkpoint; given: checked)")
+    g.add_argument("--pooling_mean", action="store_true", default=none, help="memory values are channel means")
+    g.add_argument("--V_feat_dim", type=at_least(1), default=none,
+                   help="memory value size (default 3·p², p² with --pooling_mean)")
+    g.add_argument("--testing_top_k", type=at_least(1), default=none, help="memory slots averaged, 1..slots (default 1)")
+    g.add_argument("--save_images", action="store_true", default=none, help="write ori/ and mem/ images")
+    g.add_argument("--grid", type=at_least(0), default=none, help="images in the comparison grid (default 4; 0: none)")
+    g.add_argument("--no_lpips", action="store_true", default=none, help="skip LPIPS even if its weights are available")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_dir", default=DEFAULT_INPUT, help="folder of images (default <repo>/datasets/test_data), one image, or a low/high pair folder")
+    p = parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input_dir", default=DEFAULT_INPUT,
+                   help="folder of images (default <repo>/datasets/test_data), one image, or a low/high pair folder")
     p.add_argument("--output_dir", "--result_dir", dest="output_dir", default=None,
                    help="where results go (default: <repo>/datasets/result in folder mode, results/ in paired "
                         "mode); must not be inside the input folder")
     p.add_argument("--mode", choices=["auto", "folder", "paired"], default="auto",
                    help="auto: paired if --input_dir holds low/high or Low/Normal")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="enhancer checkpoint (raw state dict or wrapped)")
-    p.add_argument("--arch", default="auto", choices=["auto", *sorted(ENHANCERS)],
-                   help="enhancer architecture (auto: recognised from the checkpoint)")
-    p.add_argument("--embed_dim", type=int, default=None, help="enhancer width, > 0, checked against the checkpoint (only with a named --arch; default: the checkpoint's)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_arch_arguments(p, default="auto", auto=True)
+    add_device_argument(p)
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default): reference numerics in channels-last layout (within one 8-bit level of "
                         "the plain forward); bf16: autocast, ~2x faster on CPUs with bf16, within three levels; "
                         "fp16: CUDA only; channels_last: old name of fp32")
-    f = p.add_argument_group("folder mode")
-    f.add_argument("--tile", type=int, default=None,
-                   help="DCE-Net: process images in tiles of this size, >= 0 (default 0: automatic, only for "
-                        "images that would exceed --memory_budget); equal to the whole-image result up to float "
-                        "rounding")
-    f.add_argument("--memory_budget", type=float, default=0.4,
-                   help="GB the network may use per batch (default 0.4: a 600x400 photo in one piece, a "
-                        "12-megapixel one under 2 GB in all); larger images are tiled, larger batches split")
-    f.add_argument("--batch_size", type=int, default=None, help="same-size images per forward pass, >= 1 (default 1)")
-    f.add_argument("--workers", type=int, default=None,
-                   help="threads decoding and encoding images while the network runs, >= 0 (default 2)")
-    g = p.add_argument_group("paired evaluation and external memory (EMNet)")
-    g.add_argument("--mem_weights", default=None, help="memory checkpoint (mem_key/mem_vale/...); none: enhancer only")
-    g.add_argument("--mem_size", type=int, default=None, help="slots the memory checkpoint must hold (checked)")
-    g.add_argument("--pooling_size", type=int, default=None, help="memory pooling size, >= 1 (default: read from the memory checkpoint; given: checked)")
-    g.add_argument("--pooling_mean", action="store_true", default=None, help="memory values are channel means")
-    g.add_argument("--V_feat_dim", type=int, default=None, help="memory value size (default 3·p², p² with --pooling_mean)")
-    g.add_argument("--testing_top_k", type=int, default=None, help="memory slots averaged, 1..slots (default 1)")
-    g.add_argument("--save_images", action="store_true", default=None, help="write ori/ and mem/ images")
-    g.add_argument("--grid", type=int, default=None, help="images in the comparison grid, >= 0 (default 4; 0: none)")
-    g.add_argument("--no_lpips", action="store_true", default=None, help="skip LPIPS even if its weights are available")
+    _mode_arguments(p)
     return p
 
 
-def _check_range(args: argparse.Namespace) -> None:
-    """Every numeric flag in its range: one line naming the flag and the allowed values."""
-    rules = [("embed_dim", 1, "a positive integer"), ("tile", 0, ">= 0 (0: automatic)"),
-             ("batch_size", 1, ">= 1"), ("workers", 0, ">= 0"), ("mem_size", 1, ">= 1"),
-             ("pooling_size", 1, ">= 1"), ("V_feat_dim", 1, ">= 1"), ("testing_top_k", 1, ">= 1"), ("grid", 0, ">= 0")]
-    for name, low, allowed in rules:
-        value = getattr(args, name)
-        if value is not None and value < low:
-            raise UserError(f"--{name} {value} is out of range: use {allowed}")
-    if args.tile and 0 < args.tile < 8:
-        raise UserError(f"--tile {args.tile} is too small to be useful: use 0 (automatic) or >= 8, e.g. 512")
-    if not args.memory_budget > 0 or args.memory_budget != args.memory_budget or args.memory_budget > 1e6:
-        raise UserError(f"--memory_budget {args.memory_budget} is out of range: use a number of GB > 0, e.g. 0.4")
+def _check_flags(args: argparse.Namespace, device: torch.device) -> None:
+    """The relations between flags that their validators cannot see."""
     if args.embed_dim is not None and args.arch == "auto":
-        raise UserError("--embed_dim applies only with a named --arch, e.g. --arch emnet (--arch auto reads the width from "
-                        "the checkpoint)")
-
-
-def _check_mode_flags(args: argparse.Namespace, mode: str, device: torch.device) -> None:
-    """Refuse flags the chosen mode would ignore; fill in the defaults of the others."""
+        raise UserError("--embed_dim applies only with a named --arch, e.g. --arch emnet (--arch auto reads the width "
+                        "from the checkpoint)")
     if args.precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16 needs a CUDA device; on the CPU use --precision bf16 (or fp32)")
-    own, other = (FOLDER_DEFAULTS, PAIRED_DEFAULTS) if mode == "folder" else (PAIRED_DEFAULTS, FOLDER_DEFAULTS)
-    given = [k for k in other if getattr(args, k) is not None]
+
+
+def _mode_options(args: argparse.Namespace, mode: str) -> FolderOptions | PairedOptions:
+    """The chosen mode's options; a flag of the other mode (which it would ignore) is refused."""
+    own = MODE_OPTIONS[mode]
+    other = MODE_OPTIONS["paired" if mode == "folder" else "folder"]
+    given = [f.name for f in fields(other) if hasattr(args, f.name)]
     if given:
         where = "paired evaluation (a low/high folder)" if mode == "folder" else "folder mode"
         raise UserError(f"--{given[0]} applies only to {where}; {args.input_dir} is run in {mode} mode, where it "
@@ -116,10 +149,13 @@ def _check_mode_flags(args: argparse.Namespace, mode: str, device: torch.device)
     if mode == "paired" and args.precision in ("bf16", "fp16"):
         raise UserError(f"--precision {args.precision} applies to folder mode; paired evaluation runs in fp32 "
                         f"so its figures stay comparable: remove it")
-    args.given = {k for k in {**own, **other} if getattr(args, k) is not None}
-    for k, v in {**own, **other}.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    opts = own(**{f.name: getattr(args, f.name) for f in fields(own) if hasattr(args, f.name)})
+    if mode == "paired" and not opts.mem_weights:
+        unused = [k for k in MEMORY_FLAGS if hasattr(args, k)]
+        if unused:
+            raise UserError(f"--{unused[0]} applies only with --mem_weights (the memory checkpoint); pass "
+                            f"--mem_weights or remove it")
+    return opts
 
 
 def _detect_mode(args: argparse.Namespace) -> str:
@@ -149,27 +185,22 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     try:
         return load_enhancer(args.arch, args.weights, device, args.embed_dim)
     except UnknownEnhancer as e:
-        raise UserError(f"{e} with --arch ({', '.join(sorted(ENHANCERS))})") from e
+        raise UserError(f"{e} with --arch ({', '.join(ARCH_NAMES)})") from e
 
 
-def _load_memory(args: argparse.Namespace, device: torch.device):
+def _load_memory(opts: PairedOptions, device: torch.device):
     """Paired mode: the memory of --mem_weights, read once (None without it); the memory flags given are
-    checked against it, and without --mem_weights refused."""
-    if not args.mem_weights:
-        unused = [k for k in ("mem_size", "pooling_size", "pooling_mean", "V_feat_dim", "testing_top_k")
-                  if k in args.given]
-        if unused:
-            raise UserError(f"--{unused[0]} applies only with --mem_weights (the memory checkpoint); pass "
-                            f"--mem_weights or remove it")
+    checked against it."""
+    if not opts.mem_weights:
         return None
     from network.memory import ExternalMemory
 
     mem = ExternalMemory.from_checkpoint(  # sizes and pooling come from the file; the flags given are checked
-        args.mem_weights, map_location=device, pooling=args.pooling_size, pooling_mean=args.pooling_mean,
-        value_dim=args.V_feat_dim, mem_size=args.mem_size)
-    if args.testing_top_k > mem.mem_size:
-        raise UserError(f"--testing_top_k {args.testing_top_k} is larger than the {mem.mem_size} slots of "
-                        f"{args.mem_weights}: use 1..{mem.mem_size}")
+        opts.mem_weights, map_location=device, pooling=opts.pooling_size, pooling_mean=opts.pooling_mean,
+        value_dim=opts.V_feat_dim, mem_size=opts.mem_size)
+    if opts.testing_top_k > mem.mem_size:
+        raise UserError(f"--testing_top_k {opts.testing_top_k} is larger than the {mem.mem_size} slots of "
+                        f"{opts.mem_weights}: use 1..{mem.mem_size}")
     return mem
 
 
@@ -193,27 +224,27 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 (signal handler signature)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _check_range(args)
-    device = resolve_device(args.device)
+    args = parse(build_parser(), argv)
+    device = resolve_device_flag(args.device)
+    _check_flags(args, device)
     if not os.path.exists(args.input_dir):
         raise UserError(f"--input_dir {args.input_dir}: folder not found; check the path")
     mode = _detect_mode(args)
-    _check_mode_flags(args, mode, device)
+    opts = _mode_options(args, mode)
     out_dir = _output_dir(args, mode)
-    if mode == "paired":
-        mem = _load_memory(args, device)
-        model = _load_model(args, device).to(memory_format=torch.channels_last)
-        from evaluation import evaluate_paired
+    if mode == "folder":
+        return _run_folder(args, opts, device, out_dir)
+    mem = _load_memory(opts, device)
+    model = _load_model(args, device).to(memory_format=torch.channels_last)
+    from evaluation import evaluate_paired
 
-        evaluate_paired(model, args.input_dir, device, mem=mem, top_k=args.testing_top_k, output_dir=out_dir,
-                        save_images=args.save_images, grid=args.grid, use_lpips=not args.no_lpips,
-                        weights=args.weights, mem_weights=args.mem_weights)
-        return 0
-    return _run_folder(args, device, out_dir)
+    evaluate_paired(model, args.input_dir, device, mem=mem, top_k=opts.testing_top_k, output_dir=out_dir,
+                    save_images=opts.save_images, grid=opts.grid, use_lpips=not opts.no_lpips,
+                    weights=args.weights, mem_weights=opts.mem_weights)
+    return 0
 
 
-def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) -> int:
+def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.device, out_dir: str) -> int:
     from datasets.folder import ImageFolder
 
     data = ImageFolder(args.input_dir)
@@ -221,7 +252,7 @@ def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) ->
     indices = data.shard(rank, world)
     plan = OutputPlan(data, indices, out_dir)
     model = _load_model(args, device)
-    if args.tile and not spec_of(model).tileable:
+    if opts.tile and not spec_of(model).tileable:
         raise UserError(f"--tile works only for enhancers with a bounded receptive field (dce); --arch {model.arch} "
                         f"attends to the whole image: run it without --tile")
     plan.prepare()  # every output folder created, nothing in the way, stale temporary files removed
@@ -232,8 +263,8 @@ def _run_folder(args: argparse.Namespace, device: torch.device, out_dir: str) ->
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     start = time.time()
     try:
-        written, failures = enhance_folder(model, data, out_dir, device, precision=args.precision, tile=args.tile,
-                                           batch_size=args.batch_size, workers=args.workers,
+        written, failures = enhance_folder(model, data, out_dir, device, precision=args.precision, tile=opts.tile,
+                                           batch_size=opts.batch_size, workers=opts.workers,
                                            budget=args.memory_budget, indices=indices, progress=rank == 0)
     finally:
         signal.signal(signal.SIGTERM, previous)

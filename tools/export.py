@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from network.enhancer import Enhancer, as_enhancer, load_enhancer, reflect_pad
-from network.registry import ARCH_NAMES
 from utils.errors import UserError, run_cli
+from utils.options import add_arch_arguments
 from utils.fs import atomic_path, check_writable_dir
 
 FORMATS = ("onnx", "torchscript")
@@ -169,10 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", required=True, help="enhancer checkpoint (any layout the project loads)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="output file (.onnx / .pt); its folder must exist")
-    p.add_argument("--arch", default="auto", choices=["auto", *ARCH_NAMES],
-                   help="enhancer; auto recognises it (and EMNet's width) from the checkpoint")
-    p.add_argument("--embed_dim", type=int, default=None,
-                   help="width when --arch names the architecture (default: the architecture's own)")
+    add_arch_arguments(p, default="auto", auto=True, auto_help="recognised (with its width) from the checkpoint")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
     p.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
     args = p.parse_args(argv)

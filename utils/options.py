@@ -27,7 +27,7 @@ AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 # ----------------------------------------------------------------------------------------- validators
-class _OutOfRange(argparse.ArgumentTypeError):
+class OutOfRange(argparse.ArgumentTypeError):
     """A value a validator refuses; :func:`parse` reports it as ``--flag value: must be ...``."""
 
 
@@ -35,14 +35,14 @@ def _number(kind: type, text: str) -> float:
     try:
         return kind(text)
     except ValueError:
-        raise _OutOfRange(f"{text}: must be {'an integer' if kind is int else 'a number'}") from None
+        raise OutOfRange(f"{text}: must be {'an integer' if kind is int else 'a number'}") from None
 
 
 def _checked(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str], float]:
     def check(text: str) -> float:
         value = _number(kind, text)
         if not (math.isfinite(value) and ok(value)):
-            raise _OutOfRange(f"{value:g}: must be {what}")
+            raise OutOfRange(f"{value:g}: must be {what}")
         return value
 
     check.__name__ = f"{kind.__name__} {what}"  # argparse names the type in its own messages
@@ -81,7 +81,7 @@ def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Na
     try:
         return p.parse_args(argv)
     except argparse.ArgumentError as e:
-        if not isinstance(e.__context__, _OutOfRange) or e.argument_name is None:
+        if not isinstance(e.__context__, OutOfRange) or e.argument_name is None:
             p.error(str(e))  # argparse's own message (unknown choice, missing value) and exit status 2
         raise UserError(f"{e.argument_name.split('/')[0]} {e.message}") from None
 
