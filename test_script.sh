@@ -13,7 +13,7 @@ MEMORY_V2=log/LOL_v2_mem/models/memory_best.pth
 DEVICE=${DEVICE:-auto}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
 
-FLAGS=(--arch emnet --embed_dim 32 --mem_size 9000 --pooling_size 1 --V_feat_dim 3 --testing_top_k 1 --save_images)
+FLAGS=(--arch emnet --mem_size 9000 --pooling_size 1 --V_feat_dim 3 --testing_top_k 1 --save_images)
 case "${1:-lol_v1}" in
   lol_v1)
     "$PYTHON" lowlight_test.py --device "$DEVICE" --input_dir "$LOL_V1_TEST" --weights "$ENHANCER_V1" \

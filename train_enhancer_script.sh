@@ -28,12 +28,12 @@ case "$STAGE" in
       --lowlight_lr 1e-4 --lowlight_weight_decay 1e-4 --grad_clip_norm 0.1 \
       --snapshots_folder "$SNAPSHOTS" --random_seed 1 --resume ;;
   lol_v1)
-    "${RUN[@]}" --stage enhancer --device "$DEVICE" --env LOL_v1 --arch emnet --embed_dim 32 \
+    "${RUN[@]}" --stage enhancer --device "$DEVICE" --env LOL_v1 --arch emnet \
       --train_dir "$LOL_V1/our485" --val_dir "$LOL_V1/eval15" \
       --nepoch 800 --lr_initial 2e-4 --batch_size 4 --train_ps 128 --warmup --warmup_epochs 3 \
       --optimizer adamw --weight_decay 0 --ssim_lambda 1 --lpips_lambda 1 --l1_lambda 0 --l2_lambda 0 --val_time 2 --resume ;;
   lol_v2)
-    "${RUN[@]}" --stage enhancer --device "$DEVICE" --env LOL_v2 --arch emnet --embed_dim 32 \
+    "${RUN[@]}" --stage enhancer --device "$DEVICE" --env LOL_v2 --arch emnet \
       --train_dir "$LOL_V2/Train" --val_dir "$LOL_V2/Test" \
       --nepoch 800 --lr_initial 2e-4 --batch_size 4 --train_ps 128 --warmup --warmup_epochs 3 \
       --optimizer adamw --weight_decay 0 --ssim_lambda 1 --lpips_lambda 1 --l1_lambda 0 --l2_lambda 0 --val_time 2 --resume ;;

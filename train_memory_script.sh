@@ -11,7 +11,7 @@ ENHANCER_V2=log/LOL_v2/models/model_best.pth  # from train_enhancer_script.sh lo
 DEVICE=${DEVICE:-auto}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
 
-MEM_FLAGS=(--arch emnet --embed_dim 32 --mem_size 9000 --K_feat_dim 512 --V_feat_dim 3 --thres 1e-5
+MEM_FLAGS=(--arch emnet --mem_size 9000 --K_feat_dim 512 --V_feat_dim 3 --thres 1e-5
            --pooling_size 1 --top_k 32 --testing_top_k 1 --batch_size 128 --train_ps 128 --nepoch 8000)
 case "${1:-lol_v1}" in
   lol_v1)
