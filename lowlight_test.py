@@ -102,7 +102,8 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pooling_mean", action="store_true", default=none, help="memory values are channel means")
     g.add_argument("--V_feat_dim", type=at_least(1), default=none,
                    help="memory value size (default 3·p², p² with --pooling_mean)")
-    g.add_argument("--testing_top_k", type=at_least(1), default=none, help="memory slots averaged, 1..slots (default 1)")
+    g.add_argument("--testing_top_k", type=at_least(1), default=none,
+                   help="memory slots averaged, 1..slots (default 1)")
     g.add_argument("--save_images", action="store_true", default=none, help="write ori/ and mem/ images")
     g.add_argument("--grid", type=at_least(0), default=none, help="images in the comparison grid (default 4; 0: none)")
     g.add_argument("--no_lpips", action="store_true", default=none, help="skip LPIPS even if its weights are available")

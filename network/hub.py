@@ -41,11 +41,13 @@ def _weights_path(entry: str, weights, shipped: str | None = None) -> str | None
     if weights is None:
         return None
     if not isinstance(weights, (str, os.PathLike)):
-        raise UserError(f"{entry}(weights={weights!r}): pass None, a checkpoint path" + (" or 'shipped'" if shipped else ""))
+        raise UserError(f"{entry}(weights={weights!r}): pass None, a checkpoint path"
+                        + (" or 'shipped'" if shipped else ""))
     weights = os.fspath(weights)
     if weights == "shipped":
         if shipped is None:
-            raise UserError(f"{entry}(weights='shipped'): no checkpoint ships for {entry}; pass a checkpoint path or None")
+            raise UserError(f"{entry}(weights='shipped'): no checkpoint ships for {entry}; pass a checkpoint path "
+                            f"or None")
         return shipped
     if not os.path.isfile(weights):
         raise UserError(f"{entry}(weights={weights!r}): no such file; pass a checkpoint path"

@@ -109,13 +109,15 @@ def _even(width: int) -> str | None:
 
 ARCHS: dict[str, ArchSpec] = {
     "dce": ArchSpec(
-        name="dce", title="DCE-Net", class_name="enhance_net_nopool", hub="dce_net", builder=_build_dce, default_width=32, width_rule=_positive,
+        name="dce", title="DCE-Net", class_name="enhance_net_nopool", hub="dce_net", builder=_build_dce,
+        default_width=32, width_rule=_positive,
         signature="e_conv1.weight", width_of=lambda s: int(s["e_conv1.weight"].shape[0]),
         size_multiple=1, receptive_radius=7, channels_last=True, curve_maps=True,  # seven 3x3 convolutions
         bytes_per_pixel={torch.float32: 1200, torch.bfloat16: 600, torch.float16: 600},
         shipped={"default": "checkpoints/LLE_model.pth", "supervised": "checkpoints/LLE_model_supervised.pth"}),
     "emnet": ArchSpec(
-        name="emnet", title="EMNet", class_name="EMNet", hub="emnet", builder=_build_emnet, default_width=32, width_rule=_even,
+        name="emnet", title="EMNet", class_name="EMNet", hub="emnet", builder=_build_emnet,
+        default_width=32, width_rule=_even,
         signature="patch_embed.proj.weight", width_of=lambda s: int(s["patch_embed.proj.weight"].shape[0]),
         size_multiple=8, receptive_radius=None, channels_last=False, curve_maps=False),  # attention: whole image
 }

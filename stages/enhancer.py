@@ -25,6 +25,7 @@ from stages.state import read_file, restore, training_state
 from utils.checkpoint import load_state
 from utils.device import unwrap
 from utils.errors import UserError
+from utils.options import at_least, positive
 from utils.training_checkpoint import checkpoint_weights
 
 CHECKPOINTS = ("model_latest.pth", "model_best.pth")
@@ -35,20 +36,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, batch_size=4, nepoch=800)
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default="adamw", choices=["adamw", "adam"])
-    g.add_argument("--lr_initial", type=float, default=2e-4)
-    g.add_argument("--lr_min", type=float, default=1e-6, help="end of the cosine schedule")
-    g.add_argument("--weight_decay", type=float, default=0.0)
+    g.add_argument("--lr_initial", type=positive(), default=2e-4)
+    g.add_argument("--lr_min", type=at_least(0.0, float), default=1e-6, help="end of the cosine schedule")
+    g.add_argument("--weight_decay", type=at_least(0.0, float), default=0.0)
     g.add_argument("--warmup", action="store_true", default=True, help="linear warm-up before the cosine schedule")
     g.add_argument("--no_warmup", dest="warmup", action="store_false")
-    g.add_argument("--warmup_epochs", type=int, default=3)
-    g.add_argument("--ssim_lambda", type=float, default=1.0)
-    g.add_argument("--lpips_lambda", type=float, default=1.0)
-    g.add_argument("--l1_lambda", type=float, default=0.0)
-    g.add_argument("--l2_lambda", type=float, default=0.0)
+    g.add_argument("--warmup_epochs", type=at_least(0), default=3)
+    g.add_argument("--ssim_lambda", type=at_least(0.0, float), default=1.0)
+    g.add_argument("--lpips_lambda", type=at_least(0.0, float), default=1.0)
+    g.add_argument("--l1_lambda", type=at_least(0.0, float), default=0.0)
+    g.add_argument("--l2_lambda", type=at_least(0.0, float), default=0.0)
     g.add_argument("--lpips_normalize", action="store_true",
                    help="correction: map images to [-1,1] before LPIPS, the range it expects (the reference "
                         "feeds the [0,1] images unscaled)")
-    g.add_argument("--val_time", type=int, default=2, help="validations per epoch")
+    g.add_argument("--val_time", type=at_least(1), default=2, help="validations per epoch")
     g.add_argument("--init_weights", default=None, help="start from these enhancer weights (fine-tuning)")
     add_run_arguments(p.add_argument_group("run control"), log_every=1)
 
@@ -56,9 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def check_arguments(args: argparse.Namespace) -> None:
     """Every flag in range (one line naming the flag) before anything is created or loaded."""
     check_paired_arguments(args)
-    check_flags(args, at_least={"val_time": 1, "warmup_epochs": 0, "weight_decay": 0.0, "lr_min": 0.0,
-                                **{f"{k}_lambda": 0.0 for k in LAMBDAS}},
-                positive=("lr_initial",), at_most={"lr_min": args.lr_initial})
+    check_flags(args, at_most={"lr_min": args.lr_initial})  # single flags: their validators
     if not any(getattr(args, f"{k}_lambda") for k in LAMBDAS):
         raise UserError("all loss weights are 0: set --ssim_lambda, --lpips_lambda, --l1_lambda or --l2_lambda")
 

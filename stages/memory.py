@@ -24,6 +24,7 @@ from stages.runlog import log
 from stages.state import all_gather_cat, read_file, replica_digest, restore, training_state
 from utils.device import world_size
 from utils.errors import UserError
+from utils.options import at_least
 
 CHECKPOINTS = ("memory_latest.pth", "memory_best.pth")
 QUERY_DIM = 512  # ResNet-18 features
@@ -35,15 +36,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, batch_size=128, nepoch=8000, arch="auto")
     g = p.add_argument_group("memory")
     g.add_argument("--pretrain_weights", default="checkpoints/LLE_model.pth", help="the frozen enhancer")
-    g.add_argument("--mem_size", type=int, default=9000)
+    g.add_argument("--mem_size", type=at_least(1), default=9000)
     g.add_argument("--K_feat_dim", type=int, default=QUERY_DIM, help="key size (ResNet-18 features: 512)")
     g.add_argument("--V_feat_dim", type=int, default=None, help="value size (default 3·p², p² with --pooling_mean)")
-    g.add_argument("--pooling_size", type=int, default=1, help="p: values are GT pooled to p×p")
+    g.add_argument("--pooling_size", type=at_least(1), default=1, help="p: values are GT pooled to p×p")
     g.add_argument("--pooling_mean", action="store_true", help="values are channel means")
-    g.add_argument("--thres", type=float, default=1e-5, help="colour distance below which a query merges")
-    g.add_argument("--age_noise", type=float, default=4.0, help="uniform noise added to ages when replacing")
-    g.add_argument("--top_k", type=int, default=32, help="accepted for the reference scripts; unused (updates use top-1)")
-    g.add_argument("--testing_top_k", type=int, default=1, help="slots averaged when reading at validation")
+    g.add_argument("--thres", type=at_least(0.0, float), default=1e-5,
+                   help="colour distance below which a query merges")
+    g.add_argument("--age_noise", type=at_least(0.0, float), default=4.0,
+                   help="uniform noise added to ages when replacing")
+    g.add_argument("--top_k", type=at_least(1), default=32,
+                   help="accepted for the reference scripts; unused (updates use top-1)")
+    g.add_argument("--testing_top_k", type=at_least(1), default=1, help="slots averaged when reading at validation")
     g.add_argument("--alpha", type=float, default=0.1,
                    help="accepted for the reference scripts; not used by the update rule")
     g.add_argument("--cos_thres", type=float, default=0.0,
@@ -54,9 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def check_arguments(args: argparse.Namespace) -> int:
     """Every flag in range (one line naming the flag) before anything is created or loaded; returns V."""
     check_paired_arguments(args, from_checkpoint=True)  # the frozen enhancer's width is its checkpoint's
-    check_flags(args, at_least={"mem_size": 1, "pooling_size": 1, "top_k": 1, "testing_top_k": 1, "thres": 0.0,
-                                "age_noise": 0.0},
-                at_most={"pooling_size": args.train_ps, "testing_top_k": args.mem_size})
+    check_flags(args, at_most={"pooling_size": args.train_ps, "testing_top_k": args.mem_size})  # single: validators
     if args.K_feat_dim != QUERY_DIM:
         raise UserError(f"--K_feat_dim {args.K_feat_dim}: the ResNet-18 query has {QUERY_DIM} features; pass 512")
     world = world_size()

@@ -7,21 +7,21 @@ import os
 
 from lowlight_model import check_crop
 from utils.errors import UserError
-from utils.options import add_arch_arguments, add_seed_argument, add_workers_argument, resolve_arch_arguments
+from utils.options import add_arch_arguments, add_seed_argument, add_workers_argument, at_least, resolve_arch_arguments
 
 
 def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, nepoch: int, arch: str = "emnet") -> None:
     g = p.add_argument_group("data (paired: LOL-v1 low/high, LOL-v2 Low/Normal)")
     g.add_argument("--train_dir", default="datasets/data/LOL-demo/our485", help="paired training split")
     g.add_argument("--val_dir", default="datasets/data/LOL-demo/eval15", help="paired validation split")
-    g.add_argument("--train_ps", type=int, default=128, help="training patch size")
-    g.add_argument("--batch_size", type=int, default=batch_size)
+    g.add_argument("--train_ps", type=at_least(8), default=128, help="training patch size")
+    g.add_argument("--batch_size", type=at_least(1), default=batch_size)
     add_workers_argument(g, default=2)
     g = p.add_argument_group("run")
     g.add_argument("--env", default="demo", help="run name: files go to <save_dir>/<env>/")
     g.add_argument("--save_dir", default="log", help="parent folder of the runs")
     add_arch_arguments(g, default=arch, auto=arch == "auto")
-    g.add_argument("--nepoch", type=int, default=nepoch)
+    g.add_argument("--nepoch", type=at_least(1), default=nepoch)
     add_seed_argument(g, default=1234)
 
 
@@ -29,7 +29,7 @@ def check_paired_arguments(args, from_checkpoint: bool = False) -> None:
     """The shared flags in range (one line naming the flag); the crop fits the architecture."""
     from stages.common import check_flags
 
-    check_flags(args, at_least={"train_ps": 8, "batch_size": 1, "nepoch": 1})
+    check_flags(args)  # the run flags; the paired flags' ranges are their validators
     resolve_arch_arguments(args, from_checkpoint)
     if args.arch != "auto":
         check_crop(args.arch, args.train_ps, "--train_ps")
