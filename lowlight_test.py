@@ -1,4 +1,4 @@
-"""Enhance low-light images, or evaluate an enhancer (+ memory) on paired data.
+r"""Enhance low-light images, or evaluate an enhancer (+ memory) on paired data.
 
 Folder mode (SCL-LLE's test script; the default with no arguments):
     python lowlight_test.py
