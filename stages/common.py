@@ -218,7 +218,7 @@ class Session:
         import logging
 
         args, folder = self.args, self.folder
-        rank, world = init_distributed(self.device)
+        rank, world = init_distributed(self.device, self.options.dist_timeout)
         self.options = replace(self.options, rank=rank, world=world)
         seed_everything(self.options.seed + rank)
         log.handlers.clear()
