@@ -169,6 +169,8 @@ class SclStage(Stage):
                                          CHECKPOINTS))
         self.snapshot_every, self.clip = args.snapshot_iter, args.grad_clip_norm
 
+    length_flag = "total_itrs"
+
     def total_steps(self, per_epoch: int) -> int:
         return self.args.total_itrs
 

@@ -164,6 +164,18 @@ def test_scl_lr_change_on_resume_is_applied(tmp_path):
     assert json.load(open(out / "args.json"))["lowlight_lr"] == 5e-5
 
 
+def test_resume_past_the_end_of_the_run_is_one_line_and_touches_nothing(tmp_path):
+    out = tmp_path / "s"
+    train.main(_scl(tmp_path, out, "--total_itrs", "3"))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match=rf"^--resume {out / 'latest.pth'} is at iteration 3, past the end of this "
+                                        rf"run \(--total_itrs 2: iteration 2\): nothing to do; pass a larger "
+                                        rf"--total_itrs$"):
+        train.main(_scl(tmp_path, out, "--total_itrs", "2", "--resume"))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    train.main(_scl(tmp_path, out, "--total_itrs", "3", "--resume"))  # the end itself: done, as before
+
+
 # ------------------------------------------------------------------------------------- NaN / Inf
 @pytest.mark.slow
 def test_diverging_run_stops_naming_iteration_and_term_keeping_the_last_good_checkpoint(tmp_path):
