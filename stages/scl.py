@@ -129,10 +129,15 @@ def _data(args, needs_labels: bool):
     from datasets.cityscapes import Cityscapes
     from datasets.contrast import ContrastSet
     from stages.batches import cache_dataset
+    from utils.image_io import image_size
 
     train = Cityscapes(args.data_root, split="train", crop_size=args.crop_size, train=True,
                        require_labels=needs_labels, hint="train without labels with --w_seg 0 --w_segexp 0",
                        cache_mb=args.cache_mb)
+    smallest = min(min(image_size(path)) for path, _ in train.files)  # headers only, upright
+    if args.crop_size > smallest:  # the reference pads silently: crops of black borders and ignored labels
+        raise UserError(f"--crop_size {args.crop_size}: larger than the smallest training image side ({smallest} "
+                        f"pixels in {args.data_root}); use at most {smallest}")
     contrast = ContrastSet(args.contrast_dir, crop_size=args.crop_size) if args.w_con or args.w_feat else None
     cache_dataset(train, args.data_root)
     if contrast is not None:

@@ -70,6 +70,8 @@ BAD_FLAGS = [  # the probe's cases: (stage, flags, what the one line must name)
     ("scl", ["--exp_level", "-3"], "--exp_level -3: must be >= 0 and <= 1"),
     ("scl", ["--exp_level", "nan"], "--exp_level nan: must be >= 0 and <= 1"),
     ("scl", ["--cache_mb", "inf"], "--cache_mb inf: must be >= 0"),
+    ("scl", ["--crop_size", "64", "--total_itrs", "1"],
+     "--crop_size 64: larger than the smallest training image side (48 pixels in "),
     ("enhancer", ["--nepoch", "0"], "--nepoch 0"), ("enhancer", ["--nepoch", "-1"], "--nepoch -1"),
     ("enhancer", ["--batch_size", "0"], "--batch_size 0"), ("enhancer", ["--batch_size", "-4"], "--batch_size -4"),
     ("enhancer", ["--train_ps", "-32"], "--train_ps -32"),
