@@ -56,8 +56,9 @@ def _gives_up(cmd: list[str], rank: int) -> None:
                      f"by torchrun?); giving up after 3 s\n")
     assert time.monotonic() - waited < 20 and proc.returncode == 2
     lines = [line for line in rest.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"error: gave up after 3 s waiting for 2 processes at "
-                                                   f"127.0.0.1:{port} (WORLD_SIZE=2, RANK={rank} from the environment"), rest
+    assert len(lines) == 1, rest
+    assert lines[0].startswith(f"error: gave up after 3 s waiting for 2 processes at 127.0.0.1:{port} "
+                               f"(WORLD_SIZE=2, RANK={rank} from the environment")
     assert lines[0].endswith("start every process (torchrun), or unset WORLD_SIZE and RANK to run one")
 
 
