@@ -151,12 +151,17 @@ class RunLock:
 
     def _open_locked(self) -> int:
         """The lock file, flocked; retried when another process removed it between our open and lock."""
+        tries = 5  # another process's check (holder) shares the lock for an instant: retry briefly
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             if not _try_flock(fd):
                 owner = _read_owner(fd) or {}
                 os.close(fd)
-                raise in_use(self.folder, owner)
+                tries -= 1
+                if not tries:
+                    raise in_use(self.folder, owner)
+                time.sleep(0.1)
+                continue
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
             except FileNotFoundError:
