@@ -9,7 +9,9 @@ comparable with the other figures. The memory's pooling comes from its checkpoin
 from __future__ import annotations
 
 import csv
+import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -19,7 +21,7 @@ from tqdm import tqdm
 
 from datasets.lol import PairedDataset
 from lowlight_model import enhance
-from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr_float, quantise,
+from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr, psnr_float, quantise,
                      scores_8bit)
 from network.memory import ExternalMemory, build_query_net, gt_mean_oracle, query
 from utils.fs import atomic_write
@@ -46,6 +48,9 @@ VALIDATION = Policy("validation", {m: "round_half_even" for m in ("ori", "mem", 
 ENHANCER_VALIDATION = Policy("enhancer validation", VALIDATION.quantise, float_psnr=True)
 #: Kept for callers of the test protocol's table.
 QUANTISE = TEST.quantise
+#: The smallest image side each metric can score: SSIM's 7x7 window (scikit-image's default); LPIPS's
+#: AlexNet, whose 11x11 stride-4 convolution and two 3x3 stride-2 poolings need 31 pixels.
+MIN_SIDE = {"ssim": 7, "lpips": 31}
 
 
 @torch.no_grad()
@@ -103,11 +108,12 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
         outputs = _outputs(r, gt, memory, q, top_k, oracle)
         gt8 = quantise(gt[0], "round")
         images = {m: quantise(y[0], policy.quantise[m]) for m, y in outputs.items() if m in acc}
+        skip = _too_small(names[i], gt.shape[-2:], lpips is not None)
         for m, y8 in images.items():
-            figures = scores_8bit(y8, gt8)
+            figures = {"psnr": psnr(gt8, y8)} if "ssim" in skip else scores_8bit(y8, gt8)
             if policy.float_psnr:
                 figures["psnr"] = psnr_float(outputs[m][0], gt[0])
-            if lpips is not None:  # on the 8-bit image as written, like PSNR/SSIM
+            if lpips is not None and "lpips" not in skip:  # on the 8-bit image as written, like PSNR/SSIM
                 y_q = torch.from_numpy(y8).permute(2, 0, 1)[None].float().div(255).to(gt.device)
                 figures["lpips"] = float(lpips_distance(lpips, y_q, gt))
             acc[m].add(names[i], **figures)
@@ -116,10 +122,22 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
     return acc
 
 
+def _too_small(name: str, size, lpips: bool) -> list[str]:
+    """The metrics a pair of ``size`` (H, W) is too small for (left out of its row and of the means), with one
+    note line on stderr naming the pair."""
+    h, w = size
+    skip = [m for m, side in MIN_SIDE.items() if min(h, w) < side and (m != "lpips" or lpips)]
+    if skip:
+        need = ", ".join(f"{m.upper()} needs {MIN_SIDE[m]}" for m in skip)
+        tqdm.write(f"note: {name} is {w}x{h}, too small for {' and '.join(m.upper() for m in skip)} ({need} pixels a "
+                   f"side): not computed for this pair", file=sys.stderr)
+    return skip
+
+
 def mean_psnr_ssim(acc: dict[str, MetricAccumulator], method: str) -> tuple[float, float]:
     """(mean PSNR, mean SSIM) of ``method`` in an :func:`evaluate` result."""
     means = acc[method].mean()
-    return means["psnr"], means["ssim"]
+    return means["psnr"], means.get("ssim", math.nan)  # no SSIM when every pair is smaller than its window
 
 
 def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device, *,

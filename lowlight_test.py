@@ -33,8 +33,8 @@ from utils.errors import UserError, run_cli
 from utils.fs import check_writable_dir
 from utils.image_io import load_codecs
 from utils.memory import memory_text, peak_memory
-from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, at_least, parse, parser, positive,
-                           resolve_device_flag)
+from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, add_dist_timeout_argument, at_least,
+                           parse, parser, positive, resolve_device_flag)
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default): reference numerics in channels-last layout (within one 8-bit level of "
                         "the plain forward); bf16: autocast, ~2x faster on CPUs with bf16, within three levels; "
                         "fp16: CUDA only; channels_last: old name of fp32")
+    add_dist_timeout_argument(p)
     _mode_arguments(p)
     return p
 
@@ -249,7 +250,7 @@ def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.dev
     from datasets.folder import ImageFolder
 
     data = ImageFolder(args.input_dir)
-    rank, world = init_distributed(device)
+    rank, world = init_distributed(device, args.dist_timeout)
     indices = data.shard(rank, world)
     plan = OutputPlan(data, indices, out_dir)
     model = _load_model(args, device)

@@ -40,6 +40,7 @@ def _stage_parser(**kw) -> argparse.ArgumentParser:
 def build_parser(stage: str) -> argparse.ArgumentParser:
     parser = _stage_parser(description=__doc__, formatter_class=_HelpFormatter)
     importlib.import_module(STAGES[stage]).add_arguments(parser)
+    options.add_dist_timeout_argument(parser)
     return parser
 
 

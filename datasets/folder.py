@@ -19,7 +19,8 @@ from utils.errors import UserError
 from utils.image_io import IMG_EXTENSIONS, image_size, is_image_file, list_images, read_image_tensor
 
 # Image formats seen in photo folders that are not read (reported, never silently dropped).
-UNSUPPORTED_EXTENSIONS = (".webp", ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm", ".tga", ".ico")
+UNSUPPORTED_EXTENSIONS = (".webp", ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm", ".tga", ".ico",
+                          ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw")  # camera raw
 
 T = TypeVar("T")
 R = TypeVar("R")

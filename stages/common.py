@@ -35,6 +35,7 @@ from utils.checkpoint import atomic_save
 from utils.device import init_distributed, is_primary
 from utils.errors import UserError
 from utils.fs import TMP_GLOB, atomic_write
+from utils.lock import RunLock, check_free
 from utils.options import AMP_DTYPES, RunOptions, add_device_argument
 from utils.training_checkpoint import checkpoint_stage
 
@@ -130,6 +131,7 @@ def resolve_resume(args: argparse.Namespace, folder: RunFolder) -> str | None:
         raise UserError("--resume and --overwrite contradict each other: pass one of them")
     if os.path.exists(folder.run_dir) and not os.path.isdir(folder.run_dir):
         raise UserError(f"{folder.run_dir} is a file, not a folder: choose another output folder")
+    check_free(folder.run_dir)  # a run in progress there (Session.open's lock would refuse it later)
     if args.resume in ("auto", ""):
         if os.path.isfile(folder.latest_path):
             return folder.latest_path
@@ -156,6 +158,8 @@ class Session:
 
     Building it checks the folder and ``--resume`` and creates nothing; :meth:`open` creates the folder.
     """
+
+    lock: RunLock | None = None  # the run folder's lock (rank 0), from open to close
 
     def __init__(self, args: argparse.Namespace, folder: RunFolder, options: RunOptions | None = None) -> None:
         self.args, self.folder = args, folder
@@ -214,19 +218,22 @@ class Session:
         import logging
 
         args, folder = self.args, self.folder
-        rank, world = init_distributed(self.device)
+        rank, world = init_distributed(self.device, self.options.dist_timeout)
         self.options = replace(self.options, rank=rank, world=world)
         seed_everything(self.options.seed + rank)
         log.handlers.clear()
         log.propagate = False
         log.setLevel(logging.INFO if is_primary() else logging.WARNING)
         if is_primary():
+            self.lock = RunLock(folder.run_dir).acquire()  # one run per folder: a second one stops here
             self._prepare_folders()
             fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
             for handler in (logging.StreamHandler(), logging.FileHandler(os.path.join(folder.run_dir, "train.log"))):
                 handler.setFormatter(fmt)
                 log.addHandler(handler)
             _write_json(os.path.join(folder.run_dir, "args.json"), vars(args))
+            if self.lock.recovered:
+                log.warning(self.lock.recovered)
         log.info("%s stage: device %s, world size %d, amp %s", folder.stage, self.device, world, self.options.amp)
         for k, (old, new) in self.changed.items():
             log.info("resumed with --%s %s (was %s)", k, new, old)
@@ -274,6 +281,8 @@ class Session:
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
         self._old_handlers.clear()
+        if self.lock is not None:
+            self.lock.release()
         if self.logger is not None:
             self.logger.close(os.path.join(self.folder.run_dir, plot) if plot else None, prefix)
 

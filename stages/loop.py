@@ -33,6 +33,7 @@ from stages.batches import batches_per_epoch
 from stages.common import Interrupted, RunFolder, Session
 from stages.runlog import log
 from utils.device import is_primary
+from utils.errors import UserError
 from utils.training_checkpoint import resume_step
 
 BEST_KEY = "best_psnr"  # the checkpoint field of the best validation metric (the reference's name)
@@ -62,6 +63,7 @@ class Stage:
     save_each_epoch = True
     snapshot_every = 0
     plot = ("loss_curves.png", "loss")
+    length_flag = "nepoch"  # the flag that sets the run's length (total_steps)
 
     def __init__(self, args: argparse.Namespace, folder: RunFolder) -> None:
         self.args, self.folder = args, folder
@@ -239,6 +241,10 @@ def run_stage(stage: Stage, args: argparse.Namespace) -> None:
     stage.per_epoch = per_epoch
     loop = Loop(stage, session, per_epoch, args.log_every)
     start = resume_step(ck, per_epoch) if ck else 0
+    if start > loop.total:  # before the folder is touched: a finished run's files stay as they are
+        flag = stage.length_flag
+        raise UserError(f"--resume {session.resume} is at iteration {start}, past the end of this run (--{flag} "
+                        f"{getattr(args, flag)}: iteration {loop.total}): nothing to do; pass a larger --{flag}")
     session.open(stage.record_step(start, per_epoch))
     stage.build()
     if ck:

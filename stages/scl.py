@@ -21,7 +21,8 @@ from losses import LOSS_WEIGHTS, SCLLoss
 from utils.checkpoint import load_weights
 from utils.device import unwrap
 from utils.errors import UserError
-from utils.options import add_arch_arguments, add_seed_argument, add_workers_argument, resolve_arch_arguments
+from utils.options import (add_arch_arguments, add_seed_argument, add_workers_argument, at_least, between, positive,
+                           resolve_arch_arguments)
 from utils.training_checkpoint import raw_snapshot
 
 CHECKPOINTS = ("latest.pth", "Epoch*.pth")
@@ -33,17 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data_root", default="datasets/data/cityscapes", help="Cityscapes root (leftImg8bit/, gtFine/)")
     g.add_argument("--contrast_dir", default="datasets/data/Contrast",
                    help="folder with low/ (negatives) and GT/ (positives)")
-    g.add_argument("--crop_size", type=int, default=384)
-    g.add_argument("--batch_size", type=int, default=2)
+    g.add_argument("--crop_size", type=at_least(MIN_CROP), default=384)
+    g.add_argument("--batch_size", type=at_least(2), default=2)
     add_workers_argument(g, default=2)
-    g.add_argument("--cache_mb", type=float, default=2048,
+    g.add_argument("--cache_mb", type=at_least(0.0, float), default=2048,
                    help="memory for decoded training images (decoded once, checked before training starts)")
     g = p.add_argument_group("segmentation network (frozen)")
     g.add_argument("--ckpt", default="checkpoints/best_deeplabv3plus_mobilenet_cityscapes_os16.pth",
                    help="DeepLab checkpoint of the public port")
     g.add_argument("--model", default="deeplabv3plus_mobilenet", choices=sorted(SEGMENTATION_MODELS))
     g.add_argument("--output_stride", type=int, default=16, choices=[8, 16])
-    g.add_argument("--num_classes", type=int, default=19)
+    g.add_argument("--num_classes", type=at_least(1), default=19)
     g.add_argument("--seg_detach", action="store_true",
                    help="reference behaviour: no gradient from the segmentation term reaches the enhancer")
     g.add_argument("--seg_train_mode", action="store_true",
@@ -51,16 +52,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "momentum 0.01 backbone / 0.1 head, running statistics drift, head dropout active)")
     g = p.add_argument_group("loss weights (0 turns a term off)")
     for name, (default, what) in LOSS_WEIGHTS.items():
-        g.add_argument(f"--w_{name}", type=float, default=default, help=what)
-    g.add_argument("--exp_patch", type=int, default=16, help="L_exp patch size")
-    g.add_argument("--exp_level", type=float, default=0.6, help="L_exp target brightness")
+        g.add_argument(f"--w_{name}", type=at_least(0.0, float), default=default, help=what)
+    g.add_argument("--exp_patch", type=at_least(1), default=16, help="L_exp patch size")
+    g.add_argument("--exp_level", type=between(0.0, 1.0), default=0.6, help="L_exp target brightness")
     g.add_argument("--exp_variant", choices=["scl", "zero_dce"], default="scl",
                    help="L_exp: SCL-LLE's clamped two-term form (reference) or Zero-DCE's original")
     g.add_argument("--chroma_weighting", choices=["uniform", "brightness"], default="uniform",
                    help="L_chroma: every 4x4 cell alike, or cells weighted by the output's brightness")
     g.add_argument("--chroma_space", choices=["srgb", "linear"], default="srgb",
                    help="L_chroma: chromaticity of the sRGB values, or of linear light (sRGB curve undone)")
-    g.add_argument("--chroma_linear_share", type=float, default=1.0,
+    g.add_argument("--chroma_linear_share", type=between(0.0, 1.0), default=1.0,
                    help="with --chroma_space linear: weight t of the linear-light term, 1 - t going to the sRGB term")
     g.add_argument("--chroma_linear_fade", type=float, nargs=2, default=None, metavar=("A", "B"),
                    help="with --chroma_space linear: each 4x4 cell's linear share fades to 0 as its input's "
@@ -71,30 +72,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="corrected L_segexp (each image's own labels) instead of the reference's cross-batch broadcast")
     g = p.add_argument_group("optimisation")
     add_arch_arguments(g, default="dce")
-    g.add_argument("--total_itrs", type=int, default=50000)
-    g.add_argument("--lowlight_lr", type=float, default=1e-4)
-    g.add_argument("--lowlight_weight_decay", type=float, default=1e-4)
+    g.add_argument("--total_itrs", type=at_least(1), default=50000)
+    g.add_argument("--lowlight_lr", type=positive(), default=1e-4)
+    g.add_argument("--lowlight_weight_decay", type=at_least(0.0, float), default=1e-4)
     g.add_argument("--lr_schedule", choices=["constant", "cosine"], default="constant",
                    help="constant (reference) or cosine from --lowlight_lr down to --lr_min over --total_itrs")
-    g.add_argument("--lr_min", type=float, default=1e-6, help="end of the cosine schedule")
-    g.add_argument("--grad_clip_norm", type=float, default=0.1)
+    g.add_argument("--lr_min", type=at_least(0.0, float), default=1e-6, help="end of the cosine schedule")
+    g.add_argument("--grad_clip_norm", type=positive(), default=0.1)
     add_seed_argument(g, default=1)
     g = p.add_argument_group("run")
     g.add_argument("--snapshots_folder", default="snapshots/")
-    g.add_argument("--snapshot_iter", type=int, default=1300, help="write a snapshot every N iterations")
+    g.add_argument("--snapshot_iter", type=at_least(1), default=1300, help="write a snapshot every N iterations")
     add_run_arguments(g, log_every=10)
 
 
 def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     """Every flag in range (one line naming the flag) before anything is created; returns the loss weights."""
     weights = {k: getattr(args, f"w_{k}") for k in LOSS_WEIGHTS}
-    check_flags(args, at_least={"batch_size": 2, "crop_size": MIN_CROP, "total_itrs": 1, "snapshot_iter": 1,
-                                "num_classes": 1, "exp_patch": 1, "lowlight_weight_decay": 0.0,
-                                "cache_mb": 0.0, "lr_min": 0.0, "chroma_linear_share": 0.0,
-                                **{f"w_{k}": 0.0 for k in LOSS_WEIGHTS}},
-                positive=("lowlight_lr", "grad_clip_norm"),
-                at_most={"exp_patch": args.crop_size, "chroma_linear_share": 1.0,
-                         **({"lr_min": args.lowlight_lr} if args.lr_schedule == "cosine" else {})})
+    # each flag's own range is its validator's (utils.options, at parsing); here the shared flags and relations
+    check_flags(args, at_most={"exp_patch": args.crop_size,
+                               **({"lr_min": args.lowlight_lr} if args.lr_schedule == "cosine" else {})})
     resolve_arch_arguments(args)
     check_crop(args.arch, args.crop_size, "--crop_size")
     if args.arch != "dce" and weights["tv"]:
@@ -132,10 +129,15 @@ def _data(args, needs_labels: bool):
     from datasets.cityscapes import Cityscapes
     from datasets.contrast import ContrastSet
     from stages.batches import cache_dataset
+    from utils.image_io import image_size
 
     train = Cityscapes(args.data_root, split="train", crop_size=args.crop_size, train=True,
                        require_labels=needs_labels, hint="train without labels with --w_seg 0 --w_segexp 0",
                        cache_mb=args.cache_mb)
+    smallest = min(min(image_size(path)) for path, _ in train.files)  # headers only, upright
+    if args.crop_size > smallest:  # the reference pads silently: crops of black borders and ignored labels
+        raise UserError(f"--crop_size {args.crop_size}: larger than the smallest training image side ({smallest} "
+                        f"pixels in {args.data_root}); use at most {smallest}")
     contrast = ContrastSet(args.contrast_dir, crop_size=args.crop_size) if args.w_con or args.w_feat else None
     cache_dataset(train, args.data_root)
     if contrast is not None:
@@ -171,6 +173,8 @@ class SclStage(Stage):
         super().__init__(args, RunFolder("scl", args.snapshots_folder, args.snapshots_folder, "latest.pth",
                                          CHECKPOINTS))
         self.snapshot_every, self.clip = args.snapshot_iter, args.grad_clip_norm
+
+    length_flag = "total_itrs"
 
     def total_steps(self, per_epoch: int) -> int:
         return self.args.total_itrs

@@ -182,6 +182,20 @@ def test_image_folder(tmp_path):
         ImageFolder(str(tmp_path / "empty"))
 
 
+def test_jfif_is_read_and_camera_raw_files_are_named_as_skipped(tmp_path):
+    from utils.image_io import save_image
+
+    Image.fromarray(np.full((6, 5, 3), 200, np.uint8)).save(tmp_path / "web.jfif", "JPEG")
+    (tmp_path / "IMG_0001.dng").write_bytes(b"II*\x00" + bytes(64))  # a TIFF-like raw: not decoded as a photo
+    (tmp_path / "IMG_0002.CR2").write_bytes(b"II*\x00" + bytes(64))
+    ds = ImageFolder(str(tmp_path))
+    assert [ds[i][1] for i in range(len(ds))] == ["web.jfif"] and ds[0][0].shape == (3, 6, 5)
+    assert [os.path.basename(p) for p in ds.skipped] == ["IMG_0001.dng", "IMG_0002.CR2"]
+    save_image(ds[0][0], str(tmp_path / "out.jfif"))
+    with Image.open(tmp_path / "out.jfif") as im:
+        assert im.format == "JPEG" and im.size == (5, 6)
+
+
 def _pairs(root: Path, low: str, high: str, names: list[tuple[str, str]], size=(24, 20)) -> None:
     rng = np.random.default_rng(len(names))
     for ln, hn in names:

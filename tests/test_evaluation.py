@@ -78,6 +78,44 @@ def test_one_path_serves_the_test_protocol_and_both_validations():
         20 * math.log10(255 / 2))
 
 
+class _SizedPairs:
+    """Grey ground truths (8-bit level 100) of the given (H, W) sizes."""
+
+    def __init__(self, *sizes):
+        self.gts = [torch.full((3, h, w), 100 / 255) for h, w in sizes]
+        self.gt_names = [f"{h}x{w}.png" for h, w in sizes]
+
+    def __len__(self):
+        return len(self.gts)
+
+    def load(self, i):
+        return self.gts[i].clone(), self.gts[i]
+
+
+def test_pairs_smaller_than_ssim_or_lpips_need_are_scored_without_them_and_named(capsys):
+    """3x2: PSNR only; 20x40: no LPIPS (AlexNet needs 31 pixels); 32x33: everything. Ten levels too bright:
+    PSNR 10·log10(255²/10²) by hand, whatever the size."""
+    import math
+
+    from evaluation import TEST, evaluate
+    from metrics import build_lpips
+
+    pairs = _SizedPairs((3, 2), (20, 40), (32, 33))
+    raw = [(g + 10.3 / 255)[None] for g in pairs.gts]  # truncated to level 110
+    acc = evaluate(None, pairs, policy=TEST, raw=raw, lpips=build_lpips(pretrained=False))["ori"]
+    assert acc.values["psnr"] == [pytest.approx(10 * math.log10(255 ** 2 / 100))] * 3
+    ssim, lp = acc.values["ssim"], acc.values["lpips"]
+    assert math.isnan(ssim[0]) and not math.isnan(ssim[1]) and not math.isnan(ssim[2])
+    assert math.isnan(lp[0]) and math.isnan(lp[1]) and not math.isnan(lp[2])
+    assert acc.mean()["lpips"] == lp[2] and acc.mean()["ssim"] == pytest.approx((ssim[1] + ssim[2]) / 2)
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert notes == ["note: 3x2.png is 2x3, too small for SSIM and LPIPS (SSIM needs 7, LPIPS needs 31 pixels a "
+                     "side): not computed for this pair",
+                     "note: 20x40.png is 40x20, too small for LPIPS (LPIPS needs 31 pixels a side): not computed "
+                     "for this pair"]
+    assert list(evaluate(None, _SizedPairs((3, 2)), policy=TEST, raw=raw[:1])["ori"].names) == ["psnr"]
+
+
 def test_the_memory_refines_and_the_oracle_rescales_with_the_ground_truth():
     """A memory whose one value is the GT's mean: refine and oracle reach the GT of a flat image exactly."""
     from evaluation import VALIDATION, evaluate

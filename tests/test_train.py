@@ -67,6 +67,11 @@ BAD_FLAGS = [  # the probe's cases: (stage, flags, what the one line must name)
     ("scl", ["--chroma_linear_fade", "0.2", "0.6"], "--chroma_linear_fade applies to --chroma_space linear"),
     ("scl", ["--chroma_space", "linear", "--chroma_linear_fade", "0.6", "0.2"], "--chroma_linear_fade 0.6 0.2: need"),
     ("scl", ["--w_balance", "-1"], "--w_balance -1"),
+    ("scl", ["--exp_level", "-3"], "--exp_level -3: must be >= 0 and <= 1"),
+    ("scl", ["--exp_level", "nan"], "--exp_level nan: must be >= 0 and <= 1"),
+    ("scl", ["--cache_mb", "inf"], "--cache_mb inf: must be >= 0"),
+    ("scl", ["--crop_size", "64", "--total_itrs", "1"],
+     "--crop_size 64: larger than the smallest training image side (48 pixels in "),
     ("enhancer", ["--nepoch", "0"], "--nepoch 0"), ("enhancer", ["--nepoch", "-1"], "--nepoch -1"),
     ("enhancer", ["--batch_size", "0"], "--batch_size 0"), ("enhancer", ["--batch_size", "-4"], "--batch_size -4"),
     ("enhancer", ["--train_ps", "-32"], "--train_ps -32"),
@@ -159,6 +164,18 @@ def test_scl_lr_change_on_resume_is_applied(tmp_path):
     ck = torch.load(out / "latest.pth", weights_only=True)
     assert ck["iteration"] == 3 and ck["optimizer"]["param_groups"][0]["lr"] == 5e-5
     assert json.load(open(out / "args.json"))["lowlight_lr"] == 5e-5
+
+
+def test_resume_past_the_end_of_the_run_is_one_line_and_touches_nothing(tmp_path):
+    out = tmp_path / "s"
+    train.main(_scl(tmp_path, out, "--total_itrs", "3"))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match=rf"^--resume {out / 'latest.pth'} is at iteration 3, past the end of this "
+                                        rf"run \(--total_itrs 2: iteration 2\): nothing to do; pass a larger "
+                                        rf"--total_itrs$"):
+        train.main(_scl(tmp_path, out, "--total_itrs", "2", "--resume"))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    train.main(_scl(tmp_path, out, "--total_itrs", "3", "--resume"))  # the end itself: done, as before
 
 
 # ------------------------------------------------------------------------------------- NaN / Inf

@@ -126,6 +126,22 @@ def test_pickled_objects_are_refused_without_unsafe_advice(tmp_path):
     assert "weights_only" not in msg.lower().replace(" ", "_") and "trust" not in msg and "\n" not in msg
 
 
+def test_a_plain_pickle_is_one_line_without_torchs_warning(tmp_path, recwarn):
+    import pickle
+
+    for name, obj in {"empty.pth": {}, "dict.pth": {"a": 1, "b": [1.0]}}.items():
+        (tmp_path / name).write_bytes(pickle.dumps(obj, protocol=4))
+        with pytest.raises(UserError, match=rf"^cannot read checkpoint .*{name} \(a plain Python pickle, not a file "
+                                            rf"torch.save wrote\); is it a PyTorch .pth file\?$"):
+            read_checkpoint(str(tmp_path / name))
+    torch.save({"w": torch.ones(2)}, tmp_path / "legacy4.pth", _use_new_zipfile_serialization=False, pickle_protocol=4)
+    with pytest.raises(UserError, match=r"\(pickled with opcodes a weights-only load does not read: save it again"):
+        read_checkpoint(str(tmp_path / "legacy4.pth"))
+    torch.save({"w": torch.ones(2)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert torch.equal(read_checkpoint(str(tmp_path / "legacy.pth"))["w"], torch.ones(2))  # still read
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
 def test_numpy_scalars_load_but_nothing_else_is_allow_listed(tmp_path):
     import numpy as np
 

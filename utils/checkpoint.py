@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -15,6 +16,8 @@ STATE_DICT_KEYS = ("state_dict", "model_state", "params", "model")
 
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec"
+# torch.save's pre-zip (legacy) format: a pickle that starts with this magic number (pickled as LONG1)
+LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
 
 
 def _numpy_safe_globals() -> list:
@@ -53,6 +56,8 @@ def _why_unreadable(e: BaseException) -> str:
     if found:
         return f"it contains a Python object of type {found.group(1)}, which a weights-only load refuses"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    if "Unsupported operand" in text:  # a legacy-format file pickled with protocol 4 or 5
+        return "pickled with opcodes a weights-only load does not read: save it again with torch.save's default format"
     if isinstance(e, (KeyError, IndexError, EOFError)) or not lines:
         return "not a PyTorch checkpoint"
     return lines[0][:160].rstrip(".")
@@ -76,8 +81,12 @@ def read_checkpoint(path: str, map_location="cpu") -> Any:
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save writes a zip, or a pickle
         raise UserError(f"cannot read checkpoint {path} (not a PyTorch checkpoint: {_looks_like(head)}); is it a "
                         f"PyTorch .pth file?")
+    if head[:1] == b"\x80" and LEGACY_MAGIC not in head[:32]:
+        raise UserError(f"cannot read checkpoint {path} (a plain Python pickle, not a file torch.save wrote); is it "
+                        f"a PyTorch .pth file?")
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(_numpy_safe_globals()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # torch's note on old files
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for non-checkpoints (KeyError, IndexError, ...)
         raise UserError(f"cannot read checkpoint {path} ({_why_unreadable(e)}); is it a PyTorch .pth file?") from None

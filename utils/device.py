@@ -1,9 +1,13 @@
 """Resolve the device once, and the few distributed helpers the loops need (torchrun-compatible)."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
+import tempfile
+from datetime import timedelta
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -11,6 +15,9 @@ import torch.distributed as dist
 from utils.errors import UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# Seconds to wait for the other processes of a run to join (and for any collective once joined): torch's own
+# default process-group timeout, generous for multi-node starts.
+DIST_TIMEOUT_S = 1800.0
 
 
 def world_size() -> int:
@@ -51,16 +58,56 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 256 << 20)) and bool(mallopt(m_trim_threshold, 512 << 20))
 
 
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """Initialise the process group when launched with ``WORLD_SIZE > 1`` (torchrun); return (rank, world)."""
+def init_distributed(device: torch.device, timeout: float = DIST_TIMEOUT_S) -> tuple[int, int]:
+    """Initialise the process group when launched with ``WORLD_SIZE > 1`` (torchrun); return (rank, world).
+
+    Without torchrun (``WORLD_SIZE`` left in the environment) it says at once on stderr what it waits for;
+    processes that do not all join within ``timeout`` seconds are one-line :class:`UserError`."""
     world = world_size()
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        _join(world, "nccl" if device.type == "cuda" else "gloo", timeout)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _join(world: int, backend: str, timeout: float) -> None:
+    env = os.environ
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not env.get(k)]
+    if missing:
+        raise UserError(f"WORLD_SIZE={world} is set in the environment but {', '.join(missing)} not: launch with "
+                        f"torchrun, or unset WORLD_SIZE to run one process")
+    where = f"{env['MASTER_ADDR']}:{env['MASTER_PORT']}"
+    torchrun = "TORCHELASTIC_RUN_ID" in env
+    if not torchrun:
+        print(f"waiting for {world} processes at {where}, WORLD_SIZE from the environment (not started by "
+              f"torchrun?); giving up after {timeout:g} s", file=sys.stderr, flush=True)
+    try:
+        with _native_stderr_dropped(not torchrun):  # c10d's connection retries print C++ stack traces
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout))
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"gave up after {timeout:g} s waiting for {world} processes at {where} (WORLD_SIZE={world}, "
+                        f"RANK={env['RANK']} from the environment; {str(e).splitlines()[0][:120]}): start every "
+                        f"process (torchrun), or unset WORLD_SIZE and RANK to run one") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_dropped(drop: bool) -> Iterator[None]:
+    """File descriptor 2 sent to a discarded temporary file while ``drop`` (what native code prints)."""
+    if not drop:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def close_distributed(barrier: bool = True) -> None:

@@ -20,10 +20,11 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from utils.errors import UserError
 from utils.fs import atomic_write
 
-IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff")  # .jfif: a JPEG (browsers save it)
 ImageLike = Union[torch.Tensor, np.ndarray]
 
-_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
+                 ".tiff": "TIFF"}
 _EXIF_ORIENTATION = 0x0112
 
 

@@ -5,7 +5,8 @@
   :func:`parser` raises it (``exit_on_error=False``) and :func:`parse` turns it into one-line
   :class:`UserError` ``--flag value: must be ...``. Relations between flags stay in the stages' checks.
 * The flags several entry points share: :func:`add_device_argument`, :func:`add_arch_arguments`,
-  :func:`add_seed_argument`, :func:`add_workers_argument` (each default a parameter).
+  :func:`add_seed_argument`, :func:`add_workers_argument` (each default a parameter),
+  :func:`add_dist_timeout_argument`.
 * :class:`RunOptions`: rank, world size, device, seed, workers, precision, channels-last, built once from
   the flags (:meth:`RunOptions.from_args`) and passed down.
 * Library code raises errors naming its parameters; :func:`as_flag` renames the parameter to its flag.
@@ -20,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 
 from network.registry import ARCH_NAMES, get_spec
-from utils.device import resolve_device, world_size
+from utils.device import DIST_TIMEOUT_S, resolve_device, world_size
 from utils.errors import UserError
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -140,6 +141,13 @@ def add_seed_argument(p, default: int) -> None:
     p.add_argument("--random_seed", type=int, default=default, help="seed of every RNG (rank r uses seed + r)")
 
 
+def add_dist_timeout_argument(p) -> None:
+    """``--dist_timeout``: how long the processes of a run wait for each other (lowlight_test.py, train.py)."""
+    p.add_argument("--dist_timeout", type=positive(float), default=DIST_TIMEOUT_S, metavar="SECONDS",
+                   help="with several processes (torchrun, or WORLD_SIZE in the environment): give up when they "
+                        "have not all joined after this many seconds (also the limit of one collective step)")
+
+
 def add_workers_argument(p, default: int = 2) -> None:
     p.add_argument("--num_workers", type=at_least(0), default=default, help="data-loading processes")
 
@@ -148,8 +156,9 @@ def add_workers_argument(p, default: int = 2) -> None:
 @dataclass(frozen=True)
 class RunOptions:
     """How a run executes, resolved once from the flags: the device, the world size and this process's
-    rank (set when the process group is joined), the seed, data-loader workers, mixed precision
-    (``amp``: off/bf16/fp16) and channels-last (``on``/``off``/``auto``: the architecture's default)."""
+    rank (set when the process group is joined), how long to wait for the others (``dist_timeout``), the
+    seed, data-loader workers, mixed precision (``amp``: off/bf16/fp16) and channels-last
+    (``on``/``off``/``auto``: the architecture's default)."""
 
     device: torch.device
     world: int = 1
@@ -159,6 +168,7 @@ class RunOptions:
     amp: str = "off"
     channels_last: str = "auto"
     log_every: int = 10
+    dist_timeout: float = DIST_TIMEOUT_S
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "RunOptions":
@@ -168,7 +178,8 @@ class RunOptions:
         if args.amp == "fp16" and device.type != "cuda":
             raise UserError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
         return cls(device=device, world=world_size(), seed=args.random_seed, workers=args.num_workers,
-                   amp=args.amp, channels_last=args.channels_last, log_every=args.log_every)
+                   amp=args.amp, channels_last=args.channels_last, log_every=args.log_every,
+                   dist_timeout=getattr(args, "dist_timeout", DIST_TIMEOUT_S))  # train.py declares it
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
