@@ -22,7 +22,7 @@ from datasets.folder import ImageFolder, ordered_map, same_size_batches
 from lowlight_model import enhance, enhance_tiled
 from network.registry import UNMEASURED_BYTES_PER_PIXEL, spec_of
 from utils.errors import UserError
-from utils.fs import check_writable_dir, find_blocker, temp_target
+from utils.fs import check_writable_dir, find_blocker, temp_key, temp_target
 from utils.image_io import read_image, save_image, to_uint8
 
 DTYPES = {"fp32": torch.float32, "channels_last": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -58,8 +58,9 @@ class OutputPlan:
                                 f"--output_dir")
         for folder, base in names.items():
             check_writable_dir(folder, "--output_dir", create=True)
+            keys = {temp_key(b) for b in base}
             for f in os.listdir(folder):  # only leftovers of this run's own targets (safe under torchrun)
-                if temp_target(f) in base:
+                if temp_target(f) in keys:
                     os.remove(os.path.join(folder, f))
 
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.errors import UserError
-from utils.image_io import IMG_EXTENSIONS, image_size, is_image_file, list_images, read_image_tensor
+from utils.image_io import IMG_EXTENSIONS, image_size, is_image_file, list_images, read_image_tensor, walk_folders
 
 # Image formats seen in photo folders that are not read (reported, never silently dropped).
 UNSUPPORTED_EXTENSIONS = (".webp", ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm", ".tga", ".ico",
@@ -28,8 +28,7 @@ R = TypeVar("R")
 
 def _unsupported(root: str, recursive: bool) -> list[str]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+    for dirpath, filenames in walk_folders(root) if recursive else [(root, os.listdir(root))]:
         out += [os.path.join(dirpath, f) for f in filenames
                 if not f.startswith(".") and f.lower().endswith(UNSUPPORTED_EXTENSIONS)]
     return sorted(out)

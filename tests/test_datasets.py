@@ -424,3 +424,21 @@ def test_shards_partition_the_folder(tmp_path):
     for world in (1, 2, 3):
         shares = [data.shard(r, world) for r in range(world)]
         assert sorted(i for s in shares for i in s) == list(range(7))
+
+
+def test_symlinked_sub_folders_are_followed_once_and_loops_end(tmp_path):
+    """probe symlinked_subfolder_in_input / symlink_loops: a folder holding only a link to a photo folder
+    has those photos (they used to be 'no images found'); a link back to an ancestor is walked once."""
+    from datasets.folder import ImageFolder
+
+    photos = tmp_path / "library" / "album"
+    write_rgb(photos / "a.png", 8, 8, seed=1)
+    write_rgb(photos / "sub" / "b.png", 8, 8, seed=2)
+    (photos / "clip.webp").write_bytes(b"RIFF")
+    top = tmp_path / "in"
+    top.mkdir()
+    (top / "album").symlink_to(photos, target_is_directory=True)
+    (photos / "loop").symlink_to(photos, target_is_directory=True)  # a loop back to itself
+    data = ImageFolder(str(top))
+    assert [data.relpath(i) for i in range(len(data))] == ["album/a.png", "album/sub/b.png"]
+    assert [os.path.basename(p) for p in data.skipped] == ["clip.webp"]

@@ -83,3 +83,18 @@ def test_check_writable_dir_names_the_path_and_creates_only_when_asked(tmp_path,
     with pytest.raises(UserError, match=f"^{tmp_path}/x is not writable: cannot write in {tmp_path} "
                                         r"\(Permission denied\); choose another folder$"):
         check_writable_dir(str(tmp_path / "x"))
+
+
+def test_a_255_byte_name_is_written_atomically_and_its_leftovers_recognised(tmp_path, monkeypatch):
+    """probe names_unicode_space_long: the temporary name of a valid 255-byte file name was longer than the
+    file system allows ('File name too long'); it now carries a shortened, hashed form of the name."""
+    name = "é" * 100 + "x" * 51 + ".png"  # 255 bytes in UTF-8
+    assert len(name.encode()) == fs.NAME_MAX
+    target = tmp_path / name
+    with atomic_write(str(target), "wb") as f:
+        tmp = os.path.basename(f.name)
+        assert len(tmp.encode()) <= fs.NAME_MAX and temp_target(tmp) == fs.temp_key(name) != name
+        f.write(b"data")
+    assert target.read_bytes() == b"data" and os.listdir(tmp_path) == [name]
+    other = "é" * 100 + "x" * 50 + "y.png"  # same length, another name: another key
+    assert fs.temp_key(other) != fs.temp_key(name) and fs.temp_key("short.png") == "short.png"

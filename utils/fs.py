@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -32,16 +33,32 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once: setting it to read it is not thread-safe (images are written by threads)
 
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
+
+
+def temp_key(name: str) -> str:
+    """The form of the file name ``name`` that its temporary files carry: ``name`` itself, or, where the
+    temporary name would pass :data:`NAME_MAX` bytes, its stem cut short plus ``~`` and 8 hex digits of its
+    hash (so a 255-byte name can still be written atomically)."""
+    ext = os.path.splitext(name)[1]
+    room = NAME_MAX - len(TMP_PREFIX) - 1 - 8 - len(ext.encode())  # prefix, '.', mkstemp's 8, extension
+    if len(name.encode()) <= room:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    stem = name.encode()[:room - len(ext.encode()) - 9].decode(errors="ignore")
+    return f"{stem}~{digest}{ext}"
+
+
 def temp_affixes(path: str) -> tuple[str, str]:
     """``(prefix, suffix)`` of the temporary files that replace ``path``: ``mkstemp`` adds the 8 random
     characters between them."""
     name = os.path.basename(path)
-    return f"{TMP_PREFIX}{name}.", os.path.splitext(name)[1]
+    return f"{TMP_PREFIX}{temp_key(name)}.", os.path.splitext(name)[1]
 
 
 def temp_target(filename: str) -> str | None:
-    """The file name that the temporary file ``filename`` (a base name) was written to replace, or None
-    when ``filename`` is not one of :func:`temp_affixes`'s."""
+    """The file name that the temporary file ``filename`` (a base name) was written to replace (its
+    :func:`temp_key`), or None when ``filename`` is not one of :func:`temp_affixes`'s."""
     found = _TEMP_NAME.fullmatch(filename)
     if not found or os.path.splitext(found.group(1))[1] != (found.group(2) or ""):
         return None

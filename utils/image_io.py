@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -33,6 +33,23 @@ def is_image_file(path: str) -> bool:
     return path.lower().endswith(IMG_EXTENSIONS)
 
 
+def walk_folders(root: str) -> Iterator[tuple[str, list[str]]]:
+    """``(folder, file names)`` of ``root`` and every sub-folder under it, sorted, hidden ones (``.``) skipped.
+    Symbolically linked sub-folders are followed (a photo library often links its albums), each real folder
+    once, so a link loop ends."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        seen.add(os.path.realpath(dirpath))
+        keep = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if not d.startswith(".") and real not in seen:
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
+        yield dirpath, filenames
+
+
 def list_images(folder: str, recursive: bool = False) -> list[str]:
     """Sorted paths of the image files in ``folder`` (sub-folders too if ``recursive``).
 
@@ -43,8 +60,7 @@ def list_images(folder: str, recursive: bool = False) -> list[str]:
         raise UserError(f"{folder}: folder not found; check the path")
     out: list[str] = []
     if recursive:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for dirpath, filenames in walk_folders(folder):
             out.extend(os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and is_image_file(f))
     else:
         out = [os.path.join(folder, f) for f in os.listdir(folder)
