@@ -241,3 +241,20 @@ def test_keep_8bit_returns_the_decoded_bytes_and_float_for_16bit(tmp_path):
     # read_image_uint8: the decoded bytes of an 8-bit image, to_uint8's rounding of a 16-bit one (1000/257 → 4)
     np.testing.assert_array_equal(image_io.read_image_uint8(str(tmp_path / "rgb.png")), a)
     np.testing.assert_array_equal(image_io.read_image_uint8(str(tmp_path / "c16.png")), np.full((4, 5, 3), 4, np.uint8))
+
+
+@pytest.mark.parametrize("mode,values,needle", [("F", 40.0, "0..40 lie outside the float range 0..1"),
+                                                ("I", 100000, "0..100000 lie outside the 16-bit range 0..65535")])
+def test_tiff_values_beyond_the_range_are_refused_not_clipped_to_white(tmp_path, mode, values, needle):
+    """probe float_tiff_0_255_range / int32_tiff_over_16bit: such files were clipped to all white, exit 0."""
+    from PIL import Image
+
+    a = np.zeros((6, 5), np.float32 if mode == "F" else np.int32)
+    a[2, 3] = values
+    path = tmp_path / "x.tif"
+    Image.fromarray(a, mode).save(path)
+    with pytest.raises(UserError, match=f"x.tif: cannot read image \\(pixel values {needle}"):
+        read_image(str(path))
+    ok = tmp_path / "ok.tif"
+    Image.fromarray(np.full((6, 5), 0.25, np.float32), "F").save(ok)  # in range: read as it is
+    assert np.allclose(read_image(str(ok)), 0.25)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import Iterator, Sequence, Union
 
 import numpy as np
@@ -19,6 +20,11 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from utils.errors import UserError
 from utils.fs import atomic_write
+
+# Large photos are this project's job (tiles, memory budget): PIL's warning beyond 89 megapixels, printed raw
+# with its source line from a decoding thread, says nothing the user can act on. Images over twice that limit
+# still raise PIL's DecompressionBombError, reported as an unreadable file naming it.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff")  # .jfif: a JPEG (browsers save it)
 ImageLike = Union[torch.Tensor, np.ndarray]
@@ -138,6 +144,15 @@ def _read_16bit_color(path: str, im: Image.Image) -> np.ndarray:
     return apply_orientation(rgb, _orientation_of(im))
 
 
+def _check_range(a: np.ndarray, lo: float, hi: float, what: str) -> None:
+    """A ValueError when ``a`` holds values outside ``[lo, hi]``, which reading would clip (e.g. a float TIFF
+    of 0..255 values, or 32-bit integers, turned all white without a word)."""
+    low, high = (a.min(), a.max()) if a.size else (lo, hi)
+    if low < lo or high > hi:
+        raise ValueError(f"pixel values {low:g}..{high:g} lie outside the {what} range {lo:g}..{hi:g}, so the "
+                         f"image would be clipped; save it scaled to {lo:g}..{hi:g} (or as 8/16-bit)")
+
+
 def _pil_to_array(im: Image.Image, keep_8bit: bool = False) -> np.ndarray:
     """A loaded, already oriented PIL image → float32 HxWx3 in [0, 1] (``keep_8bit``: uint8 HxWx3 when the
     image holds 8-bit values)."""
@@ -146,11 +161,14 @@ def _pil_to_array(im: Image.Image, keep_8bit: bool = False) -> np.ndarray:
         im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
         mode = im.mode
     if mode.startswith("I;16") or mode == "I":
-        a = np.asarray(im).astype(np.float32) / 65535.0
+        a = np.asarray(im)
+        _check_range(a, 0, 65535, "16-bit")
+        a = a.astype(np.float32) / 65535.0
     elif mode == "F":
         a = np.asarray(im, dtype=np.float32)
         if not np.isfinite(a).all():
             raise ValueError(f"{int((~np.isfinite(a)).sum())} pixel value(s) are NaN/Inf")
+        _check_range(a, 0.0, 1.0, "float")
     elif mode in ("L", "LA", "1"):
         a = np.asarray(im.convert("L"))
         if keep_8bit:
