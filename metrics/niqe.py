@@ -81,13 +81,20 @@ def imresize(img: np.ndarray, scale: float) -> np.ndarray:
 
 def aggd_fit(x: np.ndarray) -> tuple[float, float, float]:
     """``(shape, left spread, right spread)`` of an asymmetric generalised Gaussian fitted by moment
-    matching on the release's shape grid (0.2 … 10, step 0.001)."""
+    matching on the release's shape grid (0.2 … 10, step 0.001). As in the release, a side without values
+    has a NaN spread and the shape falls to the grid's first value, 0.2 (the block's NaN features are
+    left out of the covariance, its other features still count in the mean)."""
     x = x.ravel()
-    left, right = np.sqrt(np.mean(x[x < 0] ** 2)), np.sqrt(np.mean(x[x > 0] ** 2))
-    g = left / right
-    r = np.mean(np.abs(x)) ** 2 / np.mean(x ** 2)
-    r_norm = r * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
-    shape = _SHAPES[np.argmin((_RHO - r_norm) ** 2)]
+    neg, pos = x[x < 0], x[x > 0]
+    left = np.sqrt(np.mean(neg ** 2)) if neg.size else np.float32(np.nan)
+    right = np.sqrt(np.mean(pos ** 2)) if pos.size else np.float32(np.nan)
+    if neg.size and pos.size:
+        g = left / right
+        r = np.mean(np.abs(x)) ** 2 / np.mean(x ** 2)
+        r_norm = r * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
+        shape = _SHAPES[np.argmin((_RHO - r_norm) ** 2)]
+    else:
+        shape = _SHAPES[0]
     spread = math.sqrt(gamma_fn(1 / shape) / gamma_fn(3 / shape))
     return float(shape), float(left * spread), float(right * spread)
 

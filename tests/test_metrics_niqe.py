@@ -67,6 +67,27 @@ def test_aggd_fit_recovers_a_gaussian_and_its_asymmetry():
     assert aggd_fit(lap)[0] == pytest.approx(1.0, abs=0.05)  # Laplacian: shape 1
 
 
+def test_aggd_fit_of_a_one_sided_block_is_the_release_s():
+    """No negative value: the release's NaN left spread, shape at the grid's first value 0.2, and the right
+    spread still measured with that shape: sqrt(mean(x²)) · sqrt(Γ(5)/Γ(15))."""
+    from scipy.special import gamma
+    x = np.array([0.0, 1.0, 2.0, 2.0])
+    shape, left, right = aggd_fit(x)
+    assert shape == pytest.approx(0.2) and np.isnan(left)
+    assert right == pytest.approx(np.sqrt(3.0) * np.sqrt(gamma(5.0) / gamma(15.0)), rel=1e-9)
+
+
+def test_dark_flat_image_still_has_a_finite_niqe():
+    """Blocks of one value (black) give NaN features; they are left out, not fatal, and warn nothing."""
+    rng = np.random.default_rng(0)
+    img = np.zeros((192, 288, 3), np.uint8)
+    img[:, 96:] = rng.integers(20, 200, (192, 192, 3))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(niqe(img))
+
+
 def test_noise_makes_an_image_less_natural():
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:192, 0:288]
