@@ -11,8 +11,9 @@ default: ``checkpoints/*.pth`` plus the official ``SCL-LLE.pth`` and ``Zero-DCE-
 (a) **Held-out synthetic pairs** (a paired folder, by default the ``eval15`` split built by
 ``python -m datasets.prepare_demo``, made from held-out photos with :mod:`datasets.synthesis`): PSNR and SSIM
 of the 8-bit output against the ground truth (scikit-image, data range 255, as the papers), LPIPS
-(AlexNet) when its ImageNet file exists, and the *colour error*: the colour shift of (b) measured from the
-ground truth instead of the input (``Σ_c |p_c(gt) − p_c(out)|``). Means over the pairs. The note under
+(AlexNet) when its ImageNet file exists, the *colour error*: the colour shift of (b) measured from the
+ground truth instead of the input (``Σ_c |p_c(gt) − p_c(out)|``), and NIQE of the output (as in (b); on real
+pairs such as ``sice-pairs`` the naturalness of each method's output of a real low frame). Means over the pairs. The note under
 the table gives the ground truth's own colour shift from its low input: what a perfect enhancer scores on
 (b)'s measure for this kind of data (dark sRGB pixels are more saturated than the same scene well exposed).
 
@@ -36,7 +37,9 @@ the table gives the ground truth's own colour shift from its low input: what a p
   changed no pixel's colour;
 * *noise σ*: Immerkær's estimator (1996) on the 8-bit luminance Y (BT.601), in 8-bit levels:
   ``σ = sqrt(π/2) · Σ|Y ∗ M| / (6 (W−2)(H−2))`` with ``M = [[1,−2,1],[−2,4,−2],[1,−2,1]]`` — how much
-  noise an enhancer makes visible (higher = noisier output).
+  noise an enhancer makes visible (higher = noisier output);
+* *NIQE*: :func:`metrics.niqe` (Mittal et al. 2013, the MATLAB release's definition: no-reference
+  naturalness, lower = more natural), over the photos of at least two 96x96 blocks ("–" when none).
 
 Writes a Markdown table (``--out_md``) and a grid (``--out_grid``): one row per real photo (or pair
 when no real folder), input | each method, rows scaled to ``--height`` pixels.
@@ -57,7 +60,7 @@ import torch.nn.functional as F
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from metrics import (brightness, build_lpips, clipped_fraction, colour_shift, lpips_available, lpips_distance,  # noqa: E402
-                     noise_sigma, pixel_colour_shift, pixel_proportions, psnr, ssim, tone_shift)
+                     niqe, noise_sigma, pixel_colour_shift, pixel_proportions, psnr, ssim, tone_shift)
 from utils.fs import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.image_io import list_images, read_image_uint8, save_grid_rows, to_uint8  # noqa: E402
@@ -122,9 +125,9 @@ def build_methods(weights: list[tuple[str, str]], device: torch.device, baseline
 
 def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
                 lpips_model=None) -> tuple[dict[str, dict], dict[str, float]]:
-    """Mean PSNR / SSIM / colour error (/ LPIPS) of each method over ``(low, high)`` file pairs, and the
+    """Mean PSNR / SSIM / colour error (/ LPIPS) / NIQE of each method over ``(low, high)`` file pairs, and the
     ground truth's mean colour shift from its low input (``shift``: image level, ``pixel_shift``: per pixel)."""
-    scores = {name: {"psnr": [], "ssim": [], "colour": [], "lpips": []} for name in methods}
+    scores = {name: {"psnr": [], "ssim": [], "colour": [], "lpips": [], "niqe": []} for name in methods}
     gt = {"shift": [], "pixel_shift": []}
     for low_path, high_path in pairs:
         low, high = read_image_uint8(low_path), read_image_uint8(high_path)
@@ -136,6 +139,7 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
             s["psnr"].append(psnr(high, out))
             s["ssim"].append(ssim(high, out))
             s["colour"].append(colour_shift(high, out))
+            _append_niqe(s["niqe"], out)
             if lpips_model is not None:
                 to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy()).float().div(255.0)[None]  # noqa: E731
                 with torch.no_grad():
@@ -145,12 +149,12 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
 
 
 def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> tuple[dict[str, dict], list[list[np.ndarray]]]:
-    """Mean brightness / clipped fraction / colour shift (image level, tone part, per pixel) / noise σ of each
-    method over real photos.
+    """Mean brightness / clipped fraction / colour shift (image level, tone part, per pixel) / noise σ / NIQE
+    of each method over real photos (NIQE: None when no photo holds two 96x96 blocks).
 
     Also returns the first ``keep`` rows ``[input, output of each method]`` for the grid.
     """
-    keys = ("brightness", "clipped", "shift", "tone", "pixel_shift", "noise")
+    keys = ("brightness", "clipped", "shift", "tone", "pixel_shift", "noise", "niqe")
     scores = {name: {k: [] for k in keys} for name in methods}
     rows = []
     for i, path in enumerate(paths):
@@ -166,21 +170,35 @@ def score_real(methods: dict[str, Method], paths: list[str], keep: int = 0) -> t
             s["tone"].append(tone_shift(x, out, q))
             s["pixel_shift"].append(pixel_colour_shift(x, out, q))
             s["noise"].append(noise_sigma(out))
+            _append_niqe(s["niqe"], out)
             row.append(out)
         if i < keep:
             rows.append(row)
-    return {n: {k: float(np.mean(v)) for k, v in s.items()} for n, s in scores.items()}, rows
+    return {n: {k: float(np.mean(v)) if v else None for k, v in s.items()} for n, s in scores.items()}, rows
+
+
+def _append_niqe(values: list[float], out: np.ndarray) -> None:
+    """NIQE of ``out`` appended to ``values``; skipped for images under two 96x96 blocks."""
+    try:
+        values.append(niqe(out))
+    except ValueError:
+        pass
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
 
 
 def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None, n_pairs: int, n_real: int) -> str:
-    """One row per method: PSNR / SSIM / colour error (/ LPIPS) on the pairs, then the real-photo figures."""
+    """One row per method: PSNR / SSIM / colour error (/ LPIPS) / NIQE on the pairs, then the real-photo figures."""
     names = list((paired or real or {}).keys())
     has_lpips = bool(paired) and any(v["lpips"] is not None for v in paired.values())
     head = ["method"]
     if paired:
-        head += [f"PSNR ↑ ({n_pairs} pairs)", "SSIM ↑", "colour error ↓"] + (["LPIPS ↓"] if has_lpips else [])
+        head += [f"PSNR ↑ ({n_pairs} pairs)", "SSIM ↑", "colour error ↓"] + (["LPIPS ↓"] if has_lpips else []) + ["NIQE ↓"]
     if real:
-        head += [f"brightness ({n_real} real)", "clipped % ↓", "colour shift ↓", "tone part", "per pixel ↓", "noise σ ↓"]
+        head += [f"brightness ({n_real} real)", "clipped % ↓", "colour shift ↓", "tone part", "per pixel ↓", "noise σ ↓",
+                 "NIQE ↓"]
     best = {}
     if paired:
         best = {k: max(v[k] for v in paired.values()) for k in ("psnr", "ssim")}
@@ -194,10 +212,11 @@ def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None,
                       _bold(f"{p['colour']:.3f}", p["colour"] == best["colour"])]
             if has_lpips:
                 cells.append(f"{p['lpips']:.3f}")
+            cells.append(_cell(p["niqe"], ".3f"))
         if real:
             r = real[n]
             cells += [f"{r['brightness']:.3f}", f"{100 * r['clipped']:.2f}", f"{r['shift']:.3f}", f"{r['tone']:.3f}",
-                      f"{r['pixel_shift']:.3f}", f"{r['noise']:.2f}"]
+                      f"{r['pixel_shift']:.3f}", f"{r['noise']:.2f}", _cell(r["niqe"], ".3f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,4 @@
-"""Paired low/normal-light data (LOL-v1, LOL-v2 real, LOL-v2 synthetic), detected from the folder layout.
+"""Paired low/normal-light data (LOL-v1, LOL-v2 real, LOL-v2 synthetic, sice-pairs), detected from the folder layout.
 
 ==================  =========================  =====================================
 layout              folders                    pairing
@@ -6,7 +6,11 @@ layout              folders                    pairing
 LOL-v1              ``root/low``, ``root/high``    identical file names
 LOL-v2 real         ``root/Low``, ``root/Normal``  ``lowXXXXX.png`` ↔ ``normalXXXXX.png``
 LOL-v2 synthetic    ``root/Low``, ``root/Normal``  identical file names
+sice-pairs          ``root/low``, ``root/high``    identical file names (JPEG)
 ==================  =========================  =====================================
+
+Files may be PNG, JPEG, BMP or TIFF (any mix; greyscale files are read as RGB), or links to them (the
+folders of :mod:`datasets.sice`'s split).
 
 ``root`` is one split, e.g. ``LOL/our485``, ``LOL/eval15``, ``LOL-v2/Real_captured/Test``. Names are
 matched by file stem (the extension may differ). Every file must have a partner, else :class:`UserError`.

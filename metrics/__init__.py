@@ -4,6 +4,7 @@
 * :mod:`metrics.lpips`: the frozen LPIPS (AlexNet) network and its distance (also EMNet's training loss);
 * :mod:`metrics.colour`: colour shifts of an output against its input (image level, per pixel, tone part);
 * :mod:`metrics.exposure`: brightness, clipped fraction, Immerkær's noise σ;
+* :mod:`metrics.niqe`: NIQE (no-reference naturalness, the MATLAB release's definition, offline);
 * :mod:`metrics.segmentation`: streaming mIoU (Cityscapes protocol);
 * :mod:`metrics.accumulator`: per-image rows and their means.
 
@@ -15,11 +16,12 @@ from metrics.colour import (channel_proportions, colour_shift, pixel_colour_shif
 from metrics.exposure import brightness, clipped_fraction, noise_sigma
 from metrics.image import QUANTISE_MODES, ArrayOrTensor, psnr, psnr_float, quantise, scores_8bit, ssim
 from metrics.lpips import ALEXNET_WEIGHTS, build_lpips, lpips_available, lpips_distance
+from metrics.niqe import niqe
 from metrics.segmentation import StreamSegMetrics
 
 __all__ = [
     "ALEXNET_WEIGHTS", "ArrayOrTensor", "QUANTISE_MODES", "MetricAccumulator", "StreamSegMetrics", "brightness", "build_lpips",
-    "channel_proportions", "clipped_fraction", "colour_shift", "lpips_available", "lpips_distance", "noise_sigma",
+    "channel_proportions", "clipped_fraction", "colour_shift", "lpips_available", "lpips_distance", "niqe", "noise_sigma",
     "pixel_colour_shift", "pixel_proportions", "proportion_shift", "proportions", "psnr", "psnr_float", "quantise",
     "scores_8bit", "ssim", "tone_shift",
 ]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lowlight_model import enhance_net_nopool
-from metrics import colour_shift, pixel_colour_shift
+from metrics import colour_shift, niqe, pixel_colour_shift
 from utils.image_io import save_image
 
 from benchmarks import quality
@@ -24,12 +24,14 @@ def test_baselines():
 
 
 def test_markdown_table_bolds_the_best():
-    paired = {"a": {"psnr": 20.0, "ssim": 0.5, "colour": 0.03, "lpips": None},
-              "b": {"psnr": 18.0, "ssim": 0.7, "colour": 0.05, "lpips": None}}
-    real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "tone": 0.03, "pixel_shift": 0.021, "noise": 2.0} for k in paired}
+    paired = {"a": {"psnr": 20.0, "ssim": 0.5, "colour": 0.03, "lpips": None, "niqe": 4.1234},
+              "b": {"psnr": 18.0, "ssim": 0.7, "colour": 0.05, "lpips": None, "niqe": None}}
+    real = {k: {"brightness": 0.3, "clipped": 0.012, "shift": 0.04, "tone": 0.03, "pixel_shift": 0.021, "noise": 2.0,
+                "niqe": 3.5} for k in paired}
     t = quality.markdown_table(paired, real, 2, 3)
-    assert "| a | **20.00** | 0.5000 | **0.030** | 0.300 | 1.20 | 0.040 | 0.030 | 0.021 | 2.00 |" in t  # colour error: lowest is best
-    assert "| b | 18.00 | **0.7000** | 0.050 |" in t and "LPIPS" not in t
+    # colour error: lowest is best; NIQE last in each part, "–" where no image was large enough
+    assert "| a | **20.00** | 0.5000 | **0.030** | 4.123 | 0.300 | 1.20 | 0.040 | 0.030 | 0.021 | 2.00 | 3.500 |" in t
+    assert "| b | 18.00 | **0.7000** | 0.050 | – |" in t and "LPIPS" not in t
 
 
 def test_table_rewrite_keeps_the_page_above_it(tmp_path):
@@ -51,7 +53,7 @@ def test_whole_run_writes_table_and_grid(tmp_path):
         high = rng.random((32, 40, 3)).astype(np.float32)
         save_image(high, str(pairs / "high" / f"{i}.png"))
         save_image(high * 0.2, str(pairs / "low" / f"{i}.png"))
-        save_image(high * 0.1, str(real / f"r{i}.png"))
+        save_image(rng.random((12, 24, 3)).repeat(8, 0).repeat(8, 1) * 0.3, str(real / f"r{i}.png"))  # 2 NIQE blocks
     torch.manual_seed(0)
     w = tmp_path / "dce.pth"
     torch.save(enhance_net_nopool().state_dict(), w)
@@ -76,12 +78,14 @@ def test_whole_run_writes_table_and_grid(tmp_path):
                    for i in range(2)])
     assert f"colour shift of the ground truth from its low input: {colour:.3f}, per pixel {pix:.3f}" in text
     bright = np.mean([u8(real / f"r{i}.png").mean() / 255 for i in range(2)])
-    assert float(row.split("|")[5]) == pytest.approx(bright, abs=6e-4)
-    assert [float(row.split("|")[i]) for i in (7, 8, 9)] == [0.0, 0.0, 0.0]  # the input's shifts from itself
+    assert float(row.split("|")[6]) == pytest.approx(bright, abs=6e-4)
+    assert [float(row.split("|")[i]) for i in (8, 9, 10)] == [0.0, 0.0, 0.0]  # the input's shifts from itself
+    assert row.split("|")[5].strip() == "–"  # 32x40 pairs: too small for NIQE
+    assert float(row.split("|")[12]) == pytest.approx(np.mean([niqe(u8(real / f"r{i}.png")) for i in range(2)]), abs=6e-4)
     mine = next(line for line in text.splitlines() if line.startswith("| mine |"))
     w8 = [pixel_colour_shift(u8(real / f"r{i}.png"), quality.enhancer_method(str(w), torch.device("cpu"))(
         u8(real / f"r{i}.png"))) for i in range(2)]
-    assert float(mine.split("|")[9]) == pytest.approx(np.mean(w8), abs=6e-4) and np.mean(w8) > 0.001
+    assert float(mine.split("|")[10]) == pytest.approx(np.mean(w8), abs=6e-4) and np.mean(w8) > 0.001
     assert grid.is_file() and os.path.getsize(grid) > 0
 
 

@@ -1,0 +1,108 @@
+"""The fixed split of ``sice-pairs`` (real SICE exposure brackets, ``low/NNNN.jpg`` + ``high/NNNN.jpg``) by
+scene into a training part and a validation part, about 3 : 1, and a tool that writes both as folders of
+symbolic links in the LOL layout (no image is copied).
+
+    python -m datasets.sice --src ../shared/data/sice-pairs --out datasets/data/sice-split
+    # -> datasets/data/sice-split/train/{low,high}/NNNN.jpg, datasets/data/sice-split/val/{low,high}/NNNN.jpg
+
+**Scenes.** A name ``NNNN`` is the number of the pair's low frame in the source folder (Zero-DCE++'s
+training set, SICE Part 1 brackets stored one after another), and each name is one scene
+(:func:`scene_of`). Brackets next to each other in that folder can still show the same place (``0692`` and
+``0697`` do, from two viewpoints), so :func:`split_scenes` keeps names less than :data:`NEIGHBOUR_GAP`
+numbers apart on the same side: it chains the sorted scene numbers into groups wherever two consecutive
+numbers differ by less than the gap.
+
+**Split.** The groups, in increasing number, are dealt out in turns of four: the third of each four
+(positions 2, 6, 10, ...) is validation, the rest training. No randomness: the same names always give the
+same parts, and every part spans the whole folder. On the 83 pairs of ``../shared/data/sice-pairs`` this
+gives 62 training and 21 validation pairs (the lists: ``docs/training.md``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+from utils.errors import UserError, run_cli
+
+NEIGHBOUR_GAP = 6
+VAL_EVERY, VAL_AT = 4, 2
+_NUMBER = re.compile(r"(\d+)")
+
+
+def scene_of(name: str) -> str:
+    """The scene of a pair file name: its stem (``"0692.jpg"`` → ``"0692"``); each sice-pairs name is one scene."""
+    return os.path.splitext(os.path.basename(name))[0]
+
+
+def _number(scene: str) -> int:
+    m = _NUMBER.search(scene)
+    if m is None:
+        raise ValueError(f"split_scenes: scene {scene!r} holds no frame number (names must be like 0692.jpg)")
+    return int(m.group(1))
+
+
+def scene_groups(names: list[str], gap: int = NEIGHBOUR_GAP) -> list[list[str]]:
+    """The scenes of ``names`` (sorted by number, duplicates once) chained into groups of neighbours:
+    consecutive scene numbers less than ``gap`` apart share a group."""
+    scenes = sorted({scene_of(n) for n in names}, key=lambda s: (_number(s), s))
+    groups: list[list[str]] = []
+    for s in scenes:
+        if groups and _number(s) - _number(groups[-1][-1]) < gap:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def split_scenes(names: list[str], gap: int = NEIGHBOUR_GAP) -> tuple[list[str], list[str]]:
+    """``(train, val)``: the sorted names of ``names`` whose scene is in the training / validation part (see
+    the module docstring: every fourth group of neighbouring scenes, from the third, is validation)."""
+    val_scenes = {s for i, g in enumerate(scene_groups(names, gap)) if i % VAL_EVERY == VAL_AT for s in g}
+    train = sorted(n for n in names if scene_of(n) not in val_scenes)
+    val = sorted(n for n in names if scene_of(n) in val_scenes)
+    return train, val
+
+
+def _link(target: str, link: str) -> None:
+    """``link`` → ``target`` (absolute); an existing identical link is kept, anything else there is an error."""
+    if os.path.islink(link) and os.readlink(link) == target:
+        return
+    if os.path.lexists(link):
+        raise UserError(f"{link}: already exists and is not a link to {target}; remove the folder or choose "
+                        f"another --out")
+    os.symlink(target, link)
+
+
+def write_split(src: str, out: str, gap: int = NEIGHBOUR_GAP) -> dict[str, list[str]]:
+    """Write ``out/train`` and ``out/val`` (each ``low/`` + ``high/``) as links to the pairs of ``src``;
+    returns ``{"train": names, "val": names}`` (low-light file names)."""
+    from datasets.lol import find_pairs
+
+    pairs = {os.path.basename(low): (low, high) for low, high in find_pairs(src)}
+    train, val = split_scenes(list(pairs), gap)
+    for part, names in (("train", train), ("val", val)):
+        for side in ("low", "high"):
+            os.makedirs(os.path.join(out, part, side), exist_ok=True)
+        for name in names:
+            low, high = pairs[name]
+            _link(os.path.abspath(low), os.path.join(out, part, "low", name))
+            _link(os.path.abspath(high), os.path.join(out, part, "high", os.path.basename(high)))
+    return {"train": train, "val": val}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m datasets.sice", description=__doc__.split("\n")[0])
+    ap.add_argument("--src", default=os.path.join("..", "shared", "data", "sice-pairs"),
+                    help="the sice-pairs folder (low/ + high/)")
+    ap.add_argument("--out", default=os.path.join("datasets", "data", "sice-split"),
+                    help="where train/ and val/ (folders of links) go")
+    args = ap.parse_args(argv)
+    parts = write_split(args.src, args.out)
+    for part, names in parts.items():
+        print(f"{part}: {len(names)} pairs in {os.path.join(args.out, part)}: "
+              + " ".join(scene_of(n) for n in names))
+
+
+if __name__ == "__main__":
+    run_cli(main)
