@@ -9,6 +9,7 @@ enhancer in everywhere (``--arch`` choices follow).
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -136,11 +137,22 @@ def get_spec(name: str) -> ArchSpec:
 
 
 def spec_from_state(state: Mapping[str, torch.Tensor]) -> tuple[ArchSpec, int] | None:
-    """``(spec, width)`` of the architecture whose signature key the state dict holds, or None."""
+    """``(spec, width)`` of the architecture whose signature key the state dict holds; failing that, of the one
+    most of whose keys it holds (a damaged checkpoint missing its signature key, at the default width, so that
+    loading it names the missing keys); None when no architecture owns most of its keys."""
     for spec in ARCHS.values():
         if spec.signature in state:
             return spec, spec.width_of(state)
-    return None
+    keys = set(state)
+    share = {name: len(keys & _keys_of(name)) / max(1, len(keys)) for name in ARCHS}
+    best = max(share, key=share.get)
+    return (ARCHS[best], ARCHS[best].default_width) if share[best] > 0.5 else None
+
+
+@functools.lru_cache(maxsize=None)
+def _keys_of(name: str) -> frozenset[str]:
+    """The state-dict keys of architecture ``name`` (built once, at its default width)."""
+    return frozenset(ARCHS[name].build().state_dict())
 
 
 #: The facts assumed for a network that is not in the registry (a researcher's own module): any input size,

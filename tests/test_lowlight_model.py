@@ -251,3 +251,16 @@ def test_checkpoint_with_non_finite_weights_is_refused(tmp_path):
     torch.save(sd, tmp_path / "inf.pth")
     with pytest.raises(UserError, match="e_conv7.bias"):
         load_enhancer("auto", str(tmp_path / "inf.pth"), torch.device("cpu"))
+
+
+def test_a_checkpoint_missing_its_signature_key_is_named_as_its_architecture(tmp_path):
+    """probe ckpt_missingkey: a DCE-Net file without e_conv1.weight was 'not a checkpoint of a known
+    enhancer; name --arch'; it is recognised by its other keys and the missing key is named."""
+    sd = enhance_net_nopool().state_dict()
+    del sd["e_conv1.weight"]
+    torch.save(sd, tmp_path / "m.pth")
+    with pytest.raises(UserError, match=r"does not match enhance_net_nopool: missing keys \[e_conv1.weight\]"):
+        load_enhancer("auto", str(tmp_path / "m.pth"), torch.device("cpu"))
+    torch.save({"x.weight": torch.zeros(1), "e_conv1.bias": torch.zeros(32)}, tmp_path / "y.pth")  # half: unknown
+    with pytest.raises(UserError, match="not a checkpoint of a known enhancer"):
+        load_enhancer("auto", str(tmp_path / "y.pth"), torch.device("cpu"))
