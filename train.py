@@ -6,8 +6,8 @@
 
 ``python train.py --stage X --help`` lists that stage's flags (the reference flag names). Every stage
 refuses to start over an earlier run unless given --resume (continue) or --overwrite (start afresh),
-stops on a NaN/Inf loss keeping its last good checkpoint, and on SIGINT/SIGTERM writes a resumable
-checkpoint and exits with status 130/143. Launch with ``torchrun --nproc_per_node N train.py ...`` for
+stops on a NaN/Inf loss keeping its last good checkpoint, and on SIGINT/SIGTERM/SIGHUP/SIGUSR1 (to the
+process or its whole process group) writes a resumable checkpoint and exits with status 130/143/129/138. Launch with ``torchrun --nproc_per_node N train.py ...`` for
 data-parallel training (every stage, the memory stage included).
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import importlib
 import signal
 import sys
 
+from stages.batches import STOP_SIGNALS
 from stages.common import Interrupted
 from utils import options
 from utils.device import close_distributed
@@ -46,7 +47,7 @@ def build_parser(stage: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     stage = _stage_parser(add_help=False).parse_known_args(argv)[0].stage
     args = options.parse(build_parser(stage), argv)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     done = False
     try:
         importlib.import_module(STAGES[stage]).run(args)

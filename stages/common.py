@@ -4,8 +4,8 @@ one loop (:mod:`stages.loop`) drives it.
 * :func:`check_flags` — flag ranges, one line naming the flag;
 * :class:`RunFolder` / :func:`resolve_resume` — where a stage writes; ``--resume [PATH]`` / ``--overwrite``;
 * :class:`Session` — one run: the checkpoint to resume (:meth:`Session.read_state`), :meth:`Session.open`
-  (process group, seeds, folders, logs, stale temporary files, SIGINT/SIGTERM handlers),
-  :meth:`Session.batches` (resumable batch order), :meth:`Session.autocast`, :meth:`Session.step` (AMP,
+  (process group, seeds, folders, logs, stale temporary files, handlers of the stop signals),
+  :meth:`Session.batches` (resumable batch order; workers leave the stop signals to the main process), :meth:`Session.autocast`, :meth:`Session.step` (AMP,
   gradient clipping, NaN/Inf guard), :meth:`Session.save` (atomic, never a non-finite model).
 
 The run options (device, ranks, seed, workers, precision) are resolved once in :class:`utils.options.RunOptions`;
@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stages.batches import SeededItems, iterate_batches
+from stages.batches import STOP_SIGNALS, SeededItems, ignore_stop_signals, iterate_batches
 from stages.runlog import RunLogger, log
 from stages.state import nonfinite_tensor, read_file, seed_everything
 from network.registry import get_spec
@@ -44,7 +44,8 @@ TMP_PATTERN = TMP_GLOB + ".pth"  # what utils.checkpoint.atomic_save leaves behi
 
 
 class Interrupted(Exception):
-    """SIGINT/SIGTERM stopped the run after a resumable checkpoint was written; ``code`` = 128 + signal."""
+    """A stop signal (SIGINT, SIGTERM, SIGHUP, SIGUSR1) stopped the run after a resumable checkpoint was written;
+    ``code`` = 128 + signal (130, 143, 129, 138)."""
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
@@ -210,7 +211,7 @@ class Session:
     # --- set-up
     def open(self, start_step: int = 0) -> "Session":
         """Join the process group, seed ``base + rank``, create the folders (rank 0), remove stale
-        temporary files, delete an earlier run with ``--overwrite``, start logging, catch SIGINT/SIGTERM."""
+        temporary files, delete an earlier run with ``--overwrite``, start logging, catch the stop signals."""
         import logging
 
         args, folder = self.args, self.folder
@@ -235,7 +236,7 @@ class Session:
 
             self.vis = Visualizer(args.vis_port, args.vis_env)
         self.logger = RunLogger(folder.run_dir, start_step, vis=self.vis)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         return self
 
@@ -262,12 +263,19 @@ class Session:
                 os.remove(tmp)  # left by a save that was killed mid-write
 
     def _on_signal(self, signum: int, frame) -> None:
-        if self.stop_signal is not None:  # a second Ctrl-C: stop now, without saving
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
+        """Note the first stop signal; the loop saves at the next step boundary. A second Ctrl-C quits at once;
+        a repeated SIGTERM/SIGHUP/SIGUSR1 (torchrun forwards the group's SIGTERM; Slurm's USR1 warning is
+        followed by SIGTERM) leaves the save to finish."""
+        name = signal.Signals(signum).name
+        if self.stop_signal is not None:
+            if signum == signal.SIGINT:  # a second Ctrl-C: stop now, without saving
+                signal.signal(signum, signal.SIG_DFL)
+                raise KeyboardInterrupt
+            log.warning("%s: already stopping, the resumable checkpoint is being written", name)
+            return
         self.stop_signal = signum
-        log.warning("%s: finishing this step, then saving a resumable checkpoint (again to quit at once)",
-                    signal.Signals(signum).name)
+        again = " (Ctrl-C again to quit at once)" if signum == signal.SIGINT else ""
+        log.warning("%s: finishing this step, then saving a resumable checkpoint%s", name, again)
 
     def close(self, plot: str | None = None, prefix: str = "loss") -> None:
         """Restore the signal handlers, close the logs, draw the loss curves to ``run_dir/plot``."""
@@ -307,12 +315,13 @@ class Session:
 
         def loader(plan):
             return torch.utils.data.DataLoader(seeded, batch_sampler=plan, num_workers=o.workers,
-                                               pin_memory=self.device.type == "cuda")
+                                               pin_memory=self.device.type == "cuda",
+                                               worker_init_fn=ignore_stop_signals if o.workers else None)
 
         yield from iterate_batches(loader, len(dataset), batch_size, o.seed, start, total, o.rank, o.world, min_batch)
 
     def stop_requested(self) -> bool:
-        """True when SIGINT/SIGTERM arrived here or (under torchrun) on any other process."""
+        """True when a stop signal arrived here or (under torchrun) on any other process."""
         flag = torch.tensor([float(self.stop_signal or 0)])
         if self.world > 1:
             flag = flag.to(self.device)

@@ -16,7 +16,8 @@ Order of one run:
    record (``--log_every`` and the last step), :meth:`Stage.validate` (``val_per_epoch`` points per epoch;
    a better ``best_metric`` writes ``stage.best``), :meth:`Stage.end_epoch`, a save (epoch ends when
    ``save_each_epoch``, every ``snapshot_every`` steps, the last step: :meth:`Stage.snapshots` then
-   ``stage.latest``), and on SIGINT/SIGTERM a resumable ``latest`` and :class:`Interrupted`.
+   ``stage.latest``), and on a stop signal (SIGINT, SIGTERM, SIGHUP, SIGUSR1) a resumable ``latest`` and
+   :class:`Interrupted`.
 """
 from __future__ import annotations
 
@@ -218,7 +219,7 @@ class Loop:
         self.saved_step = step
 
     def stop(self, step: int) -> None:
-        """SIGINT/SIGTERM arrived (on any process): a resumable checkpoint, then :class:`Interrupted`."""
+        """A stop signal arrived (on any process): a resumable checkpoint, then :class:`Interrupted`."""
         s = self.session
         if self.saved_step != step:
             self.save(step)

@@ -41,7 +41,8 @@ class _Fake(Stage):
     def train_step(self, batch, it):
         self.calls.append(("step", it + 1))
         if it + 1 == self.kill_at:
-            os.kill(os.getpid(), self.kill_with)  # arrives mid-step: the step completes first
+            for sig in self.kill_with:  # arrive mid-step: the step completes first
+                os.kill(os.getpid(), sig)
         if self.model is None:
             return None
         out = self.model(batch).mean()
@@ -121,10 +122,15 @@ def test_a_nonfinite_loss_stops_before_the_update_and_saves_nothing(tmp_path):
     loop.session.close()
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_after_the_step_and_exits_with_the_conventional_status(tmp_path, sig, code):
+@pytest.mark.parametrize("sig,code,repeat", [
+    (signal.SIGTERM, 143, ()), (signal.SIGINT, 130, ()), (signal.SIGHUP, 129, ()), (signal.SIGUSR1, 138, ()),
+    (signal.SIGTERM, 143, (signal.SIGTERM,)),   # torchrun forwards the group's SIGTERM: sent twice
+    (signal.SIGUSR1, 138, (signal.SIGTERM,)),   # Slurm: USR1 ahead of the time limit, then TERM
+], ids=["TERM", "INT", "HUP", "USR1", "TERM-TERM", "USR1-TERM"])
+def test_a_signal_saves_after_the_step_and_exits_with_the_conventional_status(tmp_path, sig, code, repeat):
     before = signal.getsignal(sig)  # SIG_IGN for SIGINT when the suite runs as a background job
-    stage, loop, saves = _loop(tmp_path, start=1, total=100, save_each_epoch=False, kill_at=5, kill_with=sig)
+    stage, loop, saves = _loop(tmp_path, start=1, total=100, save_each_epoch=False, kill_at=5,
+                               kill_with=(sig, *repeat))
     with pytest.raises(Interrupted) as e:
         loop.run(1)
     assert [c[1] for c in stage.calls if c[0] == "step"] == [2, 3, 4, 5]

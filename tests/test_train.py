@@ -3,6 +3,7 @@ SIGINT/SIGTERM, check every flag and every data file before anything is created.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -180,16 +181,22 @@ def test_diverging_run_stops_naming_iteration_and_term_keeping_the_last_good_che
 
 
 # ----------------------------------------------------------------------------------- SIGINT/SIGTERM
-def _interrupt(argv, sig, losses, after):
-    """Start train.py, send ``sig`` once ``losses`` has ``after`` records; returns (status, stderr)."""
+def _interrupt(argv, sig, losses, after, group=False, prefix="loss"):
+    """Start train.py, send ``sig`` once ``losses`` has ``after`` records of ``prefix``; returns (status, stderr).
+
+    ``group``: train.py leads a new session (as under ``setsid``, Slurm, ``timeout``) and ``sig`` goes to its
+    whole process group, DataLoader workers included (``kill -TERM -- -PGID``)."""
     proc = subprocess.Popen([sys.executable, "train.py", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=group)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if losses.exists() and len(read_losses(str(losses))) >= after:
+        if losses.exists() and len(read_losses(str(losses), prefix)) >= after:
             break
         time.sleep(0.05)
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=240)
     return proc.returncode, err
 
@@ -232,6 +239,51 @@ def test_enhancer_sigterm_mid_epoch_resumes_the_same_batches(tmp_path):
     assert [r["step"] for r in got] == list(range(1, 3 * epochs + 1))
     for a, b in zip(got, expect):
         assert a["total"] == pytest.approx(b["total"], rel=1e-5), a["step"]
+
+
+def _stopped_line(status, err, sig, code):
+    """The run ended with ``code`` and one line ``stopped: SIG...: stopped after iteration K; resumable
+    checkpoint ...``, no traceback, no worker killed; returns K."""
+    assert status == code and "Traceback" not in err and "killed by signal" not in err, err[-800:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"stopped: {sig.name}: stopped after iteration ") and "resumable checkpoint" in line
+    return int(line.split("iteration ")[1].split(";")[0])
+
+
+WORKERS = ["--num_workers", "2"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_workers_saves_and_resumes_to_the_same_weights(tmp_path):
+    out, ref = tmp_path / "s", tmp_path / "ref"
+    argv = _scl(tmp_path, out, *WORKERS, "--snapshot_iter", "100000", "--total_itrs", "100000")
+    k = _stopped_line(*_interrupt(argv, signal.SIGTERM, out / "losses.jsonl", 1, group=True), signal.SIGTERM, 143)
+    assert torch.load(out / "latest.pth", weights_only=True)["iteration"] == k
+    total = ["--total_itrs", str(k + 2), "--snapshot_iter", "100000"]
+    train.main(_scl(tmp_path, out, *WORKERS, *total, "--resume"))
+    train.main(_scl(tmp_path, ref, *total))  # uninterrupted, no workers: the batches do not depend on them
+    got, expect = (torch.load(d / "latest.pth", weights_only=True)["state_dict"] for d in (out, ref))
+    assert got.keys() == expect.keys() and all(torch.equal(got[n], expect[n]) for n in got)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage,sig,code", [("enhancer", signal.SIGUSR1, 138), ("memory", signal.SIGHUP, 129)],
+                         ids=["enhancer-SIGUSR1", "memory-SIGHUP"])
+def test_slurm_and_hangup_signals_to_the_group_save_a_resumable_checkpoint(tmp_path, fake_torch_home, stage, sig,
+                                                                          code):
+    from lowlight_model import enhance_net_nopool
+
+    if stage == "enhancer":
+        argv, latest = _enh(tmp_path, "e", *WORKERS, "--nepoch", "100000"), "e/models/model_latest.pth"
+    else:
+        torch.save(enhance_net_nopool().state_dict(), tmp_path / "dce.pth")
+        argv = _mem(tmp_path, *WORKERS, "--nepoch", "100000", "--pretrain_weights", str(tmp_path / "dce.pth"))
+        latest = "m/models/memory_latest.pth"
+    run = (tmp_path / "log" / latest).parent.parent
+    wait = ("loss", 1) if stage == "enhancer" else ("val", 1)  # the memory stage records its validations
+    k = _stopped_line(*_interrupt(argv, sig, run / "losses.jsonl", wait[1], group=True, prefix=wait[0]), sig, code)
+    ck = torch.load(tmp_path / "log" / latest, weights_only=True)
+    assert ck["iteration"] == k and ck["stage"] == stage
 
 
 def test_write_faults_are_one_line_naming_the_path(tmp_path, monkeypatch):
