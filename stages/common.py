@@ -35,7 +35,7 @@ from utils.checkpoint import atomic_save
 from utils.device import init_distributed, is_primary
 from utils.errors import UserError
 from utils.fs import TMP_GLOB, atomic_write
-from utils.options import AMP_DTYPES, RunOptions, add_device_argument
+from utils.options import AMP_DTYPES, RunOptions, add_device_argument, at_least
 from utils.training_checkpoint import checkpoint_stage
 
 # Files a run writes in its folder besides its checkpoints (removed by --overwrite, and only these).
@@ -70,6 +70,9 @@ def add_run_arguments(g: argparse._ArgumentGroup, log_every: int = 10) -> None:
                    help="mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with gradient scaling)")
     g.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"],
                    help="channels_last tensors (faster convolutions); auto: on for DCE-Net, off for EMNet")
+    g.add_argument("--save_every_min", type=at_least(0, float), default=10.0, metavar="M",
+                   help="also write the resumable checkpoint (alone, atomically) once M minutes have passed since "
+                        "the last save, so a kill -9 or a power cut loses at most M minutes; 0: off")
     g.add_argument("--log_every", type=int, default=log_every,
                    help="record the losses (memory stage: match/write counts) every N iterations")
     g.add_argument("--enable_vis", action="store_true", help="plot losses to a visdom server")

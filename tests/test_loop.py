@@ -62,7 +62,7 @@ class _Fake(Stage):
         return {f"Epoch{step}.pth": {"w": torch.zeros(1)}} if self.snapshot_every else {}
 
 
-def _loop(tmp_path, start=0, log_every=10, **kw):
+def _loop(tmp_path, start=0, log_every=10, save_every_min=0, **kw):
     args = _args(tmp_path, log_every=log_every, batch_size=2)
     stage = _Fake(args, _folder(tmp_path), **kw)
     session = Session(args, stage.folder).open(start)
@@ -74,7 +74,7 @@ def _loop(tmp_path, start=0, log_every=10, **kw):
         return real(name, state, step, resumable)
 
     session.save = save
-    loop = Loop(stage, session, per_epoch=3, log_every=log_every)
+    loop = Loop(stage, session, per_epoch=3, log_every=log_every, save_every_min=save_every_min)
     return stage, loop, saves
 
 
@@ -99,6 +99,30 @@ def test_snapshots_every_n_steps_and_at_the_last_without_epoch_saves(tmp_path):
         ("Epoch2.pth", 2, False), ("latest.pth", 2, True), ("Epoch4.pth", 4, False), ("latest.pth", 4, True),
         ("Epoch5.pth", 5, False), ("latest.pth", 5, True)]
     assert [c for c in stage.calls if c[0] == "epoch"] == [("epoch", 0)]
+    loop.session.close()
+
+
+def test_latest_is_also_saved_once_the_minutes_have_passed_since_the_last_save(tmp_path, monkeypatch):
+    import stages.loop
+
+    stage, loop, saves = _loop(tmp_path, total=10, snapshot_every=4, save_each_epoch=False, save_every_min=10)
+    minutes = lambda: 4.0 * sum(c[0] == "step" for c in stage.calls)  # noqa: E731 (each step takes 4 minutes)
+    monkeypatch.setattr(stages.loop, "monotonic", lambda: 60 * minutes())
+    loop.run(0)
+    # 12 min at step 3: latest alone (no snapshot file); the snapshot at 4 restarts the clock: 28 - 16 at step 7
+    assert [(n, s, r) for n, s, _, r in saves] == [
+        ("latest.pth", 3, True), ("Epoch4.pth", 4, False), ("latest.pth", 4, True), ("latest.pth", 7, True),
+        ("Epoch8.pth", 8, False), ("latest.pth", 8, True), ("Epoch10.pth", 10, False), ("latest.pth", 10, True)]
+    loop.session.close()
+
+
+def test_no_saves_by_time_with_save_every_min_0(tmp_path, monkeypatch):
+    import stages.loop
+
+    stage, loop, saves = _loop(tmp_path, total=5, save_each_epoch=False, save_every_min=0)
+    monkeypatch.setattr(stages.loop, "monotonic", lambda: 1e6 * len(stage.calls))
+    loop.run(0)
+    assert [(n, s) for n, s, *_ in saves] == [("latest.pth", 5)]
     loop.session.close()
 
 
