@@ -28,10 +28,10 @@ import torch.distributed as dist
 from torch import nn
 
 from stages.batches import STOP_SIGNALS, SeededItems, ignore_stop_signals, iterate_batches
-from stages.runlog import RunLogger, log
+from stages.runlog import LogFile, RunLogger, cannot_write, log
 from stages.state import nonfinite_tensor, read_file, seed_everything
 from network.registry import get_spec
-from utils.checkpoint import atomic_save
+from utils.checkpoint import atomic_save, payload_bytes
 from utils.device import init_distributed, is_primary
 from utils.errors import UserError
 from utils.fs import TMP_GLOB, atomic_write
@@ -227,7 +227,7 @@ class Session:
         if is_primary():
             self._prepare_folders()
             fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-            for handler in (logging.StreamHandler(), logging.FileHandler(os.path.join(folder.run_dir, "train.log"))):
+            for handler in (logging.StreamHandler(), LogFile(os.path.join(folder.run_dir, "train.log"))):
                 handler.setFormatter(fmt)
                 log.addHandler(handler)
             _write_json(os.path.join(folder.run_dir, "args.json"), vars(args))
@@ -375,7 +375,7 @@ class Session:
         """Write ``state`` atomically to ``ckpt_dir/name`` on rank 0; returns the path.
 
         Refuses (:class:`NonFiniteError`, nothing written) a state holding NaN/Inf weights; a file-system
-        fault is one line naming the path.
+        fault is one line naming the path (a full disk: and the space needed); an older file stays intact.
         """
         path = os.path.join(self.folder.ckpt_dir, name)
         if not is_primary():
@@ -387,15 +387,18 @@ class Session:
         try:
             atomic_save(state, path)
         except OSError as e:
-            raise UserError(f"cannot write {path} ({e.strerror or e}); free space or choose another folder") from None
+            raise cannot_write(path, e, payload_bytes(state)) from None
         if resumable:
             self.last_saved = (path, iteration)
         return path
 
 
 def _write_json(path: str, obj: dict[str, Any]) -> None:
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+    try:
+        with atomic_write(path, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+    except OSError as e:
+        raise cannot_write(path, e) from None
 
 
 def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) -> float:

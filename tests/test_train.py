@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 import train
-from helpers import ROOT, make_cityscapes, make_contrast, make_lol_v1
+from helpers import ROOT, FullDisk, make_cityscapes, make_contrast, make_lol_v1
 from stages.runlog import read_losses
 from utils.errors import UserError
 
@@ -296,9 +297,57 @@ def test_write_faults_are_one_line_naming_the_path(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device", path)
 
     monkeypatch.setattr("stages.common.atomic_save", full)
-    with pytest.raises(UserError, match=r"cannot write .*Epoch1.pth \(No space left on device\)"):
+    with pytest.raises(UserError, match=r"cannot write .*Epoch1.pth: no space left on device \(about 1 MB needed\)"):
         train.main(_scl(tmp_path, tmp_path / "s", "--total_itrs", "1"))
     assert not np.any([p.name.startswith(".tmp-") for p in (tmp_path / "s").iterdir()])
+
+
+def _full_disk_line(path) -> str:
+    return rf"cannot write {re.escape(str(path))}: no space left on device \(about \d+ MB needed\); free space or " \
+           rf"choose another folder"
+
+
+@pytest.mark.parametrize("stage", ["scl", pytest.param("enhancer", marks=pytest.mark.slow),
+                                   pytest.param("memory", marks=pytest.mark.slow)])
+def test_a_full_disk_in_each_stage_is_one_line_keeping_the_previous_checkpoint(tmp_path, fake_torch_home,
+                                                                                monkeypatch, stage):
+    from lowlight_model import enhance_net_nopool
+
+    if stage == "scl":
+        argv, latest = _scl(tmp_path, tmp_path / "s", "--total_itrs", "2", "--snapshot_iter", "1"), "s/latest.pth"
+    elif stage == "enhancer":
+        argv, latest = _enh(tmp_path, "e", "--nepoch", "2"), "log/e/models/model_latest.pth"
+    else:
+        torch.save(enhance_net_nopool().state_dict(), tmp_path / "dce.pth")
+        argv = _mem(tmp_path, "--nepoch", "2", "--pretrain_weights", str(tmp_path / "dce.pth"))
+        latest = "log/m/models/memory_latest.pth"
+    latest = tmp_path / latest
+    disk = FullDisk({latest.name}, after=1)  # the first latest fits, the disk is full at the second
+    monkeypatch.setattr("utils.fs.open", disk, raising=False)  # through torch.save's real zip writer
+    with pytest.raises(UserError) as e:
+        train.main(argv)
+    assert re.fullmatch(_full_disk_line(latest), str(e.value)), str(e.value)
+    [(path, before)] = disk.failed
+    assert path == str(latest) and latest.read_bytes() == before and torch.load(latest, weights_only=True)["epoch"] <= 1
+    assert not list(latest.parent.glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_a_real_full_file_system_is_one_line_and_status_2(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:  # 2 MB: one resumable checkpoint (1 MB) and two snapshots (0.3 MB) fit, not a second checkpoint beside them
+        argv = _scl(tmp_path, disk / "s", "--total_itrs", "4", "--snapshot_iter", "1")
+        r = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-800:]
+        assert re.fullmatch("error: " + _full_disk_line(disk / "s" / "latest.pth"), r.stderr.strip().splitlines()[-1])
+        assert torch.load(disk / "s" / "latest.pth", weights_only=True)["iteration"] in (1, 2, 3)
+        assert not list((disk / "s").glob(".tmp-*"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_every_stage_has_the_same_run_flags():
