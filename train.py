@@ -7,13 +7,15 @@
 ``python train.py --stage X --help`` lists that stage's flags (the reference flag names). Every stage
 refuses to start over an earlier run unless given --resume (continue) or --overwrite (start afresh),
 stops on a NaN/Inf loss keeping its last good checkpoint, and on SIGINT/SIGTERM/SIGHUP/SIGUSR1 (to the
-process or its whole process group) writes a resumable checkpoint and exits with status 130/143/129/138. Launch with ``torchrun --nproc_per_node N train.py ...`` for
-data-parallel training (every stage, the memory stage included).
+process or its whole process group) writes a resumable checkpoint and exits with status 130/143/129/138.
+Launch with ``torchrun --nproc_per_node N train.py ...`` for data-parallel training (every stage, the memory
+stage included).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
@@ -66,7 +68,8 @@ def _cli() -> None:
     try:
         main(sys.argv[1:])
     except Interrupted as e:
-        print(f"stopped: {e}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one line, from the process that saved
+            print(f"stopped: {e}", file=sys.stderr)
         sys.exit(e.code)
 
 

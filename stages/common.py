@@ -5,8 +5,9 @@ one loop (:mod:`stages.loop`) drives it.
 * :class:`RunFolder` / :func:`resolve_resume` — where a stage writes; ``--resume [PATH]`` / ``--overwrite``;
 * :class:`Session` — one run: the checkpoint to resume (:meth:`Session.read_state`), :meth:`Session.open`
   (process group, seeds, folders, logs, stale temporary files, handlers of the stop signals),
-  :meth:`Session.batches` (resumable batch order; workers leave the stop signals to the main process), :meth:`Session.autocast`, :meth:`Session.step` (AMP,
-  gradient clipping, NaN/Inf guard), :meth:`Session.save` (atomic, never a non-finite model).
+  :meth:`Session.batches` (resumable batch order; workers leave the stop signals to the main process),
+  :meth:`Session.autocast`, :meth:`Session.step` (AMP, gradient clipping, NaN/Inf guard), :meth:`Session.save`
+  (atomic, never a non-finite model; a full disk is one line with the space needed).
 
 The run options (device, ranks, seed, workers, precision) are resolved once in :class:`utils.options.RunOptions`;
 the checkpoint layout is :mod:`utils.training_checkpoint`'s.
@@ -274,11 +275,13 @@ class Session:
             if signum == signal.SIGINT:  # a second Ctrl-C: stop now, without saving
                 signal.signal(signum, signal.SIG_DFL)
                 raise KeyboardInterrupt
-            log.warning("%s: already stopping, the resumable checkpoint is being written", name)
+            if is_primary():
+                log.warning("%s: already stopping, the resumable checkpoint is being written", name)
             return
         self.stop_signal = signum
         again = " (Ctrl-C again to quit at once)" if signum == signal.SIGINT else ""
-        log.warning("%s: finishing this step, then saving a resumable checkpoint%s", name, again)
+        if is_primary():  # under torchrun every process gets the group's signal: one notice
+            log.warning("%s: finishing this step, then saving a resumable checkpoint%s", name, again)
 
     def close(self, plot: str | None = None, prefix: str = "loss") -> None:
         """Restore the signal handlers, close the logs, draw the loss curves to ``run_dir/plot``."""

@@ -17,8 +17,8 @@ Order of one run:
    a better ``best_metric`` writes ``stage.best``), :meth:`Stage.end_epoch`, a save (epoch ends when
    ``save_each_epoch``, every ``snapshot_every`` steps, the last step: :meth:`Stage.snapshots` then
    ``stage.latest``; besides, ``latest`` alone once ``--save_every_min`` minutes have passed since the last
-   save, so a kill -9 or a power cut loses at most that much), and on a stop signal (SIGINT, SIGTERM, SIGHUP, SIGUSR1) a resumable ``latest`` and
-   :class:`Interrupted`.
+   save, so a kill -9 or a power cut loses at most that much), and on a stop signal (SIGINT, SIGTERM,
+   SIGHUP, SIGUSR1) a resumable ``latest`` and :class:`Interrupted`.
 """
 from __future__ import annotations
 
