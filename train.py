@@ -46,10 +46,24 @@ def build_parser(stage: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_with_the_launcher() -> None:
+    """Under torchrun each rank runs in a session of its own, so a signal to the launcher's process group does
+    not reach it; the launcher passes SIGTERM/SIGINT/SIGHUP on but dies of SIGUSR1. Linux then sends the rank
+    SIGTERM (``PR_SET_PDEATHSIG``): it saves and stops instead of training on, orphaned."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the launcher died before the request
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> None:
     stage = _stage_parser(add_help=False).parse_known_args(argv)[0].stage
     args = options.parse(build_parser(stage), argv)
     handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    _stop_with_the_launcher()
     done = False
     try:
         importlib.import_module(STAGES[stage]).run(args)

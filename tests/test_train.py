@@ -184,13 +184,14 @@ def test_diverging_run_stops_naming_iteration_and_term_keeping_the_last_good_che
 
 
 # ----------------------------------------------------------------------------------- SIGINT/SIGTERM
-def _interrupt(argv, sig, losses, after, group=False, prefix="loss"):
+def _interrupt(argv, sig, losses, after, group=False, prefix="loss", launcher=("train.py",)):
     """Start train.py, send ``sig`` once ``losses`` has ``after`` records of ``prefix``; returns (status, stderr).
 
     ``group``: train.py leads a new session (as under ``setsid``, Slurm, ``timeout``) and ``sig`` goes to its
     whole process group, DataLoader workers included (``kill -TERM -- -PGID``)."""
-    proc = subprocess.Popen([sys.executable, "train.py", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=group)
+    proc = subprocess.Popen([sys.executable, *launcher, *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=group,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if losses.exists() and len(read_losses(str(losses), prefix)) >= after:
@@ -267,6 +268,21 @@ def test_sigterm_to_the_process_group_with_workers_saves_and_resumes_to_the_same
     train.main(_scl(tmp_path, ref, *total))  # uninterrupted, no workers: the batches do not depend on them
     got, expect = (torch.load(d / "latest.pth", weights_only=True)["state_dict"] for d in (out, ref))
     assert got.keys() == expect.keys() and all(torch.equal(got[n], expect[n]) for n in got)
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_save_when_the_launchers_group_gets_sigusr1(tmp_path):
+    """torchrun starts each rank in a session of its own and dies of SIGUSR1 itself: the ranks get SIGTERM
+    (the parent-death signal), save once and stop; none trains on, orphaned (stderr closes)."""
+    out = tmp_path / "s"
+    argv = _scl(tmp_path, out, *WORKERS, "--total_itrs", "100000", "--snapshot_iter", "100000")
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py")
+    status, err = _interrupt(argv, signal.SIGUSR1, out / "losses.jsonl", 1, group=True, launcher=torchrun)
+    assert status == -signal.SIGUSR1 and "killed by signal" not in err, err[-800:]
+    stopped = [line for line in err.splitlines() if line.startswith("stopped: ")]
+    assert len(stopped) == 1 and "resumable checkpoint" in stopped[0]
+    k = int(stopped[0].split("iteration ")[1].split(";")[0])
+    assert torch.load(out / "latest.pth", weights_only=True)["iteration"] == k
 
 
 @pytest.mark.slow
