@@ -221,8 +221,12 @@ def _output_dir(args: argparse.Namespace, mode: str) -> str:
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM stopped the run (the pending images are dropped like on Ctrl-C); the command exits 143."""
+
+
 def _on_sigterm(signum, frame):  # noqa: ARG001 (signal handler signature)
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,5 +304,13 @@ def _summary(written: int, failures: list[str], data, out_dir: str, elapsed: flo
     return 0
 
 
+def _cli() -> None:
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except Terminated:  # the conventional status of SIGTERM (run_cli gives Ctrl-C 130)
+        print("stopped: SIGTERM; the images written so far are complete", file=sys.stderr)
+        sys.exit(143)
+
+
 if __name__ == "__main__":
-    run_cli(lambda: sys.exit(main(sys.argv[1:])))
+    run_cli(_cli)

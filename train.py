@@ -6,17 +6,20 @@
 
 ``python train.py --stage X --help`` lists that stage's flags (the reference flag names). Every stage
 refuses to start over an earlier run unless given --resume (continue) or --overwrite (start afresh),
-stops on a NaN/Inf loss keeping its last good checkpoint, and on SIGINT/SIGTERM writes a resumable
-checkpoint and exits with status 130/143. Launch with ``torchrun --nproc_per_node N train.py ...`` for
-data-parallel training (every stage, the memory stage included).
+stops on a NaN/Inf loss keeping its last good checkpoint, and on SIGINT/SIGTERM/SIGHUP/SIGUSR1 (to the
+process or its whole process group) writes a resumable checkpoint and exits with status 130/143/129/138.
+Launch with ``torchrun --nproc_per_node N train.py ...`` for data-parallel training (every stage, the memory
+stage included).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
+from stages.batches import STOP_SIGNALS
 from stages.common import Interrupted
 from utils import options
 from utils.device import close_distributed
@@ -44,10 +47,24 @@ def build_parser(stage: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_with_the_launcher() -> None:
+    """Under torchrun each rank runs in a session of its own, so a signal to the launcher's process group does
+    not reach it; the launcher passes SIGTERM/SIGINT/SIGHUP on but dies of SIGUSR1. Linux then sends the rank
+    SIGTERM (``PR_SET_PDEATHSIG``): it saves and stops instead of training on, orphaned."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the launcher died before the request
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> None:
     stage = _stage_parser(add_help=False).parse_known_args(argv)[0].stage
     args = options.parse(build_parser(stage), argv)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    _stop_with_the_launcher()
     done = False
     try:
         importlib.import_module(STAGES[stage]).run(args)
@@ -66,7 +83,8 @@ def _cli() -> None:
     try:
         main(sys.argv[1:])
     except Interrupted as e:
-        print(f"stopped: {e}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one line, from the process that saved
+            print(f"stopped: {e}", file=sys.stderr)
         sys.exit(e.code)
 
 

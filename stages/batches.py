@@ -1,12 +1,18 @@
-"""Resumable batch order: which samples each process draws in each epoch, independent of workers."""
+"""Resumable batch order: which samples each process draws in each epoch, independent of workers; workers
+that leave the stop signals to the main process."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+import signal
+from typing import Any, Iterable, Iterator
 
 import torch
 
 from utils.device import is_primary
 from utils.errors import UserError
+
+# What a scheduler, a terminal or a container runtime sends to stop a run, often to the whole process group
+# (Slurm, `timeout`, Kubernetes; SIGUSR1 is Slurm's `--signal=USR1@90` advance warning).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -50,6 +56,25 @@ class SeededItems(torch.utils.data.Dataset):
             return self.dataset[index]
 
 
+def ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001 (DataLoader's worker_init_fn signature)
+    """A DataLoader ``worker_init_fn``: the worker ignores :data:`STOP_SIGNALS` (torch's own SIGTERM handler
+    would end it, and the main process with it), so a signal sent to the process group reaches the main
+    process alone, which finishes its step and saves. The signals :func:`start_workers` blocked are let in."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def start_workers(loader: Iterable) -> Iterator:
+    """``iter(loader)`` with :data:`STOP_SIGNALS` blocked while its workers start, so that none arrives in a
+    worker before :func:`ignore_stop_signals` runs there; the main process gets any held signal afterwards."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def iterate_batches(loader_factory, n: int, batch_size: int, seed: int, start_iter: int, total_iters: int,
                     rank: int = 0, world: int = 1, min_batch: int = 1) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(iteration, epoch, batch)`` from ``start_iter`` to ``total_iters`` over repeated epochs.
@@ -62,7 +87,7 @@ def iterate_batches(loader_factory, n: int, batch_size: int, seed: int, start_it
     while it < total_iters:
         plan = epoch_batches(n, batch_size, seed, epoch, rank, world, min_batch)[skip:]
         plan = plan[:total_iters - it]
-        for batch in loader_factory([[(epoch, i) for i in b] for b in plan]):
+        for batch in start_workers(loader_factory([[(epoch, i) for i in b] for b in plan])):
             yield it, epoch, batch
             it += 1
         epoch, skip = epoch + 1, 0

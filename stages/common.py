@@ -4,9 +4,10 @@ one loop (:mod:`stages.loop`) drives it.
 * :func:`check_flags` — flag ranges, one line naming the flag;
 * :class:`RunFolder` / :func:`resolve_resume` — where a stage writes; ``--resume [PATH]`` / ``--overwrite``;
 * :class:`Session` — one run: the checkpoint to resume (:meth:`Session.read_state`), :meth:`Session.open`
-  (process group, seeds, folders, logs, stale temporary files, SIGINT/SIGTERM handlers),
-  :meth:`Session.batches` (resumable batch order), :meth:`Session.autocast`, :meth:`Session.step` (AMP,
-  gradient clipping, NaN/Inf guard), :meth:`Session.save` (atomic, never a non-finite model).
+  (process group, seeds, folders, logs, stale temporary files, handlers of the stop signals),
+  :meth:`Session.batches` (resumable batch order; workers leave the stop signals to the main process),
+  :meth:`Session.autocast`, :meth:`Session.step` (AMP, gradient clipping, NaN/Inf guard), :meth:`Session.save`
+  (atomic, never a non-finite model; a full disk is one line with the space needed).
 
 The run options (device, ranks, seed, workers, precision) are resolved once in :class:`utils.options.RunOptions`;
 the checkpoint layout is :mod:`utils.training_checkpoint`'s.
@@ -27,16 +28,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stages.batches import SeededItems, iterate_batches
-from stages.runlog import RunLogger, log
+from stages.batches import STOP_SIGNALS, SeededItems, ignore_stop_signals, iterate_batches
+from stages.runlog import LogFile, RunLogger, cannot_write, log
 from stages.state import nonfinite_tensor, read_file, seed_everything
 from network.registry import get_spec
-from utils.checkpoint import atomic_save
+from utils.checkpoint import atomic_save, payload_bytes
 from utils.device import init_distributed, is_primary
 from utils.errors import UserError
 from utils.fs import TMP_GLOB, atomic_write
 from utils.lock import RunLock, check_free
-from utils.options import AMP_DTYPES, RunOptions, add_device_argument
+from utils.options import AMP_DTYPES, RunOptions, add_device_argument, at_least
 from utils.training_checkpoint import checkpoint_stage
 
 # Files a run writes in its folder besides its checkpoints (removed by --overwrite, and only these).
@@ -45,7 +46,8 @@ TMP_PATTERN = TMP_GLOB + ".pth"  # what utils.checkpoint.atomic_save leaves behi
 
 
 class Interrupted(Exception):
-    """SIGINT/SIGTERM stopped the run after a resumable checkpoint was written; ``code`` = 128 + signal."""
+    """A stop signal (SIGINT, SIGTERM, SIGHUP, SIGUSR1) stopped the run after a resumable checkpoint was written;
+    ``code`` = 128 + signal (130, 143, 129, 138)."""
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
@@ -70,6 +72,9 @@ def add_run_arguments(g: argparse._ArgumentGroup, log_every: int = 10) -> None:
                    help="mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with gradient scaling)")
     g.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"],
                    help="channels_last tensors (faster convolutions); auto: on for DCE-Net, off for EMNet")
+    g.add_argument("--save_every_min", type=at_least(0, float), default=10.0, metavar="M",
+                   help="also write the resumable checkpoint (alone, atomically) once M minutes have passed since "
+                        "the last save, so a kill -9 or a power cut loses at most M minutes; 0: off")
     g.add_argument("--log_every", type=int, default=log_every,
                    help="record the losses (memory stage: match/write counts) every N iterations")
     g.add_argument("--enable_vis", action="store_true", help="plot losses to a visdom server")
@@ -214,7 +219,7 @@ class Session:
     # --- set-up
     def open(self, start_step: int = 0) -> "Session":
         """Join the process group, seed ``base + rank``, create the folders (rank 0), remove stale
-        temporary files, delete an earlier run with ``--overwrite``, start logging, catch SIGINT/SIGTERM."""
+        temporary files, delete an earlier run with ``--overwrite``, start logging, catch the stop signals."""
         import logging
 
         args, folder = self.args, self.folder
@@ -228,7 +233,7 @@ class Session:
             self.lock = RunLock(folder.run_dir).acquire()  # one run per folder: a second one stops here
             self._prepare_folders()
             fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-            for handler in (logging.StreamHandler(), logging.FileHandler(os.path.join(folder.run_dir, "train.log"))):
+            for handler in (logging.StreamHandler(), LogFile(os.path.join(folder.run_dir, "train.log"))):
                 handler.setFormatter(fmt)
                 log.addHandler(handler)
             _write_json(os.path.join(folder.run_dir, "args.json"), vars(args))
@@ -242,7 +247,7 @@ class Session:
 
             self.vis = Visualizer(args.vis_port, args.vis_env)
         self.logger = RunLogger(folder.run_dir, start_step, vis=self.vis)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         return self
 
@@ -269,12 +274,21 @@ class Session:
                 os.remove(tmp)  # left by a save that was killed mid-write
 
     def _on_signal(self, signum: int, frame) -> None:
-        if self.stop_signal is not None:  # a second Ctrl-C: stop now, without saving
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
+        """Note the first stop signal; the loop saves at the next step boundary. A second Ctrl-C quits at once;
+        a repeated SIGTERM/SIGHUP/SIGUSR1 (torchrun forwards the group's SIGTERM; Slurm's USR1 warning is
+        followed by SIGTERM) leaves the save to finish."""
+        name = signal.Signals(signum).name
+        if self.stop_signal is not None:
+            if signum == signal.SIGINT:  # a second Ctrl-C: stop now, without saving
+                signal.signal(signum, signal.SIG_DFL)
+                raise KeyboardInterrupt
+            if is_primary():
+                log.warning("%s: already stopping, the resumable checkpoint is being written", name)
+            return
         self.stop_signal = signum
-        log.warning("%s: finishing this step, then saving a resumable checkpoint (again to quit at once)",
-                    signal.Signals(signum).name)
+        again = " (Ctrl-C again to quit at once)" if signum == signal.SIGINT else ""
+        if is_primary():  # under torchrun every process gets the group's signal: one notice
+            log.warning("%s: finishing this step, then saving a resumable checkpoint%s", name, again)
 
     def close(self, plot: str | None = None, prefix: str = "loss") -> None:
         """Restore the signal handlers, close the logs, draw the loss curves to ``run_dir/plot``."""
@@ -316,12 +330,13 @@ class Session:
 
         def loader(plan):
             return torch.utils.data.DataLoader(seeded, batch_sampler=plan, num_workers=o.workers,
-                                               pin_memory=self.device.type == "cuda")
+                                               pin_memory=self.device.type == "cuda",
+                                               worker_init_fn=ignore_stop_signals if o.workers else None)
 
         yield from iterate_batches(loader, len(dataset), batch_size, o.seed, start, total, o.rank, o.world, min_batch)
 
     def stop_requested(self) -> bool:
-        """True when SIGINT/SIGTERM arrived here or (under torchrun) on any other process."""
+        """True when a stop signal arrived here or (under torchrun) on any other process."""
         flag = torch.tensor([float(self.stop_signal or 0)])
         if self.world > 1:
             flag = flag.to(self.device)
@@ -372,7 +387,7 @@ class Session:
         """Write ``state`` atomically to ``ckpt_dir/name`` on rank 0; returns the path.
 
         Refuses (:class:`NonFiniteError`, nothing written) a state holding NaN/Inf weights; a file-system
-        fault is one line naming the path.
+        fault is one line naming the path (a full disk: and the space needed); an older file stays intact.
         """
         path = os.path.join(self.folder.ckpt_dir, name)
         if not is_primary():
@@ -384,15 +399,18 @@ class Session:
         try:
             atomic_save(state, path)
         except OSError as e:
-            raise UserError(f"cannot write {path} ({e.strerror or e}); free space or choose another folder") from None
+            raise cannot_write(path, e, payload_bytes(state)) from None
         if resumable:
             self.last_saved = (path, iteration)
         return path
 
 
 def _write_json(path: str, obj: dict[str, Any]) -> None:
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+    try:
+        with atomic_write(path, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+    except OSError as e:
+        raise cannot_write(path, e) from None
 
 
 def lr_factor(epoch: int, nepoch: int, warmup_epochs: int, lr_min_ratio: float) -> float:

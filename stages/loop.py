@@ -16,13 +16,16 @@ Order of one run:
    record (``--log_every`` and the last step), :meth:`Stage.validate` (``val_per_epoch`` points per epoch;
    a better ``best_metric`` writes ``stage.best``), :meth:`Stage.end_epoch`, a save (epoch ends when
    ``save_each_epoch``, every ``snapshot_every`` steps, the last step: :meth:`Stage.snapshots` then
-   ``stage.latest``), and on SIGINT/SIGTERM a resumable ``latest`` and :class:`Interrupted`.
+   ``stage.latest``; besides, ``latest`` alone once ``--save_every_min`` minutes have passed since the last
+   save, so a kill -9 or a power cut loses at most that much), and on a stop signal (SIGINT, SIGTERM,
+   SIGHUP, SIGUSR1) a resumable ``latest`` and :class:`Interrupted`.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import signal
+from time import monotonic
 from typing import Any
 
 import torch
@@ -145,8 +148,11 @@ def validation_points(per_epoch: int, val_time: int) -> set[int]:
 class Loop:
     """Drives one :class:`Stage` in one :class:`Session` from ``start`` to ``total`` steps."""
 
-    def __init__(self, stage: Stage, session: Session, per_epoch: int, log_every: int) -> None:
+    def __init__(self, stage: Stage, session: Session, per_epoch: int, log_every: int,
+                 save_every_min: float = 0) -> None:
         self.stage, self.session, self.per_epoch, self.log_every = stage, session, per_epoch, log_every
+        self.save_every_s = 60 * save_every_min  # 0: no saves by time
+        self.saved_at = monotonic()
         self.total = stage.total_steps(per_epoch)
         self.best = -math.inf
         self.saved_step: int | None = None
@@ -156,6 +162,7 @@ class Loop:
         st, s = self.stage, self.session
         if st.model is not None:
             st.model.train()
+        self.saved_at = monotonic()
         with tqdm(total=self.total, initial=start, desc=st.name, disable=not is_primary(),
                   dynamic_ncols=True) as self.bar:
             for it, epoch, batch in s.batches(st.train_set, st.batch_size, start, self.total, st.min_batch):
@@ -184,6 +191,8 @@ class Loop:
         if (epoch_done and st.save_each_epoch) or step == self.total or \
                 (st.snapshot_every and step % st.snapshot_every == 0):
             self.save(step, snapshots=True)
+        elif self.save_due():
+            self.save(step)
         if self.session.stop_requested():
             self.stop(step)
 
@@ -211,16 +220,21 @@ class Loop:
         """A resumable state of a stage that keeps a best checkpoint carries the best metric so far."""
         return {**state, BEST_KEY: self.best} if resumable and self.stage.best else state
 
+    def save_due(self) -> bool:
+        """``--save_every_min`` minutes have passed since ``latest`` was last written (or the run started).
+        Rank 0 decides alone: it alone writes, and a stage's state holds no collective."""
+        return bool(self.save_every_s) and is_primary() and monotonic() - self.saved_at >= self.save_every_s
+
     def save(self, step: int, snapshots: bool = False) -> None:
         st = self.stage
         if snapshots:
             for name, state in st.snapshots(step).items():
                 self.session.save(name, state, step, resumable=False)
         self.session.save(st.folder.latest, self.with_best(st.state(step, step // self.per_epoch)), step)
-        self.saved_step = step
+        self.saved_step, self.saved_at = step, monotonic()
 
     def stop(self, step: int) -> None:
-        """SIGINT/SIGTERM arrived (on any process): a resumable checkpoint, then :class:`Interrupted`."""
+        """A stop signal arrived (on any process): a resumable checkpoint, then :class:`Interrupted`."""
         s = self.session
         if self.saved_step != step:
             self.save(step)
@@ -239,7 +253,7 @@ def run_stage(stage: Stage, args: argparse.Namespace) -> None:
     per_epoch = batches_per_epoch(len(stage.train_set), stage.batch_size, world=session.options.world,
                                   min_batch=stage.min_batch)
     stage.per_epoch = per_epoch
-    loop = Loop(stage, session, per_epoch, args.log_every)
+    loop = Loop(stage, session, per_epoch, args.log_every, args.save_every_min)
     start = resume_step(ck, per_epoch) if ck else 0
     if start > loop.total:  # before the folder is touched: a finished run's files stay as they are
         flag = stage.length_flag

@@ -1,14 +1,38 @@
 """Per-term losses of a run: a JSON-lines file, TensorBoard, optional visdom, and a loss-curve PNG."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
+import sys
 
 from utils.device import is_primary
+from utils.errors import UserError
 from utils.fs import atomic_write
 
 log = logging.getLogger("train")
+
+
+def cannot_write(path: str, error: OSError, needed: int = 0) -> UserError:
+    """The one line for a failed write of ``path``: for a full disk, the space needed (``needed`` bytes, if
+    known) and what to do."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        size = f" (about {max(1, math.ceil(needed / 1e6))} MB needed)" if needed else ""
+        return UserError(f"cannot write {path}: no space left on device{size}; free space or choose another folder")
+    return UserError(f"cannot write {path} ({error.strerror or error}); free space or choose another folder")
+
+
+class LogFile(logging.FileHandler):
+    """``train.log``: a write that fails (a full disk) stops the run with :func:`cannot_write`'s one line
+    instead of logging's traceback on stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            raise cannot_write(self.baseFilename, error) from None
+        super().handleError(record)
 
 
 def _parse(line: str) -> dict | None:
@@ -45,8 +69,11 @@ class RunLogger:
     def log(self, step: int, values: dict[str, float], prefix: str = "loss") -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, "prefix": prefix, **values}) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, "prefix": prefix, **values}) + "\n")
+        except OSError as e:
+            raise cannot_write(self.path, e) from None
         for k, v in values.items():
             if self.writer is not None:
                 self.writer.add_scalar(f"{prefix}/{k}", v, step)
@@ -63,8 +90,11 @@ class RunLogger:
         bad = sum(rec is None for _, rec in records)
         if bad:
             log.warning("%s: dropped %d unreadable line(s)", self.path, bad)
-        with atomic_write(self.path, "w") as f:
-            f.writelines(keep)
+        try:
+            with atomic_write(self.path, "w") as f:
+                f.writelines(keep)
+        except OSError as e:
+            raise cannot_write(self.path, e) from None
 
     def close(self, plot_path: str | None = None, prefix: str = "loss") -> None:
         if not self.enabled:
@@ -72,7 +102,10 @@ class RunLogger:
         if self.writer is not None:
             self.writer.close()
         if plot_path:
-            plot_losses(self.path, plot_path, prefix)
+            try:
+                plot_losses(self.path, plot_path, prefix)
+            except OSError as e:
+                raise cannot_write(plot_path, e) from None
 
 
 def read_losses(path: str, prefix: str = "loss") -> list[dict[str, float]]:

@@ -209,3 +209,58 @@ def session_folder(tmp_path):
 
     return RunFolder("scl", str(tmp_path / "run"), str(tmp_path / "run" / "models"), "latest.pth",
                      ("latest.pth", "Epoch*.pth"))
+
+
+class FullDisk:
+    """A stand-in for ``open`` (patch it into ``utils.fs``) on a device that fills up: a file whose target name
+    (see :func:`utils.fs.temp_target`) is in ``full`` gets ``room`` bytes once ``after`` such files were written
+    whole, and a write beyond them fails with ``ENOSPC`` after writing what fits, as a real full disk does;
+    other files are opened as usual. Each failing file is recorded in ``failed``, with the bytes its target
+    held when the write began."""
+
+    def __init__(self, full: set[str], room: int = 4096, after: int = 0) -> None:
+        self.full, self.room, self.after, self.failed = full, room, after, []
+
+    def __call__(self, path, mode="r", **kw):
+        import builtins
+        import os
+
+        from utils.fs import temp_target
+
+        target = temp_target(os.path.basename(str(path))) or os.path.basename(str(path))
+        f = builtins.open(path, mode, **kw)
+        if target not in self.full or "r" in mode:
+            return f
+        if self.after > 0:
+            self.after -= 1
+            return f
+        old = os.path.join(os.path.dirname(str(path)), target)
+        self.failed.append((old, Path(old).read_bytes() if os.path.isfile(old) else None))
+        return _Filling(f, self.room)
+
+
+class _Filling:
+    """A file object whose device has ``room`` bytes left."""
+
+    def __init__(self, f, room: int) -> None:
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        import errno
+        import os
+
+        if len(data) > self.room:
+            self.f.write(data[:self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()

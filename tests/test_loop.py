@@ -41,7 +41,8 @@ class _Fake(Stage):
     def train_step(self, batch, it):
         self.calls.append(("step", it + 1))
         if it + 1 == self.kill_at:
-            os.kill(os.getpid(), self.kill_with)  # arrives mid-step: the step completes first
+            for sig in self.kill_with:  # arrive mid-step: the step completes first
+                os.kill(os.getpid(), sig)
         if self.model is None:
             return None
         out = self.model(batch).mean()
@@ -61,7 +62,7 @@ class _Fake(Stage):
         return {f"Epoch{step}.pth": {"w": torch.zeros(1)}} if self.snapshot_every else {}
 
 
-def _loop(tmp_path, start=0, log_every=10, **kw):
+def _loop(tmp_path, start=0, log_every=10, save_every_min=0, **kw):
     args = _args(tmp_path, log_every=log_every, batch_size=2)
     stage = _Fake(args, _folder(tmp_path), **kw)
     session = Session(args, stage.folder).open(start)
@@ -73,7 +74,7 @@ def _loop(tmp_path, start=0, log_every=10, **kw):
         return real(name, state, step, resumable)
 
     session.save = save
-    loop = Loop(stage, session, per_epoch=3, log_every=log_every)
+    loop = Loop(stage, session, per_epoch=3, log_every=log_every, save_every_min=save_every_min)
     return stage, loop, saves
 
 
@@ -101,6 +102,30 @@ def test_snapshots_every_n_steps_and_at_the_last_without_epoch_saves(tmp_path):
     loop.session.close()
 
 
+def test_latest_is_also_saved_once_the_minutes_have_passed_since_the_last_save(tmp_path, monkeypatch):
+    import stages.loop
+
+    stage, loop, saves = _loop(tmp_path, total=10, snapshot_every=4, save_each_epoch=False, save_every_min=10)
+    minutes = lambda: 4.0 * sum(c[0] == "step" for c in stage.calls)  # noqa: E731 (each step takes 4 minutes)
+    monkeypatch.setattr(stages.loop, "monotonic", lambda: 60 * minutes())
+    loop.run(0)
+    # 12 min at step 3: latest alone (no snapshot file); the snapshot at 4 restarts the clock: 28 - 16 at step 7
+    assert [(n, s, r) for n, s, _, r in saves] == [
+        ("latest.pth", 3, True), ("Epoch4.pth", 4, False), ("latest.pth", 4, True), ("latest.pth", 7, True),
+        ("Epoch8.pth", 8, False), ("latest.pth", 8, True), ("Epoch10.pth", 10, False), ("latest.pth", 10, True)]
+    loop.session.close()
+
+
+def test_no_saves_by_time_with_save_every_min_0(tmp_path, monkeypatch):
+    import stages.loop
+
+    stage, loop, saves = _loop(tmp_path, total=5, save_each_epoch=False, save_every_min=0)
+    monkeypatch.setattr(stages.loop, "monotonic", lambda: 1e6 * len(stage.calls))
+    loop.run(0)
+    assert [(n, s) for n, s, *_ in saves] == [("latest.pth", 5)]
+    loop.session.close()
+
+
 def test_losses_recorded_every_n_steps_and_at_the_last(tmp_path):
     model = nn.Linear(1, 1)
     stage, loop, _ = _loop(tmp_path, total=5, log_every=2, model=model,
@@ -121,10 +146,15 @@ def test_a_nonfinite_loss_stops_before_the_update_and_saves_nothing(tmp_path):
     loop.session.close()
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_after_the_step_and_exits_with_the_conventional_status(tmp_path, sig, code):
+@pytest.mark.parametrize("sig,code,repeat", [
+    (signal.SIGTERM, 143, ()), (signal.SIGINT, 130, ()), (signal.SIGHUP, 129, ()), (signal.SIGUSR1, 138, ()),
+    (signal.SIGTERM, 143, (signal.SIGTERM,)),   # torchrun forwards the group's SIGTERM: sent twice
+    (signal.SIGUSR1, 138, (signal.SIGTERM,)),   # Slurm: USR1 ahead of the time limit, then TERM
+], ids=["TERM", "INT", "HUP", "USR1", "TERM-TERM", "USR1-TERM"])
+def test_a_signal_saves_after_the_step_and_exits_with_the_conventional_status(tmp_path, sig, code, repeat):
     before = signal.getsignal(sig)  # SIG_IGN for SIGINT when the suite runs as a background job
-    stage, loop, saves = _loop(tmp_path, start=1, total=100, save_each_epoch=False, kill_at=5, kill_with=sig)
+    stage, loop, saves = _loop(tmp_path, start=1, total=100, save_each_epoch=False, kill_at=5,
+                               kill_with=(sig, *repeat))
     with pytest.raises(Interrupted) as e:
         loop.run(1)
     assert [c[1] for c in stage.calls if c[0] == "step"] == [2, 3, 4, 5]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -9,8 +10,9 @@ import torch
 
 from helpers import session_args as _args
 from helpers import session_folder as _folder
-from helpers import toy_training
+from helpers import FullDisk, toy_training
 from stages.common import NonFiniteError, Session, check_flags, lr_factor
+from stages.runlog import log
 from stages.state import nonfinite_tensor, training_state
 from utils.errors import UserError
 
@@ -146,12 +148,34 @@ def test_save_refuses_nonfinite_weights_and_reports_write_faults(tmp_path, monke
     assert not os.path.exists(os.path.join(session.folder.ckpt_dir, "best.pth"))
     assert torch.load(session.last_saved[0], weights_only=True)["iteration"] == 4
 
-    def full(obj, path):
-        raise OSError(28, "No space left on device")
+    path = session.last_saved[0]
+    monkeypatch.setattr("utils.fs.open", FullDisk({"latest.pth"}), raising=False)  # through torch's real writer
+    with pytest.raises(UserError) as e:
+        session.save("latest.pth", {"w": torch.zeros(750_000)}, 6)  # 3,000,000 bytes of tensors
+    assert str(e.value) == (f"cannot write {path}: no space left on device (about 3 MB needed); free space or "
+                            f"choose another folder")
+    assert torch.load(path, weights_only=True)["iteration"] == 4 and session.last_saved == (path, 4)
+    assert os.listdir(session.folder.ckpt_dir) == ["latest.pth"]
+    session.close()
 
-    monkeypatch.setattr("stages.common.atomic_save", full)
-    with pytest.raises(UserError, match=r"cannot write .*ok.pth \(No space left on device\)"):
-        session.save("ok.pth", {"x": torch.zeros(1)}, 6)
+
+def test_a_full_disk_under_the_logs_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    session = _opened(tmp_path)
+    losses = os.path.join(session.folder.run_dir, "losses.jsonl")
+    monkeypatch.setattr("stages.runlog.open", FullDisk({"losses.jsonl"}, room=10), raising=False)
+    with pytest.raises(UserError) as e:
+        session.log(1, {"total": 0.5})
+    assert str(e.value) == f"cannot write {losses}: no space left on device; free space or choose another folder"
+    handler = next(h for h in log.handlers if isinstance(h, logging.FileHandler))
+    handler.stream = FullDisk({"train.log"}, room=0)(handler.baseFilename, "a")
+    try:
+        with pytest.raises(UserError) as e:  # logging would print its own traceback and go on
+            log.info("a line that does not fit")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert str(e.value) == (f"cannot write {handler.baseFilename}: no space left on device; free space or choose "
+                            f"another folder")
     session.close()
 
 

@@ -3,6 +3,8 @@ SIGINT/SIGTERM, check every flag and every data file before anything is created.
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import pytest
 import torch
 
 import train
-from helpers import ROOT, make_cityscapes, make_contrast, make_lol_v1
+from helpers import ROOT, FullDisk, make_cityscapes, make_contrast, make_lol_v1
 from stages.runlog import read_losses
 from utils.errors import UserError
 
@@ -59,6 +61,8 @@ BAD_FLAGS = [  # the probe's cases: (stage, flags, what the one line must name)
     ("scl", ["--crop_size", "0"], "--crop_size 0"), ("scl", ["--crop_size", "-64"], "--crop_size -64"),
     ("scl", ["--crop_size", "1"], "--crop_size 1"), ("scl", ["--snapshot_iter", "0"], "--snapshot_iter 0"),
     ("scl", ["--log_every", "0"], "--log_every 0"), ("scl", ["--num_workers", "-1"], "--num_workers -1"),
+    ("scl", ["--save_every_min=-1"], "--save_every_min -1: must be >= 0"),
+    ("enhancer", ["--save_every_min", "nan"], "--save_every_min nan: must be >= 0"),
     ("scl", ["--lowlight_lr=-1e-4"], "--lowlight_lr -0.0001"), ("scl", ["--w_con", "-1"], "--w_con -1"),
     ("scl", ["--amp", "fp16"], "--amp fp16 needs a CUDA device"),
     ("scl", ["--chroma_linear_share", "1.5"], "--chroma_linear_share 1.5: must be"),
@@ -197,16 +201,23 @@ def test_diverging_run_stops_naming_iteration_and_term_keeping_the_last_good_che
 
 
 # ----------------------------------------------------------------------------------- SIGINT/SIGTERM
-def _interrupt(argv, sig, losses, after):
-    """Start train.py, send ``sig`` once ``losses`` has ``after`` records; returns (status, stderr)."""
-    proc = subprocess.Popen([sys.executable, "train.py", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+def _interrupt(argv, sig, losses, after, group=False, prefix="loss", launcher=("train.py",)):
+    """Start train.py, send ``sig`` once ``losses`` has ``after`` records of ``prefix``; returns (status, stderr).
+
+    ``group``: train.py leads a new session (as under ``setsid``, Slurm, ``timeout``) and ``sig`` goes to its
+    whole process group, DataLoader workers included (``kill -TERM -- -PGID``)."""
+    proc = subprocess.Popen([sys.executable, *launcher, *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=group,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if losses.exists() and len(read_losses(str(losses))) >= after:
+        if losses.exists() and len(read_losses(str(losses), prefix)) >= after:
             break
         time.sleep(0.05)
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=240)
     return proc.returncode, err
 
@@ -251,6 +262,66 @@ def test_enhancer_sigterm_mid_epoch_resumes_the_same_batches(tmp_path):
         assert a["total"] == pytest.approx(b["total"], rel=1e-5), a["step"]
 
 
+def _stopped_line(status, err, sig, code):
+    """The run ended with ``code`` and one line ``stopped: SIG...: stopped after iteration K; resumable
+    checkpoint ...``, no traceback, no worker killed; returns K."""
+    assert status == code and "Traceback" not in err and "killed by signal" not in err, err[-800:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"stopped: {sig.name}: stopped after iteration ") and "resumable checkpoint" in line
+    return int(line.split("iteration ")[1].split(";")[0])
+
+
+WORKERS = ["--num_workers", "2"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_workers_saves_and_resumes_to_the_same_weights(tmp_path):
+    out, ref = tmp_path / "s", tmp_path / "ref"
+    argv = _scl(tmp_path, out, *WORKERS, "--snapshot_iter", "100000", "--total_itrs", "100000")
+    k = _stopped_line(*_interrupt(argv, signal.SIGTERM, out / "losses.jsonl", 1, group=True), signal.SIGTERM, 143)
+    assert torch.load(out / "latest.pth", weights_only=True)["iteration"] == k
+    total = ["--total_itrs", str(k + 2), "--snapshot_iter", "100000"]
+    train.main(_scl(tmp_path, out, *WORKERS, *total, "--resume"))
+    train.main(_scl(tmp_path, ref, *total))  # uninterrupted, no workers: the batches do not depend on them
+    got, expect = (torch.load(d / "latest.pth", weights_only=True)["state_dict"] for d in (out, ref))
+    assert got.keys() == expect.keys() and all(torch.equal(got[n], expect[n]) for n in got)
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_save_when_the_launchers_group_gets_sigusr1(tmp_path):
+    """torchrun starts each rank in a session of its own and dies of SIGUSR1 itself: the ranks get SIGTERM
+    (the parent-death signal), save once and stop; none trains on, orphaned (stderr closes)."""
+    out = tmp_path / "s"
+    argv = _scl(tmp_path, out, *WORKERS, "--total_itrs", "100000", "--snapshot_iter", "100000")
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py")
+    status, err = _interrupt(argv, signal.SIGUSR1, out / "losses.jsonl", 1, group=True, launcher=torchrun)
+    assert status == -signal.SIGUSR1 and "killed by signal" not in err, err[-800:]
+    stopped = [line for line in err.splitlines() if line.startswith("stopped: ")]
+    assert len(stopped) == 1 and "resumable checkpoint" in stopped[0]
+    k = int(stopped[0].split("iteration ")[1].split(";")[0])
+    assert torch.load(out / "latest.pth", weights_only=True)["iteration"] == k
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage,sig,code", [("enhancer", signal.SIGUSR1, 138), ("memory", signal.SIGHUP, 129)],
+                         ids=["enhancer-SIGUSR1", "memory-SIGHUP"])
+def test_slurm_and_hangup_signals_to_the_group_save_a_resumable_checkpoint(tmp_path, fake_torch_home, stage, sig,
+                                                                          code):
+    from lowlight_model import enhance_net_nopool
+
+    if stage == "enhancer":
+        argv, latest = _enh(tmp_path, "e", *WORKERS, "--nepoch", "100000"), "e/models/model_latest.pth"
+    else:
+        torch.save(enhance_net_nopool().state_dict(), tmp_path / "dce.pth")
+        argv = _mem(tmp_path, *WORKERS, "--nepoch", "100000", "--pretrain_weights", str(tmp_path / "dce.pth"))
+        latest = "m/models/memory_latest.pth"
+    run = (tmp_path / "log" / latest).parent.parent
+    wait = ("loss", 1) if stage == "enhancer" else ("val", 1)  # the memory stage records its validations
+    k = _stopped_line(*_interrupt(argv, sig, run / "losses.jsonl", wait[1], group=True, prefix=wait[0]), sig, code)
+    ck = torch.load(tmp_path / "log" / latest, weights_only=True)
+    assert ck["iteration"] == k and ck["stage"] == stage
+
+
 def test_write_faults_are_one_line_naming_the_path(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(UserError, match="afile is a file, not a folder"):
@@ -260,9 +331,57 @@ def test_write_faults_are_one_line_naming_the_path(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device", path)
 
     monkeypatch.setattr("stages.common.atomic_save", full)
-    with pytest.raises(UserError, match=r"cannot write .*Epoch1.pth \(No space left on device\)"):
+    with pytest.raises(UserError, match=r"cannot write .*Epoch1.pth: no space left on device \(about 1 MB needed\)"):
         train.main(_scl(tmp_path, tmp_path / "s", "--total_itrs", "1"))
     assert not np.any([p.name.startswith(".tmp-") for p in (tmp_path / "s").iterdir()])
+
+
+def _full_disk_line(path) -> str:
+    return rf"cannot write {re.escape(str(path))}: no space left on device \(about \d+ MB needed\); free space or " \
+           rf"choose another folder"
+
+
+@pytest.mark.parametrize("stage", ["scl", pytest.param("enhancer", marks=pytest.mark.slow),
+                                   pytest.param("memory", marks=pytest.mark.slow)])
+def test_a_full_disk_in_each_stage_is_one_line_keeping_the_previous_checkpoint(tmp_path, fake_torch_home,
+                                                                                monkeypatch, stage):
+    from lowlight_model import enhance_net_nopool
+
+    if stage == "scl":
+        argv, latest = _scl(tmp_path, tmp_path / "s", "--total_itrs", "2", "--snapshot_iter", "1"), "s/latest.pth"
+    elif stage == "enhancer":
+        argv, latest = _enh(tmp_path, "e", "--nepoch", "2"), "log/e/models/model_latest.pth"
+    else:
+        torch.save(enhance_net_nopool().state_dict(), tmp_path / "dce.pth")
+        argv = _mem(tmp_path, "--nepoch", "2", "--pretrain_weights", str(tmp_path / "dce.pth"))
+        latest = "log/m/models/memory_latest.pth"
+    latest = tmp_path / latest
+    disk = FullDisk({latest.name}, after=1)  # the first latest fits, the disk is full at the second
+    monkeypatch.setattr("utils.fs.open", disk, raising=False)  # through torch.save's real zip writer
+    with pytest.raises(UserError) as e:
+        train.main(argv)
+    assert re.fullmatch(_full_disk_line(latest), str(e.value)), str(e.value)
+    [(path, before)] = disk.failed
+    assert path == str(latest) and latest.read_bytes() == before and torch.load(latest, weights_only=True)["epoch"] <= 1
+    assert not list(latest.parent.glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_a_real_full_file_system_is_one_line_and_status_2(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:  # 2 MB: one resumable checkpoint (1 MB) and two snapshots (0.3 MB) fit, not a second checkpoint beside them
+        argv = _scl(tmp_path, disk / "s", "--total_itrs", "4", "--snapshot_iter", "1")
+        r = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-800:]
+        assert re.fullmatch("error: " + _full_disk_line(disk / "s" / "latest.pth"), r.stderr.strip().splitlines()[-1])
+        assert torch.load(disk / "s" / "latest.pth", weights_only=True)["iteration"] in (1, 2, 3)
+        assert not list((disk / "s").glob(".tmp-*"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_every_stage_has_the_same_run_flags():

@@ -157,6 +157,29 @@ def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` through :func:`utils.fs.atomic_write`: never half-written."""
-    with atomic_write(path, "wb") as f:
-        torch.save(obj, f)
+    """``torch.save`` through :func:`utils.fs.atomic_write`: never half-written, an old ``path`` kept as it was.
+
+    A write that fails (a full disk: ``ENOSPC``) raises that ``OSError`` naming ``path``, not the zip writer's
+    ``RuntimeError`` ("unexpected pos ...") that torch raises in its place.
+    """
+    try:
+        with atomic_write(path, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as e:
+        cause = e.__cause__ or e.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise OSError(cause.errno, cause.strerror or str(cause), path) from None
+
+
+def payload_bytes(obj: Any) -> int:
+    """About the bytes ``torch.save(obj)`` writes: those of the tensors in ``obj`` (nested dicts, lists, tuples)."""
+    if torch.is_tensor(obj):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, Mapping):
+        return sum(payload_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_bytes(v) for v in obj)
+    return 0
