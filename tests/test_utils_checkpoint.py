@@ -9,6 +9,7 @@ import torch
 
 from helpers import FullDisk
 from utils.checkpoint import atomic_save, payload_bytes
+from utils.errors import UserError
 
 
 def test_a_full_disk_raises_the_no_space_error_naming_the_path_and_keeps_the_old_file(tmp_path, monkeypatch):
@@ -36,3 +37,18 @@ def test_payload_bytes_counts_the_tensors_of_nested_containers():
     state = {"model": {"w": torch.zeros(3, 4), "b": torch.zeros(4, dtype=torch.float64)},
              "rng": [torch.zeros(5, dtype=torch.uint8), (torch.zeros(2, dtype=torch.int64),)], "step": 7}
     assert payload_bytes(state) == 48 + 32 + 5 + 16
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_truncated_checkpoint_is_named_as_truncated(tmp_path, zip_format):
+    """probe deeplab_ckpt_truncated: a cut file said '[Errno 22] Invalid argument' or miniz's internals."""
+    from utils.checkpoint import read_checkpoint
+
+    whole = tmp_path / "whole.pth"
+    torch.save({"model_state": {"w": torch.randn(300, 300)}}, whole, _use_new_zipfile_serialization=zip_format)
+    data = whole.read_bytes()
+    for frac in (0.3, 0.99):
+        cut = tmp_path / "cut.pth"
+        cut.write_bytes(data[:int(len(data) * frac)])
+        with pytest.raises(UserError, match=r"cannot read checkpoint .*cut.pth \(the file is truncated"):
+            read_checkpoint(str(cut))

@@ -56,6 +56,8 @@ def _why_unreadable(e: BaseException) -> str:
     if found:
         return f"it contains a Python object of type {found.group(1)}, which a weights-only load refuses"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    if any(k in text for k in ("central directory", "unexpected EOF", "Invalid argument")):  # zip, legacy, mmap
+        return "the file is truncated: an interrupted download or copy? fetch it again"
     if "Unsupported operand" in text:  # a legacy-format file pickled with protocol 4 or 5
         return "pickled with opcodes a weights-only load does not read: save it again with torch.save's default format"
     if isinstance(e, (KeyError, IndexError, EOFError)) or not lines:
