@@ -41,12 +41,6 @@ def psnr(a: ArrayOrTensor, b: ArrayOrTensor) -> float:
         return float(peak_signal_noise_ratio(_as_uint8(a), _as_uint8(b), data_range=255))
 
 
-def scores_8bit(y8: np.ndarray, gt8: np.ndarray) -> dict[str, float]:
-    """``{"psnr", "ssim"}`` of an 8-bit image against the 8-bit ground truth (uint8 (H, W, 3) each), the
-    papers' protocol; the one place evaluation and validation compute them."""
-    return {"psnr": psnr(gt8, y8), "ssim": ssim(gt8, y8)}
-
-
 def ssim(a: ArrayOrTensor, b: ArrayOrTensor) -> float:
     """SSIM of two uint8 (H, W, 3) images: skimage ``structural_similarity(channel_axis=-1,
     data_range=255)`` with its default 7x7 uniform window (the papers' protocol)."""
