@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from datasets.lol import PairedDataset
 from lowlight_model import enhance
-from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr, psnr_float, quantise,
+from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr_float, quantise,
                      scores_8bit)
+from metrics.conventions import crop, describe, get_convention
 from network.memory import ExternalMemory, build_query_net, gt_mean_oracle, query
 from utils.fs import atomic_write
 from utils.image_io import save_grid_rows, save_image
@@ -84,7 +85,8 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
              queries: torch.Tensor | None = None, query_net: torch.nn.Module | None = None, oracle: bool = False,
              lpips: torch.nn.Module | None = None,
              each: Callable[[int, dict, dict], None] | None = None, progress: bool = False,
-             only: tuple[str, ...] | None = None) -> dict[str, MetricAccumulator]:
+             only: tuple[str, ...] | None = None, convention: str = "reference",
+             crop_border: int = 0) -> dict[str, MetricAccumulator]:
     """The figures of ``model`` (+ ``memory`` read with ``top_k``) on ``pairs`` (``load(i)`` → (low, gt) and
     ``gt_names``, e.g. :class:`datasets.lol.PairedDataset`), one :class:`MetricAccumulator` per method
     ("ori", "mem" with a memory, "gt_mean_oracle" with ``oracle``), converted and scored by ``policy``.
@@ -95,9 +97,12 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
     :func:`memory_queries`) skip recomputing them; otherwise the memory's queries come from ``query_net``.
     ``lpips`` adds LPIPS on the 8-bit images; ``each(i, outputs, images_8bit)`` sees every pair; ``progress``
     shows a progress bar; ``only`` scores just those methods (e.g. ``("mem",)`` where "ori" is known).
+    PSNR / SSIM follow ``convention`` (:data:`metrics.conventions.CONVENTIONS`) after cropping ``crop_border``
+    pixels at each edge.
     """
     if memory is not None and queries is None and query_net is None:
         raise ValueError("evaluate: a memory needs queries or query_net")
+    ssim_side = get_convention(convention).ssim_side + 2 * crop_border
     methods = ["ori"] + (["mem"] if memory is not None else []) + (["gt_mean_oracle"] if oracle else [])
     acc = {m: MetricAccumulator() for m in methods if only is None or m in only}
     names = getattr(pairs, "gt_names", None) or [str(i) for i in range(len(pairs))]
@@ -108,9 +113,10 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
         outputs = _outputs(r, gt, memory, q, top_k, oracle)
         gt8 = quantise(gt[0], "round")
         images = {m: quantise(y[0], policy.quantise[m]) for m, y in outputs.items() if m in acc}
-        skip = _too_small(names[i], gt.shape[-2:], lpips is not None)
+        crop(gt8, crop_border)  # a crop that leaves nothing is refused before any note
+        skip = _too_small(names[i], gt.shape[-2:], lpips is not None, ssim_side)
         for m, y8 in images.items():
-            figures = {"psnr": psnr(gt8, y8)} if "ssim" in skip else scores_8bit(y8, gt8)
+            figures = scores_8bit(y8, gt8, convention, crop_border, with_ssim="ssim" not in skip)
             if policy.float_psnr:
                 figures["psnr"] = psnr_float(outputs[m][0], gt[0])
             if lpips is not None and "lpips" not in skip:  # on the 8-bit image as written, like PSNR/SSIM
@@ -122,13 +128,14 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
     return acc
 
 
-def _too_small(name: str, size, lpips: bool) -> list[str]:
+def _too_small(name: str, size, lpips: bool, ssim_side: int = MIN_SIDE["ssim"]) -> list[str]:
     """The metrics a pair of ``size`` (H, W) is too small for (left out of its row and of the means), with one
-    note line on stderr naming the pair."""
+    note line on stderr naming the pair; SSIM needs ``ssim_side`` pixels (its window and the crop)."""
     h, w = size
-    skip = [m for m, side in MIN_SIDE.items() if min(h, w) < side and (m != "lpips" or lpips)]
+    sides = {**MIN_SIDE, "ssim": ssim_side}
+    skip = [m for m, side in sides.items() if min(h, w) < side and (m != "lpips" or lpips)]
     if skip:
-        need = ", ".join(f"{m.upper()} needs {MIN_SIDE[m]}" for m in skip)
+        need = ", ".join(f"{m.upper()} needs {sides[m]}" for m in skip)
         tqdm.write(f"note: {name} is {w}x{h}, too small for {' and '.join(m.upper() for m in skip)} ({need} pixels a "
                    f"side): not computed for this pair", file=sys.stderr)
     return skip
@@ -143,13 +150,15 @@ def mean_psnr_ssim(acc: dict[str, MetricAccumulator], method: str) -> tuple[floa
 def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device, *,
                     mem: ExternalMemory | None = None, top_k: int = 1, output_dir: str = "results",
                     save_images: bool = False, grid: int = 0, use_lpips: bool = True,
-                    weights: str = "?", mem_weights: str | None = None) -> dict[str, dict[str, float]]:
+                    weights: str = "?", mem_weights: str | None = None, convention: str = "reference",
+                    crop_border: int = 0) -> dict[str, dict[str, float]]:
     """The reference test protocol (:data:`TEST`) of ``model`` (+ ``mem`` read with ``top_k``) on the pairs
     under ``input_dir``, with its reports.
 
     Writes ``result.txt`` and ``results.csv`` (+ the 8-bit images with ``save_images``, a comparison grid of
     the first ``grid`` pairs) to ``output_dir``; ``weights``/``mem_weights`` only label the report. LPIPS
-    when ``use_lpips`` and the AlexNet weights exist. Returns the mean figures per method.
+    when ``use_lpips`` and the AlexNet weights exist; PSNR / SSIM in ``convention`` with ``crop_border`` (named
+    in ``result.txt``). Returns the mean figures per method.
     """
     data = PairedDataset(input_dir)
     names = data.gt_names  # the reference names its outputs after the ground-truth files
@@ -168,13 +177,14 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
 
     start = time.time()
     acc = evaluate(model, data, mem, TEST, device=device, top_k=top_k, query_net=query_net, oracle=True, lpips=lp,
-                   each=each, progress=True)
+                   each=each, progress=True, convention=convention, crop_border=crop_border)
     elapsed = time.time() - start
     means = {m: a.mean() for m, a in acc.items()}
     os.makedirs(output_dir, exist_ok=True)
     header = [f"input_dir: {input_dir}", f"arch: {getattr(model, 'arch', '?')}  weights: {weights}",
               f"memory: {mem_weights or 'none'}  testing_top_k: {top_k}"]
-    _write_report(os.path.join(output_dir, "result.txt"), header, acc, len(data), elapsed)
+    _write_report(os.path.join(output_dir, "result.txt"), header, acc, len(data), elapsed,
+                  describe(convention, crop_border))
     _write_csv(os.path.join(output_dir, "results.csv"), acc)
     if grid_rows:
         labels = ["input", "ori", "mem" if mem is not None else "ori (no memory)", "GT"]
@@ -191,9 +201,8 @@ def _has_lpips(acc) -> bool:
     return any("lpips" in a.names for a in acc.values())
 
 
-def _write_report(path: str, header: list[str], acc, n: int, elapsed: float) -> None:
-    lines = header + [f"pairs: {n}  time: {elapsed:.1f}s",
-             "metrics: PSNR/SSIM on 8-bit RGB (scikit-image, data range 255); "
+def _write_report(path: str, header: list[str], acc, n: int, elapsed: float, metrics: str) -> None:
+    lines = header + [f"pairs: {n}  time: {elapsed:.1f}s", f"metrics: {metrics}; "
              + ("LPIPS AlexNet v0.1" if _has_lpips(acc) else "LPIPS not computed (--no_lpips, or no AlexNet weights)")
              + "; 8-bit images as the reference: ori truncated, mem rounded", ""]
     for m, a in acc.items():

@@ -27,6 +27,7 @@ import torch
 
 from inference import OutputPlan, enhance_folder
 from lowlight_model import UnknownEnhancer, load_enhancer
+from metrics.conventions import CONVENTION_NAMES, CropTooLarge
 from network.registry import ARCH_NAMES, spec_of
 from utils.device import close_distributed, init_distributed, keep_freed_memory
 from utils.errors import UserError, run_cli
@@ -66,6 +67,8 @@ class PairedOptions:
     save_images: bool = False
     grid: int = 4
     no_lpips: bool = False
+    metrics: str = "reference"
+    crop_border: int = 0
 
 
 MODE_OPTIONS = {"folder": FolderOptions, "paired": PairedOptions}
@@ -107,6 +110,11 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save_images", action="store_true", default=none, help="write ori/ and mem/ images")
     g.add_argument("--grid", type=at_least(0), default=none, help="images in the comparison grid (default 4; 0: none)")
     g.add_argument("--no_lpips", action="store_true", default=none, help="skip LPIPS even if its weights are available")
+    g.add_argument("--metrics", choices=CONVENTION_NAMES, default=none,
+                   help="PSNR/SSIM convention (default reference: scikit-image on 8-bit RGB, 7x7 SSIM window; "
+                        "basicsr_rgb: 11x11 Gaussian SSIM as BasicSR; basicsr_y: both on the BT.601 Y channel)")
+    g.add_argument("--crop_border", type=at_least(0), default=none,
+                   help="pixels left out at each edge before PSNR/SSIM (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,9 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     model = _load_model(args, device).to(memory_format=torch.channels_last)
     from evaluation import evaluate_paired
 
-    evaluate_paired(model, args.input_dir, device, mem=mem, top_k=opts.testing_top_k, output_dir=out_dir,
-                    save_images=opts.save_images, grid=opts.grid, use_lpips=not opts.no_lpips,
-                    weights=args.weights, mem_weights=opts.mem_weights)
+    try:
+        evaluate_paired(model, args.input_dir, device, mem=mem, top_k=opts.testing_top_k, output_dir=out_dir,
+                        save_images=opts.save_images, grid=opts.grid, use_lpips=not opts.no_lpips,
+                        weights=args.weights, mem_weights=opts.mem_weights, convention=opts.metrics,
+                        crop_border=opts.crop_border)
+    except CropTooLarge as e:
+        raise UserError(f"--{e} (in {args.input_dir}): use a smaller --crop_border") from e
     return 0
 
 

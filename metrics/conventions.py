@@ -92,12 +92,16 @@ def describe(name: str, crop_border: int = 0) -> str:
     return f"{name}: {get_convention(name).description}{crop}"
 
 
+class CropTooLarge(ValueError):
+    """``crop_border`` leaves nothing of an image."""
+
+
 def crop(img: np.ndarray, crop_border: int) -> np.ndarray:
     """``img`` without ``crop_border`` pixels at each edge (BasicSR's ``crop_border``)."""
     if crop_border < 0:
         raise ValueError(f"crop_border must be >= 0; got {crop_border}")
     if 2 * crop_border >= min(img.shape[:2]):
-        raise ValueError(f"crop_border {crop_border} leaves nothing of a {img.shape[1]}x{img.shape[0]} image")
+        raise CropTooLarge(f"crop_border {crop_border} leaves nothing of a {img.shape[1]}x{img.shape[0]} image")
     return img[crop_border:img.shape[0] - crop_border, crop_border:img.shape[1] - crop_border]
 
 

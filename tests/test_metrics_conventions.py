@@ -86,3 +86,50 @@ def test_bad_convention_and_crop_are_refused():
     with pytest.raises(ValueError, match="crop_border 4 leaves nothing of a 8x8 image"):
         crop(gt8, 4)
     assert "4-pixel border cropped" in describe("basicsr_y", 4)
+
+
+@pytest.fixture
+def paired_run(tmp_path):
+    import torch
+
+    from helpers import make_lol_v1, random_dce
+
+    path = tmp_path / "w.pth"
+    torch.save(random_dce(std=0.05).state_dict(), path)
+    return make_lol_v1(tmp_path / "eval15", n=2), path
+
+
+def test_metrics_flag_reaches_result_txt_and_the_csv(tmp_path, paired_run):
+    import csv
+
+    from PIL import Image
+
+    import lowlight_test
+
+    pairs, weights = paired_run
+    out = tmp_path / "res"
+    lowlight_test.main(["--input_dir", str(pairs), "--result_dir", str(out), "--weights", str(weights), "--device",
+                        "cpu", "--no_lpips", "--save_images", "--metrics", "basicsr_y", "--crop_border", "2"])
+    report = (out / "result.txt").read_text()
+    assert "metrics: basicsr_y: PSNR/SSIM on the Y channel of ITU-R BT.601" in report
+    assert "2-pixel border cropped" in report
+    rows = {r["image"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    for name in ("1.png", "2.png"):
+        ori = np.asarray(Image.open(out / "ori" / name))[2:-2, 2:-2]
+        gt = np.asarray(Image.open(pairs / "high" / name))[2:-2, 2:-2]
+        assert float(rows[name]["ori_psnr"]) == pytest.approx(_psnr(_luma(gt), _luma(ori)), abs=1e-5)
+        assert float(rows[name]["ori_ssim"]) == pytest.approx(_ssim_channel(_luma(gt), _luma(ori)), abs=1e-4)
+
+
+def test_crop_border_too_large_and_folder_mode_are_one_line_errors(tmp_path, paired_run):
+    import lowlight_test
+    from helpers import run_cli_in_process
+
+    pairs, weights = paired_run
+    base = ["--input_dir", str(pairs), "--result_dir", str(tmp_path / "res"), "--weights", str(weights), "--device",
+            "cpu", "--no_lpips"]
+    code, err, _ = run_cli_in_process(lowlight_test.main, base + ["--crop_border", "16"])
+    assert code != 0 and len(err) == 1 and "--crop_border 16 leaves nothing of a 40x32 image" in err[0]
+    folder = base[:-1] + ["--mode", "folder", "--metrics", "basicsr_y"]  # without --no_lpips
+    code, err, _ = run_cli_in_process(lowlight_test.main, folder)
+    assert code != 0 and len(err) == 1 and "--metrics applies only to paired evaluation" in err[0]
