@@ -10,7 +10,8 @@ default: ``checkpoints/*.pth`` plus the official ``SCL-LLE.pth`` and ``Zero-DCE-
 
 (a) **Held-out synthetic pairs** (a paired folder, by default the ``eval15`` split built by
 ``python -m datasets.prepare_demo``, made from held-out photos with :mod:`datasets.synthesis`): PSNR and SSIM
-of the 8-bit output against the ground truth (scikit-image, data range 255, as the papers), LPIPS
+of the 8-bit output against the ground truth (scikit-image, data range 255, as the papers; ``--metrics
+basicsr_rgb`` / ``basicsr_y`` and ``--crop_border`` for BasicSR's conventions, :mod:`metrics.conventions`), LPIPS
 (AlexNet) when its ImageNet file exists, the *colour error*: the colour shift of (b) measured from the
 ground truth instead of the input (``Σ_c |p_c(gt) − p_c(out)|``), and NIQE of the output (as in (b); on real
 pairs such as ``sice-pairs`` the naturalness of each method's output of a real low frame). Means over the pairs. The note under
@@ -60,9 +61,11 @@ import torch.nn.functional as F
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from metrics import (brightness, build_lpips, clipped_fraction, colour_shift, lpips_available, lpips_distance,  # noqa: E402
-                     niqe, noise_sigma, pixel_colour_shift, pixel_proportions, psnr, ssim, tone_shift)
+                     niqe, noise_sigma, pixel_colour_shift, pixel_proportions, scores_8bit, tone_shift)
+from metrics.conventions import CONVENTION_NAMES, describe  # noqa: E402
 from utils.fs import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.options import at_least  # noqa: E402
 from utils.image_io import list_images, read_image_uint8, save_grid_rows, to_uint8  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
@@ -123,10 +126,11 @@ def build_methods(weights: list[tuple[str, str]], device: torch.device, baseline
     return methods
 
 
-def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
-                lpips_model=None) -> tuple[dict[str, dict], dict[str, float]]:
-    """Mean PSNR / SSIM / colour error (/ LPIPS) / NIQE of each method over ``(low, high)`` file pairs, and the
-    ground truth's mean colour shift from its low input (``shift``: image level, ``pixel_shift``: per pixel)."""
+def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_model=None,
+                convention: str = "reference", crop_border: int = 0) -> tuple[dict[str, dict], dict[str, float]]:
+    """Mean PSNR / SSIM (in ``convention``, after cropping ``crop_border`` pixels at each edge) / colour error
+    (/ LPIPS) / NIQE of each method over ``(low, high)`` file pairs, and the ground truth's mean colour shift
+    from its low input (``shift``: image level, ``pixel_shift``: per pixel)."""
     scores = {name: {"psnr": [], "ssim": [], "colour": [], "lpips": [], "niqe": []} for name in methods}
     gt = {"shift": [], "pixel_shift": []}
     for low_path, high_path in pairs:
@@ -136,8 +140,8 @@ def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]],
         for name, method in methods.items():
             out = method(low)
             s = scores[name]
-            s["psnr"].append(psnr(high, out))
-            s["ssim"].append(ssim(high, out))
+            for k, v in scores_8bit(out, high, convention, crop_border).items():
+                s[k].append(v)
             s["colour"].append(colour_shift(high, out))
             _append_niqe(s["niqe"], out)
             if lpips_model is not None:
@@ -189,13 +193,16 @@ def _cell(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
-def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None, n_pairs: int, n_real: int) -> str:
-    """One row per method: PSNR / SSIM / colour error (/ LPIPS) / NIQE on the pairs, then the real-photo figures."""
+def markdown_table(paired: dict[str, dict] | None, real: dict[str, dict] | None, n_pairs: int, n_real: int,
+                   convention: str = "reference") -> str:
+    """One row per method: PSNR / SSIM / colour error (/ LPIPS) / NIQE on the pairs, then the real-photo figures;
+    the PSNR column names ``convention`` unless it is the reference."""
     names = list((paired or real or {}).keys())
     has_lpips = bool(paired) and any(v["lpips"] is not None for v in paired.values())
     head = ["method"]
     if paired:
-        head += [f"PSNR ↑ ({n_pairs} pairs)", "SSIM ↑", "colour error ↓"] + (["LPIPS ↓"] if has_lpips else []) + ["NIQE ↓"]
+        named = "" if convention == "reference" else f", {convention}"
+        head += [f"PSNR ↑ ({n_pairs} pairs{named})", "SSIM ↑", "colour error ↓"] + (["LPIPS ↓"] if has_lpips else []) + ["NIQE ↓"]
     if real:
         head += [f"brightness ({n_real} real)", "clipped % ↓", "colour shift ↓", "tone part", "per pixel ↓", "noise σ ↓",
                  "NIQE ↓"]
@@ -265,6 +272,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--grid_rows", type=int, default=4, help="photos in the grid (0: no grid)")
     p.add_argument("--height", type=int, default=160, help="grid row height in pixels")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--metrics", choices=CONVENTION_NAMES, default="reference",
+                   help="PSNR/SSIM convention on the pairs (default reference; basicsr_rgb, basicsr_y: BasicSR's)")
+    p.add_argument("--crop_border", type=at_least(0), default=0, help="pixels left out at each edge (default 0)")
     return p.parse_args(argv)
 
 
@@ -294,16 +304,17 @@ def _main(argv: list[str] | None) -> None:
         raise UserError("no pairs (--pairs) and no real photos (--real_dir): nothing to measure")
     t0 = time.time()
     lp = build_lpips(device).eval() if pairs and lpips_available() else None
-    paired, gt_shift = score_pairs(methods, pairs, lp) if pairs else (None, None)
+    paired, gt_shift = score_pairs(methods, pairs, lp, args.metrics, args.crop_border) if pairs else (None, None)
     real_scores, rows = score_real(methods, real, keep=args.grid_rows) if real else (None, [])
     if not rows:
         rows = [[x] + [m(x) for m in methods.values()]
                 for x in (read_image_uint8(lo) for lo, _ in pairs[:args.grid_rows])]
-    table = markdown_table(paired, real_scores, len(pairs), len(real))
+    table = markdown_table(paired, real_scores, len(pairs), len(real), args.metrics)
     src = [f"pairs: `{os.path.relpath(args.pairs, REPO)}`" if pairs else "",
            f"real photos: `{os.path.relpath(args.real_dir, REPO)}`" if real else ""]
     note = "; ".join(s for s in src if s) + f"; LPIPS {'on' if lp is not None else 'off (no AlexNet file)'}"
     if pairs:
+        note += f"; metrics {describe(args.metrics, args.crop_border)}"
         note += (f"; colour shift of the ground truth from its low input: {gt_shift['shift']:.3f}, per pixel "
                  f"{gt_shift['pixel_shift']:.3f}")
     note += "\n"

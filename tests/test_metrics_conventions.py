@@ -133,3 +133,30 @@ def test_crop_border_too_large_and_folder_mode_are_one_line_errors(tmp_path, pai
     folder = base[:-1] + ["--mode", "folder", "--metrics", "basicsr_y"]  # without --no_lpips
     code, err, _ = run_cli_in_process(lowlight_test.main, folder)
     assert code != 0 and len(err) == 1 and "--metrics applies only to paired evaluation" in err[0]
+
+
+def test_quality_benchmark_metrics_flag_names_the_convention(tmp_path):
+    import torch
+
+    from PIL import Image
+
+    from benchmarks import quality
+    from lowlight_model import enhance_net_nopool
+    from utils.image_io import read_image_uint8
+
+    pairs = tmp_path / "pairs"
+    y8, gt8 = _pair(h=24, w=30, seed=4)
+    for sub, img in (("high", gt8), ("low", y8)):
+        (pairs / sub).mkdir(parents=True)
+        Image.fromarray(img).save(pairs / sub / "0.png")
+    w = tmp_path / "dce.pth"
+    torch.save(enhance_net_nopool().state_dict(), w)
+    md = tmp_path / "q.md"
+    quality.main(["--weights", f"mine={w}", "--pairs", str(pairs), "--real_dir", "", "--out_md", str(md),
+                  "--grid_rows", "0", "--metrics", "basicsr_y", "--crop_border", "1"])
+    text = md.read_text()
+    assert "PSNR ↑ (1 pairs, basicsr_y)" in text and "metrics basicsr_y: PSNR/SSIM on the Y channel" in text
+    row = next(line for line in text.splitlines() if line.startswith("| identity |"))
+    low, high = read_image_uint8(str(pairs / "low" / "0.png"))[1:-1, 1:-1], gt8[1:-1, 1:-1]
+    assert float(row.split("|")[2].strip("* ")) == pytest.approx(_psnr(_luma(high), _luma(low)), abs=0.006)
+    assert float(row.split("|")[3].strip("* ")) == pytest.approx(_ssim_channel(_luma(high), _luma(low)), abs=6e-5)
