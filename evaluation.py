@@ -47,8 +47,6 @@ TEST = Policy("test", {"ori": "trunc", "mem": "round_half_even", "gt_mean_oracle
 VALIDATION = Policy("validation", {m: "round_half_even" for m in ("ori", "mem", "gt_mean_oracle")})
 #: The reference's enhancer validation, which picks the best checkpoint: PSNR on the float image.
 ENHANCER_VALIDATION = Policy("enhancer validation", VALIDATION.quantise, float_psnr=True)
-#: Kept for callers of the test protocol's table.
-QUANTISE = TEST.quantise
 #: The smallest image side each metric can score: SSIM's 7x7 window (scikit-image's default); LPIPS's
 #: AlexNet, whose 11x11 stride-4 convolution and two 3x3 stride-2 poolings need 31 pixels.
 MIN_SIDE = {"ssim": 7, "lpips": 31}
@@ -84,7 +82,7 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
              device: torch.device | str = "cpu", top_k: int = 1, raw: list[torch.Tensor] | None = None,
              queries: torch.Tensor | None = None, query_net: torch.nn.Module | None = None, oracle: bool = False,
              lpips: torch.nn.Module | None = None,
-             each: Callable[[int, dict, dict], None] | None = None, progress: bool = False,
+             each: Callable[[int, torch.Tensor, torch.Tensor, dict, dict], None] | None = None, progress: bool = False,
              only: tuple[str, ...] | None = None, convention: str = "reference",
              crop_border: int = 0) -> dict[str, MetricAccumulator]:
     """The figures of ``model`` (+ ``memory`` read with ``top_k``) on ``pairs`` (``load(i)`` → (low, gt) and
@@ -95,7 +93,7 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
     validations during training (:data:`VALIDATION`, :data:`ENHANCER_VALIDATION`). ``raw`` (the enhancer's
     outputs, e.g. of a frozen enhancer, computed once by :func:`enhance_pairs`) and ``queries`` (by
     :func:`memory_queries`) skip recomputing them; otherwise the memory's queries come from ``query_net``.
-    ``lpips`` adds LPIPS on the 8-bit images; ``each(i, outputs, images_8bit)`` sees every pair; ``progress``
+    ``lpips`` adds LPIPS on the 8-bit images; ``each(i, low, gt, outputs, images_8bit)`` sees every pair (its images as loaded); ``progress``
     shows a progress bar; ``only`` scores just those methods (e.g. ``("mem",)`` where "ori" is known).
     PSNR / SSIM follow ``convention`` (:data:`metrics.conventions.CONVENTIONS`) after cropping ``crop_border``
     pixels at each edge.
@@ -124,7 +122,7 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
                 figures["lpips"] = float(lpips_distance(lpips, y_q, gt))
             acc[m].add(names[i], **figures)
         if each is not None:
-            each(i, outputs, images)
+            each(i, low[0], gt[0], outputs, images)
     return acc
 
 
@@ -166,13 +164,12 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
     lp = build_lpips(device) if use_lpips and lpips_available() else None
     grid_rows = []
 
-    def each(i: int, outputs: dict, images: dict) -> None:
+    def each(i: int, low: torch.Tensor, gt: torch.Tensor, outputs: dict, images: dict) -> None:
         if save_images:
             for method in ("ori", "mem"):
                 if method in images:
                     save_image(images[method], os.path.join(output_dir, method, names[i]))
         if len(grid_rows) < grid:
-            low, gt = data.load(i)
             grid_rows.append([low, outputs["ori"][0], outputs.get("mem", outputs["ori"])[0], gt])
 
     start = time.time()

@@ -17,8 +17,6 @@ from torch import nn
 from network.dce import enhance_net_nopool, weights_init  # noqa: F401 (the reference's names)
 from network.enhancer import (TILE_OVERLAP, Enhancer, UnknownEnhancer, as_enhancer, build_enhancer,  # noqa: F401
                               load_enhancer, pad_to_multiple)
-from network.registry import ARCH_NAMES as ENHANCERS  # noqa: F401 (the --arch names)
-from network.registry import get_spec
 
 
 def enhance(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -30,7 +28,3 @@ def enhance_tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int = T
     """:meth:`Enhancer.enhance` in tiles of at most ``tile`` pixels of any enhancer network."""
     return as_enhancer(model).enhance(x, tile, overlap)
 
-
-def check_crop(arch: str, size: int, flag: str) -> None:
-    """Training crops must be multiples of what the architecture needs (no padding while training)."""
-    get_spec(arch).check_crop(size, flag)

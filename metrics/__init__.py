@@ -27,11 +27,3 @@ __all__ = [
     "pixel_colour_shift", "pixel_proportions", "proportion_shift", "proportions", "psnr", "psnr_float", "quantise",
     "scores_8bit", "ssim", "tone_shift",
 ]
-
-
-def __getattr__(name: str):
-    """``metrics.ssim_loss``, importable here before the losses had their package, lives in :mod:`losses`."""
-    if name == "ssim_loss":
-        from losses.supervised import ssim_loss
-        return ssim_loss
-    raise AttributeError(f"module 'metrics' has no attribute {name!r}")

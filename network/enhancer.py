@@ -20,7 +20,7 @@ from torch import nn
 from network.registry import ARCH_NAMES, CUSTOM, ArchSpec, get_spec, spec_from_state, spec_of
 from utils.checkpoint import extract_state_dict, load_state, read_checkpoint
 from utils.errors import UserError
-from utils.image_io import unpack_8bit
+from utils.image_io import to_uint8, unpack_8bit
 
 #: Context (pixels) around each tile; at least the receptive radius of every tileable architecture.
 TILE_OVERLAP = 8
@@ -136,8 +136,8 @@ class Enhancer(nn.Module):
     def enhance_8bit(self, x: torch.Tensor, tile: int = 0) -> torch.Tensor:
         """uint8 in, uint8 out: the enhanced image (N,3,H,W) of ``x`` (uint8 or float in [0, 1]) clamped and
         rounded as ``torchvision.utils.save_image`` does (``y·255 + 0.5``, truncated)."""
-        y = self.enhance(x, tile).float().clamp_(0, 1)
-        return y.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+        y = self.enhance(x, tile)
+        return torch.stack([torch.from_numpy(to_uint8(y[k].clamp(0, 1))).permute(2, 0, 1) for k in range(len(y))])
 
 
 def as_enhancer(model: nn.Module) -> Enhancer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from lowlight_model import check_crop
+from network.registry import get_spec
 from utils.errors import UserError
 from utils.options import add_arch_arguments, add_seed_argument, add_workers_argument, at_least, resolve_arch_arguments
 
@@ -32,7 +32,7 @@ def check_paired_arguments(args, from_checkpoint: bool = False) -> None:
     check_flags(args)  # the run flags; the paired flags' ranges are their validators
     resolve_arch_arguments(args, from_checkpoint)
     if args.arch != "auto":
-        check_crop(args.arch, args.train_ps, "--train_ps")
+        get_spec(args.arch).check_crop(args.train_ps, "--train_ps")
 
 
 def load_pairs(args) -> tuple:

@@ -11,8 +11,9 @@ import os
 import torch
 from torch import nn
 
-from lowlight_model import build_enhancer, check_crop, weights_init
+from lowlight_model import build_enhancer, weights_init
 from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
+from network.registry import get_spec
 from stages.common import RunFolder, Session, add_run_arguments, check_flags, lr_factor
 from stages.runlog import log
 from stages.state import restore, training_state
@@ -93,7 +94,7 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     check_flags(args, at_most={"exp_patch": args.crop_size,
                                **({"lr_min": args.lowlight_lr} if args.lr_schedule == "cosine" else {})})
     resolve_arch_arguments(args)
-    check_crop(args.arch, args.crop_size, "--crop_size")
+    get_spec(args.arch).check_crop(args.crop_size, "--crop_size")
     if args.arch != "dce" and weights["tv"]:
         raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
                         f"pass --w_tv 0")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluation import QUANTISE, evaluate_paired
+from evaluation import TEST, evaluate_paired
 from helpers import write_rgb
 from metrics import quantise
 from network.memory import ExternalMemory
@@ -28,11 +28,11 @@ REFERENCE = {"ori": lambda a: (a * 255.0).astype(np.uint8),
 def test_each_method_is_converted_as_the_reference(method):
     ties = (torch.tensor([0.5, 1.5, 2.5, 127.5, 254.5]) / 255).view(1, 1, 5).expand(3, 1, 5)
     expected = {"ori": [0, 1, 2, 127, 254], "mem": [0, 2, 2, 128, 254], "gt_mean_oracle": [0, 2, 2, 128, 254]}
-    assert quantise(ties, QUANTISE[method])[0, :, 0].tolist() == expected[method]
+    assert quantise(ties, TEST.quantise[method])[0, :, 0].tolist() == expected[method]
     torch.manual_seed(0)
     y = torch.rand(3, 6, 5)
     ref = REFERENCE[method](y.numpy().transpose(1, 2, 0))
-    assert np.array_equal(quantise(y, QUANTISE[method]), ref)
+    assert np.array_equal(quantise(y, TEST.quantise[method]), ref)
 
 
 class _BlackPairs:

@@ -56,12 +56,3 @@ def test_ssim_loss_of_a_nonfinite_image_is_nan_not_an_assertion():
     y[0, 0, 0, 0] = float("nan")
     assert torch.isnan(ssim_loss(y, x)) and torch.isnan(ssim_loss(x, y))
     assert float(ssim_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_ssim_loss_has_one_home_and_its_old_import_still_works():
-    import metrics
-    from losses.supervised import ssim_loss as defined
-
-    assert ssim_loss is defined is metrics.ssim_loss
-    with pytest.raises(AttributeError, match="no_such_metric"):
-        metrics.no_such_metric

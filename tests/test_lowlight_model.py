@@ -233,13 +233,13 @@ def test_final_image_equals_the_forward_up_to_float_rounding(monkeypatch):
 
 
 def test_messages_name_no_command_line_flags():
-    from lowlight_model import check_crop
+    from network.registry import get_spec
 
     with pytest.raises(UserError) as e:
         build_enhancer("unet")
     assert "--" not in str(e.value)
     with pytest.raises(UserError, match="--crop_size 100 is not a multiple of 8") as e:
-        check_crop("emnet", 100, "--crop_size")
+        get_spec("emnet").check_crop(100, "--crop_size")
     assert "--arch" not in str(e.value)
     with pytest.raises(UserError, match="width 0: EMNet needs an even width"):
         build_enhancer("emnet", 0)

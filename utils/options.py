@@ -65,12 +65,6 @@ def between(lo: float, hi: float, kind: type = float) -> Callable[[str], float]:
     return _checked(kind, lambda v: lo <= v <= hi, f">= {lo:g} and <= {hi:g}")
 
 
-def check_at_most(name: str, value: float, hi: float, hi_name: str | None = None) -> None:
-    """A relation between two flags: ``--name value`` must be <= ``hi`` (the value of ``--hi_name``)."""
-    if not value <= hi:
-        raise UserError(f"--{name} {value:g}: must be <= {hi:g}" + (f" (--{hi_name})" if hi_name else ""))
-
-
 # ------------------------------------------------------------------------------------ parser and errors
 def parser(**kw) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` whose validators' errors reach :func:`parse` instead of exiting."""
