@@ -22,11 +22,10 @@ from stages.loop import Stage, run_stage
 from stages.paired_data import add_common_arguments, check_fits, check_paired_arguments, load_pairs, run_dirs
 from stages.runlog import log
 from stages.state import read_file, restore, training_state
-from utils.checkpoint import load_state
+from utils.checkpoint import extract_state_dict, load_state
 from utils.device import unwrap
 from utils.errors import UserError
 from utils.options import at_least, positive
-from utils.training_checkpoint import checkpoint_weights
 
 CHECKPOINTS = ("model_latest.pth", "model_best.pth")
 LAMBDAS = ("ssim", "lpips", "l1", "l2")
@@ -121,7 +120,7 @@ class EnhancerStage(Stage):
     def load_fixed(self) -> None:
         args, session = self.args, self.session
         self.init = None if session.resume or not args.init_weights else \
-            checkpoint_weights(read_file(args.init_weights, "--init_weights"), args.init_weights)
+            extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
         self.criterion = _criterion(args, session.device)
 
     def build(self) -> None:

@@ -24,7 +24,6 @@ from utils.device import unwrap
 from utils.errors import UserError
 from utils.options import (add_arch_arguments, add_seed_argument, add_workers_argument, at_least, between, positive,
                            resolve_arch_arguments)
-from utils.training_checkpoint import raw_snapshot
 
 CHECKPOINTS = ("latest.pth", "Epoch*.pth")
 MIN_CROP = 32  # the VGG and segmentation terms downsample by up to 16
@@ -238,7 +237,7 @@ class SclStage(Stage):
 
     def snapshots(self, step: int) -> dict[str, dict]:
         # the reference's raw state dict, loadable by its test script
-        return {f"Epoch{step}.pth": raw_snapshot(unwrap(self.model).state_dict())}
+        return {f"Epoch{step}.pth": unwrap(self.model).state_dict()}  # the reference's raw state dict
 
     def finish(self, best: float) -> None:
         log.info("done at iteration %d; snapshots in %s", self.args.total_itrs, self.args.snapshots_folder)

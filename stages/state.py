@@ -15,10 +15,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from utils.checkpoint import load_state, read_checkpoint
+from utils.checkpoint import extract_state_dict, load_state, read_checkpoint
 from utils.device import unwrap
 from utils.errors import UserError
-from utils.training_checkpoint import checkpoint_weights, training_checkpoint
+from utils.training_checkpoint import training_checkpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -76,7 +76,7 @@ def restore(ck: dict[str, Any], model: nn.Module | None = None, optimizer=None, 
             generators: dict[str, torch.Generator] | None = None) -> None:
     """Load what :func:`training_state` saved into the given objects (weights strictly)."""
     if model is not None:
-        load_state(unwrap(model), checkpoint_weights(ck, "--resume"), "--resume")
+        load_state(unwrap(model), extract_state_dict(ck, "--resume"), "--resume")
     if optimizer is not None:
         optimizer.load_state_dict(ck["optimizer"])
     if scheduler is not None:

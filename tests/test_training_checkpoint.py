@@ -9,8 +9,8 @@ from torch import nn
 
 from utils.checkpoint import add_module_prefix, extract_state_dict, read_checkpoint, strip_module_prefix
 from utils.errors import UserError
-from utils.training_checkpoint import (MEMORY_KEYS, checkpoint_stage, checkpoint_weights, memory_checkpoint,
-                                       memory_tensors, raw_snapshot, resume_step, training_checkpoint)
+from utils.training_checkpoint import (MEMORY_KEYS, checkpoint_stage, memory_checkpoint, memory_tensors, resume_step,
+                                       training_checkpoint)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +30,7 @@ def test_a_training_checkpoint_round_trips_through_a_file(tmp_path, stage, prefi
         (stage, 12, 3, 17.5, {"lr": 0.1})
     assert checkpoint_stage(back) == stage and resume_step(back, per_epoch=100) == 12
     assert all(k.startswith("module.") == prefixed for k in back["state_dict"])  # the enhancer: as the reference
-    got = checkpoint_weights(back, "c.pth")
+    got = extract_state_dict(back, "c.pth")
     assert list(got) == ["weight", "bias"] and all(torch.equal(got[k], w[k]) for k in w)
     assert "scheduler" not in back and torch.equal(back["rng"]["torch"], torch.get_rng_state())
 
@@ -61,11 +61,6 @@ def test_module_prefix_added_and_stripped_round_trip():
     assert list(strip_module_prefix({"weight": 1, "module.bias": 2})) == ["weight", "bias"]
 
 
-def test_raw_snapshot_is_the_plain_state_dict():
-    w = _weights()
-    assert raw_snapshot(w).keys() == w.keys() and extract_state_dict(raw_snapshot(w)).keys() == w.keys()
-
-
 def test_memory_checkpoint_round_trip_and_checks(tmp_path):
     key, value = torch.randn(5, 4), torch.rand(5, 3)
     age, index = torch.arange(5.0), torch.tensor([0, -1, 2, 3, -1])
@@ -84,5 +79,5 @@ def test_memory_checkpoint_round_trip_and_checks(tmp_path):
 @pytest.mark.parametrize("name", ["LLE_model.pth", "LLE_model_supervised.pth"])
 def test_shipped_checkpoints_read_as_weights(name):
     path = os.path.join(ROOT, "checkpoints", name)
-    w = checkpoint_weights(read_checkpoint(path), path)
+    w = extract_state_dict(read_checkpoint(path), path)
     assert w["e_conv1.weight"].shape == (32, 3, 3, 3) and not any(k.startswith("module.") for k in w)

@@ -11,8 +11,7 @@ layouts it keeps:
 
 * the enhancer's ``{"epoch", "state_dict"}`` with DataParallel's ``module.`` prefix on every weight key
   (the EMNet reference's test script expects it): :data:`PREFIXED_STAGES`;
-* SCL-LLE's raw state dict snapshots ``Epoch{it}.pth`` (the reference's test script loads them):
-  :func:`raw_snapshot`;
+* SCL-LLE's snapshots ``Epoch{it}.pth``: the plain ``state_dict()`` (the reference's test script loads them);
 * the memory's ``{"epoch", "mem_key", "mem_vale", "mem_age", "mem_index"}`` (:data:`MEMORY_KEYS`), which the
   memory stage's resumable checkpoint extends with the fields above.
 
@@ -25,7 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
-from utils.checkpoint import add_module_prefix, extract_state_dict
+from utils.checkpoint import add_module_prefix
 from utils.errors import UserError
 
 STAGES = ("scl", "enhancer", "memory")
@@ -73,18 +72,7 @@ def resume_step(ck: Mapping[str, Any], per_epoch: int) -> int:
     return int(ck.get("iteration") or int(ck["epoch"]) * per_epoch)
 
 
-def checkpoint_weights(ck: Any, name: str) -> dict[str, torch.Tensor]:
-    """The weights of a checkpoint of any accepted layout, without the ``module.`` prefix; ``name`` labels it
-    in the one-line :class:`UserError` when there are none."""
-    return extract_state_dict(ck, name)
-
-
 # ---------------------------------------------------------------------------------- reference layouts
-def raw_snapshot(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """SCL-LLE's ``Epoch{it}.pth``: the raw (unwrapped, unprefixed) state dict, loadable by the reference."""
-    return dict(weights)
-
-
 def memory_checkpoint(epoch: int, key: torch.Tensor, value: torch.Tensor, age: torch.Tensor,
                       top_index: torch.Tensor) -> dict[str, Any]:
     """The reference memory checkpoint (keys exactly :data:`MEMORY_KEYS`), CPU copies of the tensors."""
