@@ -24,7 +24,10 @@ from lowlight_model import enhance
 from metrics import (MetricAccumulator, build_lpips, lpips_available, lpips_distance, psnr_float, quantise,
                      scores_8bit)
 from metrics.conventions import crop, describe, get_convention
-from network.memory import ExternalMemory, build_query_net, gt_mean_oracle, query
+from network.memory import ExternalMemory, gt_mean_oracle, query
+from network.query import build_query
+from utils.denoise import denoise_tensor
+from utils.errors import UserError
 from utils.fs import atomic_write
 from utils.image_io import save_grid_rows, save_image
 
@@ -62,16 +65,17 @@ def enhance_pairs(model: torch.nn.Module, pairs, device: torch.device) -> list[t
 
 @torch.no_grad()
 def memory_queries(query_net: torch.nn.Module, pairs, device: torch.device) -> torch.Tensor:
-    """The memory queries (N, 512) of the low images of ``pairs``."""
+    """The memory queries (N, K) of the low images of ``pairs``."""
     return torch.cat([query(query_net, pairs.load(i)[0][None].to(device)) for i in range(len(pairs))]).float()
 
 
 def _outputs(raw: torch.Tensor, gt: torch.Tensor, memory: ExternalMemory | None, q: torch.Tensor | None,
-             top_k: int, oracle: bool) -> dict[str, torch.Tensor]:
-    """Each method's output (1,3,H,W) in [0, 1] of one raw enhancer output."""
-    outputs = {"ori": raw.clamp(0, 1)}
+             top_k: int, oracle: bool, denoise: float = 0.0) -> dict[str, torch.Tensor]:
+    """Each method's output (1,3,H,W) in [0, 1] of one raw enhancer output (``ori`` and ``mem`` through
+    :func:`utils.denoise.denoise_tensor` when ``denoise`` > 0)."""
+    outputs = {"ori": denoise_tensor(raw.clamp(0, 1), denoise)}
     if memory is not None:
-        outputs["mem"] = memory.refine(raw, memory.read(q, top_k))
+        outputs["mem"] = denoise_tensor(memory.refine(raw, memory.read(q, top_k)), denoise)
     if oracle:
         outputs["gt_mean_oracle"] = memory.oracle(raw, gt) if memory is not None else gt_mean_oracle(raw, gt)
     return outputs
@@ -84,7 +88,7 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
              lpips: torch.nn.Module | None = None,
              each: Callable[[int, torch.Tensor, torch.Tensor, dict, dict], None] | None = None, progress: bool = False,
              only: tuple[str, ...] | None = None, convention: str = "reference",
-             crop_border: int = 0) -> dict[str, MetricAccumulator]:
+             crop_border: int = 0, denoise: float = 0.0) -> dict[str, MetricAccumulator]:
     """The figures of ``model`` (+ ``memory`` read with ``top_k``) on ``pairs`` (``load(i)`` → (low, gt) and
     ``gt_names``, e.g. :class:`datasets.lol.PairedDataset`), one :class:`MetricAccumulator` per method
     ("ori", "mem" with a memory, "gt_mean_oracle" with ``oracle``), converted and scored by ``policy``.
@@ -96,7 +100,7 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
     ``lpips`` adds LPIPS on the 8-bit images; ``each(i, low, gt, outputs, images_8bit)`` sees every pair (its images as loaded); ``progress``
     shows a progress bar; ``only`` scores just those methods (e.g. ``("mem",)`` where "ori" is known).
     PSNR / SSIM follow ``convention`` (:data:`metrics.conventions.CONVENTIONS`) after cropping ``crop_border``
-    pixels at each edge.
+    pixels at each edge. ``denoise`` > 0 denoises ``ori`` and ``mem`` (:func:`utils.denoise.denoise_tensor`).
     """
     if memory is not None and queries is None and query_net is None:
         raise ValueError("evaluate: a memory needs queries or query_net")
@@ -108,7 +112,7 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
         low, gt = (t[None].to(device) for t in pairs.load(i))
         r = raw[i].to(device) if raw is not None else enhance(model, low)
         q = None if memory is None else queries[i:i + 1].to(device) if queries is not None else query(query_net, low)
-        outputs = _outputs(r, gt, memory, q, top_k, oracle)
+        outputs = _outputs(r, gt, memory, q, top_k, oracle, denoise)
         gt8 = quantise(gt[0], "round")
         images = {m: quantise(y[0], policy.quantise[m]) for m, y in outputs.items() if m in acc}
         crop(gt8, crop_border)  # a crop that leaves nothing is refused before any note
@@ -149,7 +153,7 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
                     mem: ExternalMemory | None = None, top_k: int = 1, output_dir: str = "results",
                     save_images: bool = False, grid: int = 0, use_lpips: bool = True,
                     weights: str = "?", mem_weights: str | None = None, convention: str = "reference",
-                    crop_border: int = 0) -> dict[str, dict[str, float]]:
+                    crop_border: int = 0, denoise: float = 0.0) -> dict[str, dict[str, float]]:
     """The reference test protocol (:data:`TEST`) of ``model`` (+ ``mem`` read with ``top_k``) on the pairs
     under ``input_dir``, with its reports.
 
@@ -160,7 +164,10 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
     """
     data = PairedDataset(input_dir)
     names = data.gt_names  # the reference names its outputs after the ground-truth files
-    query_net = build_query_net(pretrained=True).to(device) if mem is not None else None
+    query_net = build_query(mem.query_kind, model).to(device) if mem is not None else None
+    if query_net is not None and getattr(query_net, "dim", mem.key_dim) != mem.key_dim:
+        raise UserError(f"{mem_weights}: its keys ({mem.key_dim} numbers) come from another enhancer's features "
+                        f"than --weights {weights} gives ({query_net.dim}); pass the enhancer the memory was built on")
     lp = build_lpips(device) if use_lpips and lpips_available() else None
     grid_rows = []
 
@@ -174,12 +181,14 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
 
     start = time.time()
     acc = evaluate(model, data, mem, TEST, device=device, top_k=top_k, query_net=query_net, oracle=True, lpips=lp,
-                   each=each, progress=True, convention=convention, crop_border=crop_border)
+                   each=each, progress=True, convention=convention, crop_border=crop_border, denoise=denoise)
     elapsed = time.time() - start
     means = {m: a.mean() for m, a in acc.items()}
     os.makedirs(output_dir, exist_ok=True)
     header = [f"input_dir: {input_dir}", f"arch: {getattr(model, 'arch', '?')}  weights: {weights}",
-              f"memory: {mem_weights or 'none'}  testing_top_k: {top_k}"]
+              f"memory: {mem_weights or 'none'}  testing_top_k: {top_k}"
+              + (f"  query: {mem.query_kind}" if mem is not None else ""),
+              f"denoise: {denoise:g}" if denoise else "denoise: off"]
     _write_report(os.path.join(output_dir, "result.txt"), header, acc, len(data), elapsed,
                   describe(convention, crop_border))
     _write_csv(os.path.join(output_dir, "results.csv"), acc)

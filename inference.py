@@ -23,6 +23,7 @@ from lowlight_model import enhance, enhance_tiled
 from network.registry import UNMEASURED_BYTES_PER_PIXEL, spec_of
 from utils.errors import UserError
 from utils.fs import check_writable_dir, find_blocker, temp_key, temp_target
+from utils.denoise import denoise_8bit
 from utils.image_io import read_image, save_image, to_uint8
 
 DTYPES = {"fp32": torch.float32, "channels_last": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -127,9 +128,9 @@ def _read(path: str) -> torch.Tensor:
     return torch.from_numpy(read_image(path, keep_8bit=True)).permute(2, 0, 1)
 
 
-def _write(y: np.ndarray | torch.Tensor, path: str) -> None:
+def _write(y: np.ndarray | torch.Tensor, path: str, denoise: float = 0.0) -> None:
     try:
-        save_image(y, path)
+        save_image(denoise_8bit(y, denoise) if denoise else y, path)
     except OSError as e:
         if e.errno in _FATAL_ERRNOS:
             raise UserError(f"cannot write {path} ({e.strerror}); free space or choose another --output_dir") from e
@@ -150,10 +151,11 @@ def _finish(fut: Future, name: str, failures: list[str]) -> int:
 def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, device: torch.device, *,
                    precision: str = "fp32", tile: int = 0, batch_size: int = 1, workers: int = 2,
                    budget: float = 0.4, indices: list[int] | None = None,
-                   progress: bool = True) -> tuple[int, list[str]]:
+                   progress: bool = True, denoise: float = 0.0) -> tuple[int, list[str]]:
     """Enhance every image of ``data`` (or its share ``indices``) into the same relative path under
     ``output_dir``; ``budget`` in GB. An image that cannot be read, enhanced or written is reported and
-    skipped; returns ``(written, failures)``.
+    skipped; returns ``(written, failures)``. ``denoise`` > 0: :func:`utils.denoise.denoise_8bit` on each 8-bit
+    output, in the writer threads (overlapping the next forward pass).
     """
     indices = list(range(len(data))) if indices is None else indices
     dtype, budget_bytes = DTYPES[precision], budget * 1e9
@@ -185,7 +187,7 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
                     continue
                 finally:
                     del x  # the input is freed before the results are checked and written
-                pending += _submit(y, ids, data, output_dir, writer, failures)
+                pending += _submit(y, ids, data, output_dir, writer, failures, denoise)
                 del y
                 while len(pending) > max(1, workers):
                     written += _finish(*pending.pop(0), failures)
@@ -201,7 +203,7 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
 
 
 def _submit(y: torch.Tensor, ids: list[int], data: ImageFolder, output_dir: str, writer: ThreadPoolExecutor | None,
-            failures: list[str]) -> list[tuple[Future, str]]:
+            failures: list[str], denoise: float = 0.0) -> list[tuple[Future, str]]:
     """Hand each enhanced image ``y[k]`` (of input ``ids[k]``) to the writer; one with NaN is reported instead.
     Returns the pending writes as (future, input file)."""
     pending = []
@@ -214,7 +216,8 @@ def _submit(y: torch.Tensor, ids: list[int], data: ImageFolder, output_dir: str,
             continue
         target = os.path.join(output_dir, data.relpath(i))
         out = to_uint8(y[k])  # here, so that the float result is freed before it is encoded
-        pending.append((writer.submit(_write, out, target) if writer else _done(_write, out, target), data.files[i]))
+        job = (_write, out, target, denoise)
+        pending.append((writer.submit(*job) if writer else _done(*job), data.files[i]))
     return pending
 
 

@@ -17,11 +17,16 @@ from torch import nn
 from network.dce import enhance_net_nopool, weights_init  # noqa: F401 (the reference's names)
 from network.enhancer import (TILE_OVERLAP, Enhancer, UnknownEnhancer, as_enhancer, build_enhancer,  # noqa: F401
                               load_enhancer, pad_to_multiple)
+from utils.denoise import denoise_tensor
 
 
-def enhance(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The enhanced image (N,3,H,W) of any enhancer network, Enhancer or DDP wrapper: see :class:`Enhancer`."""
-    return as_enhancer(model)(x)
+def enhance(model: nn.Module, x: torch.Tensor, denoise: float = 0.0) -> torch.Tensor:
+    """The enhanced image (N,3,H,W) of any enhancer network, Enhancer or DDP wrapper: see :class:`Enhancer`.
+
+    ``denoise`` > 0 removes the noise the curves amplified (:func:`utils.denoise.denoise_tensor`; the result is
+    then the 8-bit image as floats in [0, 1]); 0 (the default) is the enhancer's output, bit for bit."""
+    y = as_enhancer(model)(x)
+    return denoise_tensor(y.clamp(0, 1), denoise) if denoise else y
 
 
 def enhance_tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int = TILE_OVERLAP) -> torch.Tensor:

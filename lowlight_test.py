@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default): reference numerics in channels-last layout (within one 8-bit level of "
                         "the plain forward); bf16: autocast, ~2x faster on CPUs with bf16, within three levels; "
                         "fp16: CUDA only; channels_last: old name of fp32")
+    p.add_argument("--denoise", type=at_least(0.0, float), default=0.0, metavar="S",
+                   help="remove the noise the curves amplify: non-local means on the 8-bit output, chroma strongly, "
+                        "luminance lightly, set from each image's own noise level times S (1: as measured in "
+                        "docs/quality.md; default 0: off, the enhancer's output bit for bit)")
     add_dist_timeout_argument(p)
     _mode_arguments(p)
     return p
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_paired(model, args.input_dir, device, mem=mem, top_k=opts.testing_top_k, output_dir=out_dir,
                         save_images=opts.save_images, grid=opts.grid, use_lpips=not opts.no_lpips,
                         weights=args.weights, mem_weights=opts.mem_weights, convention=opts.metrics,
-                        crop_border=opts.crop_border)
+                        crop_border=opts.crop_border, denoise=args.denoise)
     except CropTooLarge as e:
         raise UserError(f"--{e} (in {args.input_dir}): use a smaller --crop_border") from e
     return 0
@@ -283,7 +287,8 @@ def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.dev
     try:
         written, failures = enhance_folder(model, data, out_dir, device, precision=args.precision, tile=opts.tile,
                                            batch_size=opts.batch_size, workers=opts.workers,
-                                           budget=args.memory_budget, indices=indices, progress=rank == 0)
+                                           budget=args.memory_budget, indices=indices, progress=rank == 0,
+                                           denoise=args.denoise)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return _summary(written, failures, data, out_dir, time.time() - start, world, device)

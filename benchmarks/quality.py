@@ -2,11 +2,13 @@
 
     python benchmarks/quality.py [--weights A.pth B.pth ...] [--pairs datasets/data/LOL-demo/eval15]
         [--real_dir ../shared/data/LIME] [--out_md docs/quality.md] [--out_grid docs/quality_grid.jpg]
+        [--denoise 1] [--memory EMNet+mem=checkpoints/EMNet_real.pth,checkpoints/memory_real.pth]
 
 Methods: ``identity`` (the input), ``gamma 0.45`` (``x^0.45``), ``CLAHE`` (OpenCV, clip limit 2, 8x8 tiles,
 on the L channel of Lab), then every ``--weights`` checkpoint (DCE-Net or EMNet, recognised from the file;
 default: ``checkpoints/*.pth`` plus the official ``SCL-LLE.pth`` and ``Zero-DCE-Epoch99.pth`` from
-``../shared/compat/`` when present).
+``../shared/compat/`` when present), each again with ``lowlight_test.py``'s noise option with ``--denoise S``,
+and every ``--memory`` (an EMNet enhancer refined by its memory, read with the memory's own query).
 
 (a) **Held-out synthetic pairs** (a paired folder, by default the ``eval15`` split built by
 ``python -m datasets.prepare_demo``, made from held-out photos with :mod:`datasets.synthesis`): PSNR and SSIM
@@ -90,17 +92,25 @@ def clahe_method(clip: float = 2.0, tiles: int = 8) -> Method:
     return run
 
 
-def enhancer_method(path: str, device: torch.device) -> Method:
-    """A DCE-Net / EMNet checkpoint as a uint8 → uint8 method (fp32, whole image)."""
+def enhancer_method(path: str, device: torch.device, denoise: float = 0.0, memory: str | None = None) -> Method:
+    """A DCE-Net / EMNet checkpoint as a uint8 → uint8 method (fp32, whole image); ``denoise`` > 0 adds the
+    noise option (:mod:`utils.denoise`), ``memory`` an EMNet memory checkpoint read with its own query
+    (top-1, as the reference test) and refining the raw output."""
     from lowlight_model import enhance, load_enhancer
+    from network.memory import ExternalMemory, query
+    from network.query import build_query
+    from utils.denoise import denoise_8bit
 
     model = load_enhancer("auto", path, device)
+    mem = ExternalMemory.from_checkpoint(memory, map_location=device) if memory else None
+    qnet = build_query(mem.query_kind, model).to(device) if mem is not None else None
 
     def run(x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x.transpose(2, 0, 1).copy()).float().div_(255.0)[None].to(device)
         with torch.inference_mode():
-            y = enhance(model, t).clamp_(0, 1)
-        return to_uint8(y[0].cpu())
+            y = enhance(model, t)
+            y = mem.refine(y, mem.read(query(qnet, t))) if mem is not None else y.clamp_(0, 1)
+        return denoise_8bit(to_uint8(y[0].cpu()), denoise)
 
     return run
 
@@ -115,14 +125,20 @@ def default_weights() -> list[tuple[str, str]]:
     return found
 
 
-def build_methods(weights: list[tuple[str, str]], device: torch.device, baselines: bool = True) -> dict[str, Method]:
+def build_methods(weights: list[tuple[str, str]], device: torch.device, baselines: bool = True,
+                  denoise: float = 0.0, memories: list[tuple[str, str, str]] = ()) -> dict[str, Method]:
+    """The baselines, each checkpoint (and with ``denoise`` > 0 each again with the noise option, labelled
+    ``+ denoise``), and each ``(label, enhancer, memory)`` of ``memories``."""
     methods: dict[str, Method] = {}
     if baselines:
         methods.update({"identity": lambda x: x, "gamma 0.45": gamma_method(0.45), "CLAHE": clahe_method()})
-    for label, path in weights:
-        if not os.path.isfile(path):
-            raise UserError(f"--weights {path}: file not found")
-        methods[label] = enhancer_method(path, device)
+    for label, path, mem in [(lb, p, None) for lb, p in weights] + list(memories):
+        for f in (path, mem):
+            if f is not None and not os.path.isfile(f):
+                raise UserError(f"{'--memory' if f is mem else '--weights'} {f}: file not found")
+        methods[label] = enhancer_method(path, device, memory=mem)
+        if denoise:
+            methods[f"{label} + denoise"] = enhancer_method(path, device, denoise, mem)
     return methods
 
 
@@ -263,6 +279,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", nargs="+", default=None, metavar="[LABEL=]PATH",
                    help="checkpoints to score (default: checkpoints/*.pth + official ones in ../shared/compat)")
     p.add_argument("--no_baselines", action="store_true", help="skip identity, gamma and CLAHE")
+    p.add_argument("--denoise", type=at_least(0.0, float), default=0.0, metavar="S",
+                   help="also score each checkpoint with lowlight_test.py's --denoise S (default 0: not)")
+    p.add_argument("--memory", nargs="+", default=[], metavar="LABEL=ENHANCER,MEMORY",
+                   help="an EMNet enhancer refined by its memory checkpoint, as one more method")
     p.add_argument("--pairs", default=os.path.join(REPO, "datasets", "data", "LOL-demo", "eval15"),
                    help="paired folder (low/ + high/) of held-out synthetic pairs; '' to skip")
     p.add_argument("--real_dir", default=os.path.join(SHARED, "data", "LIME"),
@@ -293,7 +313,14 @@ def _main(argv: list[str] | None) -> None:
         weights = default_weights()
     else:
         weights = [tuple(w.split("=", 1)) if "=" in w else (os.path.basename(w), w) for w in args.weights]
-    methods = build_methods(weights, device, baselines=not args.no_baselines)
+    memories = []
+    for m in args.memory:
+        label, _, files = m.rpartition("=")
+        if files.count(",") != 1:
+            raise UserError(f"--memory {m}: expected LABEL=ENHANCER.pth,MEMORY.pth")
+        memories.append((label or "memory", *files.split(",")))
+    methods = build_methods(weights, device, baselines=not args.no_baselines, denoise=args.denoise,
+                            memories=memories)
     if not methods:
         raise UserError("nothing to score: pass --weights or drop --no_baselines")
     pairs = find_pairs(args.pairs) if args.pairs and os.path.isdir(args.pairs) else []

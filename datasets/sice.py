@@ -4,6 +4,7 @@ symbolic links in the LOL layout (no image is copied).
 
     python -m datasets.sice --src ../shared/data/sice-pairs --out datasets/data/sice-split
     # -> datasets/data/sice-split/train/{low,high}/NNNN.jpg, datasets/data/sice-split/val/{low,high}/NNNN.jpg
+    python -m datasets.sice --scl_into datasets/data128p --repeat 4   # + the training part into SCL data
 
 **Scenes.** A name ``NNNN`` is the number of the pair's low frame in the source folder (Zero-DCE++'s
 training set, SICE Part 1 brackets stored one after another), and each name is one scene
@@ -91,14 +92,53 @@ def write_split(src: str, out: str, gap: int = NEIGHBOUR_GAP) -> dict[str, list[
     return {"train": train, "val": val}
 
 
+def add_to_scl(split_part: str, into: str, repeat: int = 1) -> int:
+    """Add the real pairs of ``split_part`` (``low/`` + ``high/``, e.g. ``sice-split/train``) to the SCL-LLE
+    data of ``into`` (``cityscapes/`` + ``Contrast/``, as ``datasets.prepare_demo`` writes it), as links:
+
+    * each low frame ``repeat`` times as an unlabelled training image
+      (``cityscapes/leftImg8bit/train/sice/NNNN_rK_leftImg8bit.jpg``): random crops of a 512x512 frame
+      differ, so repeating weighs the real frames against the synthetic crops;
+    * each normally exposed frame as a contrast positive (``Contrast/GT/sice_NNNN.jpg``) and each low frame
+      as a contrast negative (``Contrast/low/sice_NNNN.jpg``), as SCL-LLE's contrast set pairs normal-light
+      photos with badly exposed ones.
+
+    Returns the number of pairs added. Nothing is copied."""
+    from datasets.lol import find_pairs
+
+    if repeat < 1:
+        raise UserError(f"--repeat {repeat}: must be at least 1")
+    for sub in ("cityscapes", "Contrast"):
+        if not os.path.isdir(os.path.join(into, sub)):
+            raise UserError(f"{into}: no {sub}/ folder; create the SCL data first (python -m datasets.prepare_demo "
+                            f"--out {into})")
+    train_dir = os.path.join(into, "cityscapes", "leftImg8bit", "train", "sice")
+    os.makedirs(train_dir, exist_ok=True)
+    pairs = find_pairs(split_part)
+    for low, high in pairs:
+        stem, ext = os.path.splitext(os.path.basename(low))
+        for k in range(repeat):
+            _link(os.path.abspath(low), os.path.join(train_dir, f"{stem}_r{k}_leftImg8bit{ext}"))
+        _link(os.path.abspath(high), os.path.join(into, "Contrast", "GT", f"sice_{os.path.basename(high)}"))
+        _link(os.path.abspath(low), os.path.join(into, "Contrast", "low", f"sice_{os.path.basename(low)}"))
+    return len(pairs)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m datasets.sice", description=__doc__.split("\n")[0])
     ap.add_argument("--src", default=os.path.join("..", "shared", "data", "sice-pairs"),
                     help="the sice-pairs folder (low/ + high/)")
     ap.add_argument("--out", default=os.path.join("datasets", "data", "sice-split"),
                     help="where train/ and val/ (folders of links) go")
+    ap.add_argument("--scl_into", default=None, metavar="DIR",
+                    help="also add the training part to the SCL-LLE data in DIR (cityscapes/ + Contrast/, see "
+                         "add_to_scl)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --scl_into: links per low frame")
     args = ap.parse_args(argv)
     parts = write_split(args.src, args.out)
+    if args.scl_into:
+        n = add_to_scl(os.path.join(args.out, "train"), args.scl_into, args.repeat)
+        print(f"{args.scl_into}: {n} real low frames x{args.repeat} as training images, {n} contrast pairs")
     for part, names in parts.items():
         print(f"{part}: {len(names)} pairs in {os.path.join(args.out, part)}: "
               + " ".join(scene_of(n) for n in names))

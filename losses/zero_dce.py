@@ -11,12 +11,19 @@ from torch import Tensor, nn
 
 
 class L_color(nn.Module):
-    """Colour constancy: x (N,3,H,W) → k (N,1,1,1), k = sqrt((m_r−m_g)⁴ + (m_r−m_b)⁴ + (m_b−m_g)⁴)."""
+    """Colour constancy: x (N,3,H,W) → k (N,1,1,1), k = sqrt((m_r−m_g)⁴ + (m_r−m_b)⁴ + (m_b−m_g)⁴).
+
+    Values and gradients are the reference's, except where the three channel means are equal (a grey or
+    all-black crop, common in real dark frames): there the reference's ``pow(0, 0.5)`` back-propagates
+    ``inf · 0 = NaN`` and stops training; here the gradient is 0, its limit (k is quadratic in the
+    differences there)."""
 
     def forward(self, x: Tensor) -> Tensor:
         mr, mg, mb = torch.split(x.mean(dim=(2, 3), keepdim=True), 1, dim=1)
         drg, drb, dgb = (mr - mg) ** 2, (mr - mb) ** 2, (mb - mg) ** 2
-        return torch.pow(drg ** 2 + drb ** 2 + dgb ** 2, 0.5)
+        s = drg ** 2 + drb ** 2 + dgb ** 2
+        positive = s > 0
+        return torch.where(positive, torch.pow(torch.where(positive, s, torch.ones_like(s)), 0.5), torch.zeros_like(s))
 
 
 class L_spa(nn.Module):

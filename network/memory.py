@@ -19,6 +19,7 @@ import torchvision
 from torch import nn
 
 from network.imagenet import imagenet_normalize
+from network.query import REFERENCE_QUERY, check_kind
 from utils.checkpoint import read_checkpoint
 from utils.errors import UserError
 from utils.pretrained import load_pretrained
@@ -62,8 +63,11 @@ def build_query_net(pretrained: bool = True) -> QueryNet:
 
 @torch.no_grad()
 def query(net: nn.Module, low: torch.Tensor) -> torch.Tensor:
-    """Memory query of low-light images: (N, 3, H, W) in [0, 1] → L2-normalised (N, 512), full resolution."""
-    return F.normalize(net(imagenet_normalize(low)).flatten(1), dim=1)
+    """Memory query of low-light images: (N, 3, H, W) in [0, 1] → L2-normalised (N, K), full resolution
+    (K = 512 for the ResNet-18 :class:`QueryNet`, which sees ImageNet-normalised input; other query networks,
+    :mod:`network.query`, see the image as it is)."""
+    x = imagenet_normalize(low) if getattr(net, "imagenet_input", True) else low
+    return F.normalize(net(x).flatten(1), dim=1)
 
 
 def value_dim_for(p: int, pooling_mean: bool = False) -> int:
@@ -104,6 +108,8 @@ class ExternalMemory(nn.Module):
 
     ``generator`` (optional ``torch.Generator``) drives the initialisation and the age noise, for
     reproducible runs; it may live on another device than the buffers (numbers are moved over).
+    ``query_kind`` names the query network the keys come from (:mod:`network.query`; saved with the
+    memory when it is not the reference's ResNet-18).
     """
 
     key: torch.Tensor
@@ -112,8 +118,10 @@ class ExternalMemory(nn.Module):
     top_index: torch.Tensor
 
     def __init__(self, mem_size: int = 9000, key_dim: int = 512, value_dim: int = 3, thres: float = 1e-5,
-                 age_noise: float = 4.0, generator: Optional[torch.Generator] = None) -> None:
+                 age_noise: float = 4.0, generator: Optional[torch.Generator] = None,
+                 query_kind: str = REFERENCE_QUERY) -> None:
         super().__init__()
+        self.query_kind = check_kind(query_kind, "ExternalMemory")
         pooling = pooling_for(int(value_dim))
         if pooling is None:
             raise ValueError(f"value size {value_dim} is neither 3·p² nor p² for an integer pooling size p")
@@ -224,7 +232,10 @@ class ExternalMemory(nn.Module):
     def to_checkpoint(self, epoch: int) -> dict[str, Any]:
         """The reference checkpoint dict (CPU tensors): keys exactly
         :data:`utils.training_checkpoint.MEMORY_KEYS`."""
-        return memory_checkpoint(epoch, self.key, self.value, self.age, self.top_index)
+        ck = memory_checkpoint(epoch, self.key, self.value, self.age, self.top_index)
+        if self.query_kind != REFERENCE_QUERY:
+            ck["query"] = self.query_kind
+        return ck
 
     @classmethod
     def from_checkpoint(cls, path_or_dict: Union[str, os.PathLike, Mapping[str, Any]], map_location="cpu",
@@ -261,7 +272,8 @@ class ExternalMemory(nn.Module):
         if mem_size is not None and mem_size != m:
             raise UserError(f"--mem_size {mem_size} does not match {name}, which holds {m} slots; pass --mem_size {m} "
                             f"or leave it out")
-        mem = cls(mem_size=m, key_dim=k, value_dim=v, **kw)
+        mem = cls(mem_size=m, key_dim=k, value_dim=v, query_kind=check_kind(obj.get("query", REFERENCE_QUERY), name),
+                  **kw)
         dev = map_location if isinstance(map_location, (str, torch.device)) else key.device
         with torch.no_grad():
             mem.key = key.to(device=dev, dtype=torch.float32)

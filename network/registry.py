@@ -37,7 +37,9 @@ class ArchSpec:
     * ``channels_last``: the training default of ``--channels_last auto`` (only convolutions: faster);
     * ``curve_maps``: the network returns DCE-Net's (4-step image, final image, curve maps) triple;
     * ``bytes_per_pixel``: measured peak working memory of one inference pass per input pixel by dtype;
-    * ``shipped``: weights shipped in this repository (name -> path relative to its root).
+    * ``shipped``: weights shipped in this repository (name -> path relative to its root);
+    * ``query_layers``: the modules whose features form an enhancer query of EMNet's memory
+      (:mod:`network.query`).
     """
 
     name: str
@@ -55,6 +57,7 @@ class ArchSpec:
     curve_maps: bool = False
     bytes_per_pixel: Mapping[torch.dtype, int] = field(default_factory=dict)
     shipped: Mapping[str, str] = field(default_factory=dict)
+    query_layers: tuple[str, ...] = ()
 
     @property
     def tileable(self) -> bool:
@@ -115,12 +118,14 @@ ARCHS: dict[str, ArchSpec] = {
         signature="e_conv1.weight", width_of=lambda s: int(s["e_conv1.weight"].shape[0]),
         size_multiple=1, receptive_radius=7, channels_last=True, curve_maps=True,  # seven 3x3 convolutions
         bytes_per_pixel={torch.float32: 1200, torch.bfloat16: 600, torch.float16: 600},
-        shipped={"default": "checkpoints/LLE_model.pth", "supervised": "checkpoints/LLE_model_supervised.pth"}),
+        shipped={"default": "checkpoints/LLE_model.pth", "supervised": "checkpoints/LLE_model_supervised.pth"},
+        query_layers=("e_conv1", "e_conv2", "e_conv3", "e_conv4")),
     "emnet": ArchSpec(
         name="emnet", title="EMNet", class_name="EMNet", hub="emnet", builder=_build_emnet,
         default_width=32, width_rule=_even,
         signature="patch_embed.proj.weight", width_of=lambda s: int(s["patch_embed.proj.weight"].shape[0]),
-        size_multiple=8, receptive_radius=None, channels_last=False, curve_maps=False),  # attention: whole image
+        size_multiple=8, receptive_radius=None, channels_last=False, curve_maps=False,  # attention: whole image
+        query_layers=("encoder_level1", "encoder_level2", "encoder_level3", "decoder_latent")),
 }
 
 #: The ``--arch`` choices; ``auto`` (where a checkpoint is read) recognises the architecture from its keys.

@@ -1,6 +1,7 @@
 """EMNet stage 2 (SPEC §6): fill the external memory from paired training data on a frozen enhancer.
 
-Per batch of random crops (with the 8 rotations/flips): q = ResNet-18 query of the low image,
+Per batch of random crops (with the 8 rotations/flips): q = query of the low image (ImageNet ResNet-18 as
+the reference, or with ``--query enhancer`` the frozen enhancer's own features, :mod:`network.query`),
 v = GT pooled to p×p, one memory update; the last incomplete batch is dropped, as the reference's loader
 (3 updates per epoch on 485 pairs with batch 128). After every epoch the memory refines the frozen enhancer's
 outputs on the full validation images; the memory with the best refined PSNR is kept
@@ -15,7 +16,8 @@ import time
 import torch
 
 from lowlight_model import load_enhancer
-from network.memory import ExternalMemory, build_query_net, query, value_dim_for
+from network.memory import ExternalMemory, query, value_dim_for
+from network.query import QUERY_KINDS, REFERENCE_QUERY, build_query
 from evaluation import VALIDATION, enhance_pairs, evaluate, mean_psnr_ssim, memory_queries
 from stages.common import RunFolder, Session, add_run_arguments, check_flags
 from stages.loop import Stage, run_stage
@@ -29,7 +31,7 @@ from utils.options import at_least
 CHECKPOINTS = ("memory_latest.pth", "memory_best.pth")
 QUERY_DIM = 512  # ResNet-18 features
 # Flags that define the saved memory: a resumed run must keep them.
-FROZEN = ("mem_size", "K_feat_dim", "V_feat_dim", "pooling_size", "pooling_mean")
+FROZEN = ("mem_size", "K_feat_dim", "V_feat_dim", "pooling_size", "pooling_mean", "query")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("memory")
     g.add_argument("--pretrain_weights", default="checkpoints/LLE_model.pth", help="the frozen enhancer")
     g.add_argument("--mem_size", type=at_least(1), default=9000)
-    g.add_argument("--K_feat_dim", type=int, default=QUERY_DIM, help="key size (ResNet-18 features: 512)")
+    g.add_argument("--query", choices=QUERY_KINDS, default=REFERENCE_QUERY,
+                   help="query network: ImageNet ResNet-18 (the reference; needs its weights file) or the frozen "
+                        "enhancer's own features (nothing to download; saved in the memory checkpoint)")
+    g.add_argument("--K_feat_dim", type=int, default=None,
+                   help="key size, checked against the query (default: the query's: 512 for ResNet-18)")
     g.add_argument("--V_feat_dim", type=int, default=None, help="value size (default 3·p², p² with --pooling_mean)")
     g.add_argument("--pooling_size", type=at_least(1), default=1, help="p: values are GT pooled to p×p")
     g.add_argument("--pooling_mean", action="store_true", help="values are channel means")
@@ -59,8 +65,10 @@ def check_arguments(args: argparse.Namespace) -> int:
     """Every flag in range (one line naming the flag) before anything is created or loaded; returns V."""
     check_paired_arguments(args, from_checkpoint=True)  # the frozen enhancer's width is its checkpoint's
     check_flags(args, at_most={"pooling_size": args.train_ps, "testing_top_k": args.mem_size})  # single: validators
-    if args.K_feat_dim != QUERY_DIM:
+    if args.query == REFERENCE_QUERY and args.K_feat_dim not in (None, QUERY_DIM):
         raise UserError(f"--K_feat_dim {args.K_feat_dim}: the ResNet-18 query has {QUERY_DIM} features; pass 512")
+    if args.query == REFERENCE_QUERY:
+        args.K_feat_dim = QUERY_DIM  # as saved by earlier runs, which a resumed run is compared with
     world = world_size()
     if args.batch_size * world > args.mem_size:
         raise UserError(f"--mem_size {args.mem_size}: smaller than one batch ({args.batch_size} x {world} "
@@ -110,6 +118,10 @@ class MemoryStage(Stage):
 
     def load_fixed(self) -> None:
         self.enhancer, self.query_net = _networks(self.args, self.session.device)
+        self.key_dim = self.query_net.dim if hasattr(self.query_net, "dim") else QUERY_DIM
+        if self.args.K_feat_dim not in (None, self.key_dim):
+            raise UserError(f"--K_feat_dim {self.args.K_feat_dim}: the {self.args.query} query of this enhancer has "
+                            f"{self.key_dim} features; pass {self.key_dim} or leave it out")
 
     def record_step(self, step: int, per_epoch: int) -> int:
         return step // per_epoch  # one validation record per epoch
@@ -127,8 +139,8 @@ class MemoryStage(Stage):
         log.info("frozen enhancer on validation: PSNR %.2f SSIM %.4f (%.1fs)", self.base_psnr, base_ssim,
                  time.time() - t0)
         self.gens = {"memory": torch.Generator().manual_seed(session.options.seed)}  # the same on every process
-        self.mem = ExternalMemory(args.mem_size, args.K_feat_dim, self.value_dim, args.thres, args.age_noise,
-                                  self.gens["memory"]).to(session.device)
+        self.mem = ExternalMemory(args.mem_size, self.key_dim, self.value_dim, args.thres, args.age_noise,
+                                  self.gens["memory"], query_kind=args.query).to(session.device)
 
     def load_state(self, ck: dict) -> None:
         args = self.args
@@ -184,10 +196,10 @@ class MemoryStage(Stage):
 
 
 def _networks(args, device: torch.device):
-    """The frozen enhancer of ``--pretrain_weights`` and the ResNet-18 query network, on ``device``."""
+    """The frozen enhancer of ``--pretrain_weights`` and the ``--query`` network, on ``device``."""
     enhancer = read_file(args.pretrain_weights, "--pretrain_weights",
                          lambda path: load_enhancer(args.arch, path, device, args.embed_dim))
-    return enhancer, build_query_net(pretrained=True).to(device)
+    return enhancer, build_query(args.query, enhancer).to(device)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -125,3 +125,29 @@ def test_mismatched_jpeg_pair_is_one_line(tmp_path):
     (root / "high" / "0001.jpg").rename(root / "high" / "0002.jpg")
     with pytest.raises(UserError, match="2 file\\(s\\) without a partner"):
         PairedDataset(str(root))
+
+
+def test_add_to_scl_links_real_frames_into_the_scl_data(tmp_path):
+    from datasets.cityscapes import Cityscapes
+    from datasets.contrast import ContrastSet
+    from datasets.sice import add_to_scl
+    from helpers import make_cityscapes, make_contrast
+
+    part = write_jpeg_pairs(tmp_path / "train", ["0010.jpg", "0020.jpg"], size=(40, 48))
+    into = tmp_path / "scl"
+    with pytest.raises(UserError, match="no cityscapes/ folder"):
+        add_to_scl(str(part), str(into))
+    make_cityscapes(into / "cityscapes", n=3, labels=False)
+    make_contrast(into / "Contrast", n=3)
+    assert add_to_scl(str(part), str(into), repeat=3) == 2
+    frames = sorted(p.name for p in (into / "cityscapes" / "leftImg8bit" / "train" / "sice").iterdir())
+    assert frames == [f"00{s}0_r{k}_leftImg8bit.jpg" for s in (1, 2) for k in range(3)]
+    assert os.readlink(into / "Contrast" / "GT" / "sice_0010.jpg") == str((part / "high" / "0010.jpg").resolve())
+    assert os.readlink(into / "Contrast" / "low" / "sice_0020.jpg") == str((part / "low" / "0020.jpg").resolve())
+    train = Cityscapes(str(into / "cityscapes"), split="train", crop_size=32, train=True, require_labels=False)
+    assert len(train) == 3 + 6  # the synthetic images and each real frame three times
+    contrast = ContrastSet(str(into / "Contrast"), crop_size=32)
+    assert len(contrast.positives) == 3 + 2 and len(contrast.negatives) == 3 + 2
+    assert add_to_scl(str(part), str(into), repeat=3) == 2  # again: the links are kept
+    with pytest.raises(UserError, match="--repeat 0"):
+        add_to_scl(str(part), str(into), repeat=0)

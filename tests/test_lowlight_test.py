@@ -269,3 +269,28 @@ def test_12_megapixel_photo_stays_under_3_gb_by_default(tmp_path, dce_weights):
     rss_kb = int(r.stdout.split("RSS")[-1])
     assert rss_kb * 1024 < 3e9, rss_kb
     assert np.asarray(Image.open(tmp_path / "out" / "big.png")).shape == (3000, 4000, 3)
+
+
+def test_denoise_option_in_folder_mode(tmp_path, dce_weights):
+    """--denoise 0 writes the same files as no flag; --denoise 1 writes the enhanced image through
+    utils.denoise.denoise_8bit (less noise σ on a noisy flat photo)."""
+    from metrics import noise_sigma
+    from utils.denoise import denoise_8bit
+
+    weights, model = dce_weights
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    noisy = np.clip(40 + rng.normal(0, 6, (48, 56, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(src / "flat.png")
+    outs = {}
+    for label, extra in (("none", []), ("zero", ["--denoise", "0"]), ("one", ["--denoise", "1"])):
+        out = tmp_path / label
+        assert lowlight_test.main(["--input_dir", str(src), "--output_dir", str(out), "--weights", str(weights),
+                                   "--device", "cpu", *extra]) == 0
+        outs[label] = np.asarray(Image.open(out / "flat.png").convert("RGB"))
+    assert np.array_equal(outs["none"], outs["zero"])
+    assert np.array_equal(outs["one"], denoise_8bit(outs["none"], 1.0))
+    assert noise_sigma(outs["one"]) < noise_sigma(outs["none"])
+    with pytest.raises(UserError, match="--denoise -1"):
+        lowlight_test.main(["--input_dir", str(src), "--weights", str(weights), "--denoise", "-1"])
