@@ -35,7 +35,7 @@ from utils.fs import check_writable_dir
 from utils.image_io import load_codecs
 from utils.memory import memory_text, peak_memory
 from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, add_dist_timeout_argument, at_least,
-                           parse, parser, positive, resolve_device_flag)
+                           between, parse, parser, positive, resolve_device_flag)
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default): reference numerics in channels-last layout (within one 8-bit level of "
                         "the plain forward); bf16: autocast, ~2x faster on CPUs with bf16, within three levels; "
                         "fp16: CUDA only; channels_last: old name of fp32")
+    c = p.add_argument_group("brightness (DCE-Net: the curve maps scaled at test time, no retraining)")
+    c.add_argument("--exposure", type=between(0.0, 1.0), default=None, metavar="E",
+                   help="bring each image's mean output brightness to E (e.g. 0.45) by scaling its curve maps with "
+                        "one number found per image (default: off, the model's own brightness)")
+    c.add_argument("--strength", type=at_least(0.0, float), default=1.0, metavar="S",
+                   help="scale every curve map by S: below 1 gentler, above 1 stronger, 0 the input (default 1: the "
+                        "model's own output, bit for bit); ignored with --exposure")
     p.add_argument("--denoise", type=at_least(0.0, float), default=0.0, metavar="S",
                    help="remove the noise the curves amplify: non-local means on the 8-bit output, chroma strongly, "
                         "luminance lightly, set from each image's own noise level times S (1: as measured in "
@@ -197,9 +204,10 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
     if not os.path.isfile(args.weights):
         raise UserError(f"--weights {args.weights} is a folder; pass the checkpoint file")
     try:
-        return load_enhancer(args.arch, args.weights, device, args.embed_dim)
+        model = load_enhancer(args.arch, args.weights, device, args.embed_dim)
     except UnknownEnhancer as e:
         raise UserError(f"{e} with --arch ({', '.join(ARCH_NAMES)})") from e
+    return model.set_curve_control(args.strength, args.exposure)
 
 
 def _load_memory(opts: PairedOptions, device: torch.device):

@@ -75,6 +75,37 @@ class Enhancer(nn.Module):
         super().__init__()
         self.net = net
         self.spec = spec or spec_of(net, CUSTOM)
+        self.strength, self.exposure = 1.0, None
+
+    def set_curve_control(self, strength: float = 1.0, exposure: float | None = None) -> "Enhancer":
+        """Scale the curve maps of every later forward pass (:mod:`network.curves`): by ``strength``, or per
+        image to reach the mean brightness ``exposure`` (which wins when both are given). ``strength`` 1 and
+        no ``exposure``: the model's own output, bit for bit. Curve-estimation networks only."""
+        if not strength >= 0:
+            raise UserError(f"--strength {strength}: must be >= 0 (1: the model's own output)")
+        if exposure is not None and not 0.0 < exposure < 1.0:
+            raise UserError(f"--exposure {exposure}: must be a mean brightness between 0 and 1 (e.g. 0.45)")
+        if (strength != 1.0 or exposure is not None) and not self.spec.curve_maps:
+            raise UserError(f"--strength/--exposure scale curve maps, and {self.spec.title} has none: use them with a "
+                            f"DCE-Net checkpoint")
+        self.strength, self.exposure = float(strength), exposure
+        return self
+
+    @property
+    def controlled(self) -> bool:
+        """Whether :meth:`set_curve_control` changes the output."""
+        return self.strength != 1.0 or self.exposure is not None
+
+    def _controlled_final(self, x: torch.Tensor) -> torch.Tensor:
+        from network.curves import apply_curves, solve_strength
+
+        r = None if torch.is_grad_enabled() or _tracing() else self.net._fused_curve_maps(x)
+        r = self.net.curve_maps(x) if r is None else r
+        if self.exposure is not None:
+            s = solve_strength(x, r, self.exposure)
+        else:
+            s = torch.full((x.shape[0],), self.strength, device=x.device)
+        return apply_curves(x, r, s)
 
     @property
     def arch(self) -> str:
@@ -92,6 +123,8 @@ class Enhancer(nn.Module):
         """The network's enhanced image of an input already of a valid size (DCE-Net: its fused
         inference path without gradients, else element [1] of its triple; traced or exported: the plain
         forward, whose operators every exporter knows)."""
+        if self.controlled:
+            return self._controlled_final(x)
         final_image = None if _tracing() else getattr(self.net, "final_image", None)  # DDP has none: it runs forward
         out = final_image(x) if final_image is not None else self.net(x)
         return out[1] if isinstance(out, (tuple, list)) else out
@@ -111,7 +144,7 @@ class Enhancer(nn.Module):
         architecture whose receptive radius is at most ``overlap`` (DCE-Net: 7) the stitched result equals the
         whole-image result up to float rounding (a few 1e-6; at most one 8-bit level)."""
         h, w = x.shape[-2:]
-        if tile <= 0 or (h <= tile and w <= tile):
+        if tile <= 0 or (h <= tile and w <= tile) or self.exposure is not None:  # exposure: solved on the whole image
             return self(x)
         if not self.spec.tileable:
             raise UserError(f"tile {tile}: {self.spec.title} attends to the whole image, so tiles would change "
