@@ -69,6 +69,20 @@ def memory_queries(query_net: torch.nn.Module, pairs, device: torch.device) -> t
     return torch.cat([query(query_net, pairs.load(i)[0][None].to(device)) for i in range(len(pairs))]).float()
 
 
+@torch.no_grad()
+def enhance_and_query(model: torch.nn.Module, query_net: torch.nn.Module, pairs,
+                      device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`enhance_pairs` and :func:`memory_queries` in one pass over the pairs (an enhancer query reuses the
+    features of the forward pass that enhanced the same image)."""
+    model.eval()
+    outs, qs = [], []
+    for i in range(len(pairs)):
+        low = pairs.load(i)[0][None].to(device)
+        outs.append(enhance(model, low).float().cpu())
+        qs.append(query(query_net, low))
+    return outs, torch.cat(qs).float()
+
+
 def _outputs(raw: torch.Tensor, gt: torch.Tensor, memory: ExternalMemory | None, q: torch.Tensor | None,
              top_k: int, oracle: bool, denoise: float = 0.0) -> dict[str, torch.Tensor]:
     """Each method's output (1,3,H,W) in [0, 1] of one raw enhancer output (``ori`` and ``mem`` through

@@ -18,7 +18,7 @@ import torch
 from lowlight_model import load_enhancer
 from network.memory import ExternalMemory, query, value_dim_for
 from network.query import QUERY_KINDS, REFERENCE_QUERY, build_query
-from evaluation import VALIDATION, enhance_pairs, evaluate, mean_psnr_ssim, memory_queries
+from evaluation import VALIDATION, enhance_and_query, evaluate, mean_psnr_ssim
 from stages.common import RunFolder, Session, add_run_arguments, check_flags
 from stages.loop import Stage, run_stage
 from stages.paired_data import add_common_arguments, check_fits, check_paired_arguments, load_pairs, run_dirs
@@ -132,8 +132,7 @@ class MemoryStage(Stage):
         log.info("%d training pairs, %d validation pairs", len(self.train_set), len(self.val_set))
         t0 = time.time()
         with session.autocast():
-            self.val_out = [y.float() for y in enhance_pairs(self.enhancer, self.val_set, session.device)]
-            self.val_q = memory_queries(self.query_net, self.val_set, session.device)
+            self.val_out, self.val_q = enhance_and_query(self.enhancer, self.query_net, self.val_set, session.device)
         self.base_psnr, base_ssim = mean_psnr_ssim(evaluate(None, self.val_set, policy=VALIDATION, raw=self.val_out),
                                                    "ori")
         log.info("frozen enhancer on validation: PSNR %.2f SSIM %.4f (%.1fs)", self.base_psnr, base_ssim,

@@ -100,3 +100,25 @@ def test_reference_memory_checkpoint_has_no_query_key(tmp_path):
     assert ExternalMemory.from_checkpoint(ck).query_kind == "resnet18"
     with pytest.raises(UserError, match="unknown memory query 'vgg'"):
         ExternalMemory.from_checkpoint({**ck, "query": "vgg"}, name="m.pth")
+
+
+def test_enhancer_query_reuses_the_enhancing_forward_pass():
+    """The query of the image the enhancer has just enhanced costs no second forward pass, and equals a fresh one."""
+    from network.emnet import EMNet
+    from network.enhancer import Enhancer
+    from network.query import EnhancerQuery
+
+    torch.manual_seed(0)
+    enh = Enhancer(EMNet(dim=2)).eval()
+    q = EnhancerQuery(enh)
+    calls = []
+    enh.net.register_forward_pre_hook(lambda m, a: calls.append(1))
+    x, other = torch.rand(1, 3, 20, 28), torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        fresh = q(x)
+        assert len(calls) == 1
+        enh(x)
+        again = q(x)
+        assert len(calls) == 2 and torch.equal(again, fresh)  # reused
+        enh(other)
+        assert torch.equal(q(x), fresh) and len(calls) == 4  # another image: computed again
