@@ -81,7 +81,11 @@ def list_images(folder: str, recursive: bool = False) -> list[str]:
 
 
 def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1..8) to an HxW[xC] array, as ``PIL.ImageOps.exif_transpose`` does."""
+    """Apply an EXIF orientation (1..8) to an HxW[xC] array, as ``PIL.ImageOps.exif_transpose`` does (pinned
+    to it by ``tests/test_image_io.py::test_orient_matches_pil``). 8-bit images are turned by exif_transpose
+    itself; this serves the arrays a PIL image cannot hold (16-bit colour decoded by OpenCV, label maps).
+    exif_transpose there (on an image of pixel indices that then pick the pixels, or one channel at a time)
+    measured 3.5x slower on a 12-megapixel float image: 2.3 s against 0.65 s."""
     ops = {
         2: lambda x: x[:, ::-1],
         3: lambda x: x[::-1, ::-1],
