@@ -107,7 +107,8 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--workers", type=at_least(0), default=none,
                    help="threads decoding and encoding images while the network runs (default 2)")
     f.add_argument("--format", choices=("same", *FORMAT_EXTENSIONS), default=none,
-                   help="output format (default same: each input's own format and name, bit for bit as before). "
+                   help="output format (default same: each input's own format and name; an input without ICC/EXIF gives the "
+                        "same file as before, bit for bit). "
                         "png/jpg/webp change the extension; when two inputs would get one name (a.png and a.jpg "
                         "with png), the one already in the format keeps it and the other keeps its extension in "
                         "front: a.jpg.png")
