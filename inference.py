@@ -194,6 +194,9 @@ def _write(y: np.ndarray | torch.Tensor, path: str, denoise: float = 0.0, output
         if e.errno in _FATAL_ERRNOS:
             raise UserError(f"cannot write {path} ({e.strerror}); free space or choose another --output_dir") from e
         raise ImageFailed(f"cannot write {path} ({e.strerror or e})") from e
+    except ValueError as e:  # the encoder refused: EXIF over JPEG's 64 KB, a WebP over 16383 pixels a side, ...
+        hint = "pass --strip_metadata" if metadata else "choose another --format"
+        raise ImageFailed(f"cannot write {path} ({str(e)[:200]}); {hint}") from e
 
 
 def _finish(fut: Future, name: str, failures: list[str]) -> int:

@@ -326,3 +326,20 @@ def test_to_uint16_rounds_half_up_and_16bit_png(tmp_path):
     assert got.dtype == np.uint16 and np.array_equal(got, expect)
     with pytest.raises(UserError, match="8 bits"):
         save_image(x, str(tmp_path / "deep.jpg"), bit_depth=16)
+
+
+def test_tiff_layout_tags_are_not_copied(tmp_path):
+    """A TIFF's EXIF is its first IFD, with its own size/bits/strips: only the descriptive tags go on."""
+    im = Image.fromarray((np.arange(80).reshape(8, 10) * 700).astype(np.uint16))
+    exif = im.getexif()
+    exif[0x010F] = "TestCam"
+    im.save(tmp_path / "in.tif", exif=exif)
+    meta = image_io.read_metadata(str(tmp_path / "in.tif"))
+    kept = Image.Exif()
+    kept.load(meta.exif)
+    assert dict(kept) == {0x010F: "TestCam"}
+    x = read_image(str(tmp_path / "in.tif"))
+    save_image(x, str(tmp_path / "out.tif"), metadata=meta)  # with the input's layout tags it could not be read
+    np.testing.assert_allclose(read_image(str(tmp_path / "out.tif")), x, atol=0.5 / 255 + 1e-6)
+    with Image.open(tmp_path / "out.tif") as o:
+        assert o.getexif().get(0x010F) == "TestCam"

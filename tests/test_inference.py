@@ -1,5 +1,7 @@
-"""inference.py: the memory plan (batch split, automatic tiles)."""
+"""inference.py: the memory plan (batch split, automatic tiles), output names, write failures."""
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -54,3 +56,22 @@ def test_output_names_refuse_what_cannot_be_resolved(tmp_path):
     with pytest.raises(UserError, match=r"--bit_depth 16: .*b\.jpg would be written as \.jpg"):
         output_names(data, "same", 16)
     assert output_names(data, "png", 16) == ["a.png", "b.png"]
+
+
+def test_an_output_the_encoder_refuses_fails_that_image_only(tmp_path):
+    """EXIF beyond JPEG's 64 KB: that image is reported (ImageFailed, naming the file and the way out)."""
+    import numpy as np
+    from PIL import Image
+
+    from inference import ImageFailed, OutputFormat, _write
+
+    im = Image.new("RGB", (4, 4))
+    exif = im.getexif()
+    exif[0x010E] = "x" * 70000
+    im.save(tmp_path / "big.png", exif=exif.tobytes())
+    with pytest.raises(ImageFailed, match=r"out\.jpg \(EXIF data is too long\); pass --strip_metadata"):
+        _write(np.zeros((4, 4, 3), np.uint8), str(tmp_path / "out.jpg"), 0.0, OutputFormat(), str(tmp_path / "big.png"))
+    assert os.listdir(tmp_path) == ["big.png"]  # nothing half-written
+    _write(np.zeros((4, 4, 3), np.uint8), str(tmp_path / "out.jpg"), 0.0, OutputFormat(metadata=False),
+           str(tmp_path / "big.png"))
+    assert (tmp_path / "out.jpg").exists()

@@ -38,6 +38,11 @@ _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG"
                  ".tiff": "TIFF", ".webp": "WEBP"}
 _DEEP_FORMATS = ("PNG", "TIFF")  # the formats written with 16 bits per channel
 _EXIF_ORIENTATION = 0x0112
+# TIFF tags that describe how a TIFF's pixels are stored (size, bits, compression, strips, tiles, colour map,
+# its ICC profile, JPEG tables): a TIFF input's EXIF (its first IFD) holds them, and copied into an output
+# they would describe the wrong pixels (a TIFF written with them cannot be read)
+_STRUCTURE_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320, 322,
+                   323, 324, 325, 338, 339, 340, 341, 347, 529, 530, 531, 532, 34675}
 
 
 def is_image_file(path: str) -> bool:
@@ -150,6 +155,8 @@ def read_metadata(path: str) -> Metadata:
                     exif.load(im.info["exif"])
             else:
                 exif = im.getexif()
+            for tag in _STRUCTURE_TAGS & set(exif):  # a TIFF's own layout: not the written image's
+                del exif[tag]
             if _EXIF_ORIENTATION in exif:
                 exif[_EXIF_ORIENTATION] = 1
             return Metadata(icc, exif.tobytes() if len(exif) else None)
