@@ -468,7 +468,10 @@ def save_grid(images: Sequence[ImageLike], path: str, labels: Sequence[str] | No
 def save_grid_rows(rows: Sequence[Sequence[ImageLike]], path: str, labels: Sequence[str] | None = None,
                    gap: int = 4, label_height: int = 18) -> np.ndarray:
     """Several :func:`save_grid` rows stacked top to bottom (narrower rows padded white on the right),
-    with one label strip on top; saved to ``path``. Returns the uint8 HxWx3 grid."""
+    with one label strip on top; saved to ``path``. Returns the uint8 HxWx3 grid.
+
+    Not ``torchvision.utils.make_grid``: it stacks images of one size only (a paired report's rows and the
+    README figure mix sizes) and pads the outer border too, which would change every grid written so far."""
     if not rows:
         raise ValueError("save_grid_rows needs at least one row")
     arrays = [[to_uint8(x) for x in row] for row in rows]
