@@ -1,6 +1,7 @@
 """Folder inference engine of ``lowlight_test.py``: output checks, batched/tiled forward, overlapped I/O.
 
-* :class:`OutputPlan` checks every output location before anything is computed (one line naming the path).
+* :class:`OutputPlan` checks every output location before anything is computed (one line naming the path);
+  :class:`OutputFormat` / :func:`output_names` choose each output's format and name (``--format``).
 * :func:`enhance_batch` runs an enhancer on (N,3,H,W) within a memory budget: batches are split and
   DCE-Net images tiled when the estimate (the model's ``bytes_per_pixel``) exceeds it; out of memory
   retries with smaller tiles, then fails that image only.
@@ -12,7 +13,9 @@ import errno
 import math
 import os
 import sys
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,7 +27,7 @@ from network.registry import UNMEASURED_BYTES_PER_PIXEL, spec_of
 from utils.errors import UserError
 from utils.fs import check_writable_dir, find_blocker, temp_key, temp_target
 from utils.denoise import denoise_8bit
-from utils.image_io import read_image, save_image, to_uint8
+from utils.image_io import read_image, read_metadata, save_image, to_uint8, to_uint16
 
 DTYPES = {"fp32": torch.float32, "channels_last": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TILE_OVERLAP = 8
@@ -35,11 +38,59 @@ class ImageFailed(Exception):
     """One image could not be enhanced (reported, the run continues)."""
 
 
-class OutputPlan:
-    """Where each input of ``indices`` goes under ``out_dir``: same relative path, same format."""
+#: ``--format`` → the extensions that already are that format (the first is given to renamed outputs)
+FORMAT_EXTENSIONS = {"png": (".png",), "jpg": (".jpg", ".jpeg", ".jfif"), "webp": (".webp",)}
+_DEEP_EXTENSIONS = (".png", ".tif", ".tiff")  # the outputs that can hold 16 bits per channel
 
-    def __init__(self, data: ImageFolder, indices: list[int], out_dir: str) -> None:
-        self.targets = {i: os.path.join(out_dir, data.relpath(i)) for i in indices}
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How results are written: ``format`` "same" (each input's own) or one of :data:`FORMAT_EXTENSIONS`;
+    ``quality`` for JPEG/WebP; ``bit_depth`` 8 or 16 (PNG/TIFF); ``metadata``: the input's ICC profile and
+    EXIF (orientation reset to 1) embedded."""
+
+    format: str = "same"
+    quality: int = 95
+    bit_depth: int = 8
+    metadata: bool = True
+
+
+def output_names(data: ImageFolder, fmt: str = "same", bit_depth: int = 8) -> list[str]:
+    """The output path of every file of ``data``, relative to the output folder: its own relative path with
+    ``fmt`` "same"; else with the extension of ``fmt`` (kept when it already is that format: ``x.jpeg`` stays
+    ``x.jpeg`` with jpg). Two inputs that would get one name (``a.png`` and ``a.jpg`` with png) are resolved
+    deterministically: the input already in the format keeps ``a.png``, the others keep their extension in
+    front of the new one (``a.jpg.png``). A name still shared (an input named ``a.jpg.png`` too) is refused,
+    and so is, with ``bit_depth`` 16, an output in an 8-bit format: one line naming the files."""
+    rels = [data.relpath(i) for i in range(len(data))]
+    names = list(rels)
+    if fmt != "same":
+        exts = FORMAT_EXTENSIONS[fmt]
+        names = [r if os.path.splitext(r)[1].lower() in exts else os.path.splitext(r)[0] + exts[0] for r in rels]
+        shared = {n for n, c in Counter(names).items() if c > 1}
+        names = [r + exts[0] if n in shared and n != r else n for r, n in zip(rels, names)]
+    first: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in first:
+            raise UserError(f"{data.files[first[n]]} and {data.files[i]} would both be written to {n}; rename one "
+                            f"of them")
+        first[n] = i
+    if bit_depth == 16:
+        for i, n in enumerate(names):
+            if not n.lower().endswith(_DEEP_EXTENSIONS):
+                raise UserError(f"--bit_depth 16: {data.files[i]} would be written as {os.path.splitext(n)[1]}, "
+                                f"which holds 8 bits; pass --format png (or remove --bit_depth)")
+    return names
+
+
+class OutputPlan:
+    """Where each input of ``indices`` goes under ``out_dir``: same relative path, the format and name of
+    :func:`output_names`."""
+
+    def __init__(self, data: ImageFolder, indices: list[int], out_dir: str,
+                 output: OutputFormat = OutputFormat()) -> None:
+        names = output_names(data, output.format, output.bit_depth)
+        self.targets = {i: os.path.join(out_dir, names[i]) for i in indices}
         self.inputs = {os.path.realpath(f) for f in data.files}
 
     def prepare(self) -> None:
@@ -128,13 +179,24 @@ def _read(path: str) -> torch.Tensor:
     return torch.from_numpy(read_image(path, keep_8bit=True)).permute(2, 0, 1)
 
 
-def _write(y: np.ndarray | torch.Tensor, path: str, denoise: float = 0.0) -> None:
+def _write(y: np.ndarray | torch.Tensor, path: str, denoise: float = 0.0, output: OutputFormat = OutputFormat(),
+           source: str | None = None) -> None:
+    """Write ``y`` to ``path`` (``output``'s quality and bit depth), with the ICC profile and EXIF of the
+    input ``source`` when ``output.metadata``."""
     try:
-        save_image(denoise_8bit(y, denoise) if denoise else y, path)
+        metadata = read_metadata(source) if source and output.metadata else None
+    except UserError as e:
+        raise ImageFailed(str(e)) from e
+    try:
+        save_image(denoise_8bit(y, denoise) if denoise else y, path, output.quality, metadata=metadata,
+                   bit_depth=output.bit_depth)
     except OSError as e:
         if e.errno in _FATAL_ERRNOS:
             raise UserError(f"cannot write {path} ({e.strerror}); free space or choose another --output_dir") from e
         raise ImageFailed(f"cannot write {path} ({e.strerror or e})") from e
+    except ValueError as e:  # the encoder refused: EXIF over JPEG's 64 KB, a WebP over 16383 pixels a side, ...
+        hint = "pass --strip_metadata" if metadata else "choose another --format"
+        raise ImageFailed(f"cannot write {path} ({str(e)[:200]}); {hint}") from e
 
 
 def _finish(fut: Future, name: str, failures: list[str]) -> int:
@@ -151,13 +213,16 @@ def _finish(fut: Future, name: str, failures: list[str]) -> int:
 def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, device: torch.device, *,
                    precision: str = "fp32", tile: int = 0, batch_size: int = 1, workers: int = 2,
                    budget: float = 0.4, indices: list[int] | None = None,
-                   progress: bool = True, denoise: float = 0.0) -> tuple[int, list[str]]:
+                   progress: bool = True, denoise: float = 0.0,
+                   output: OutputFormat = OutputFormat()) -> tuple[int, list[str]]:
     """Enhance every image of ``data`` (or its share ``indices``) into the same relative path under
-    ``output_dir``; ``budget`` in GB. An image that cannot be read, enhanced or written is reported and
+    ``output_dir`` (format, name, quality, bit depth, metadata: ``output``, see :func:`output_names`);
+    ``budget`` in GB. An image that cannot be read, enhanced or written is reported and
     skipped; returns ``(written, failures)``. ``denoise`` > 0: :func:`utils.denoise.denoise_8bit` on each 8-bit
     output, in the writer threads (overlapping the next forward pass).
     """
     indices = list(range(len(data))) if indices is None else indices
+    names = output_names(data, output.format, output.bit_depth)
     dtype, budget_bytes = DTYPES[precision], budget * 1e9
     model = model.to(memory_format=torch.channels_last)
     batches = same_size_batches(data, indices, batch_size)
@@ -187,7 +252,7 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
                     continue
                 finally:
                     del x  # the input is freed before the results are checked and written
-                pending += _submit(y, ids, data, output_dir, writer, failures, denoise)
+                pending += _submit(y, ids, data, output_dir, writer, failures, denoise, output, names)
                 del y
                 while len(pending) > max(1, workers):
                     written += _finish(*pending.pop(0), failures)
@@ -203,7 +268,8 @@ def enhance_folder(model: torch.nn.Module, data: ImageFolder, output_dir: str, d
 
 
 def _submit(y: torch.Tensor, ids: list[int], data: ImageFolder, output_dir: str, writer: ThreadPoolExecutor | None,
-            failures: list[str], denoise: float = 0.0) -> list[tuple[Future, str]]:
+            failures: list[str], denoise: float = 0.0, output: OutputFormat = OutputFormat(),
+            names: list[str] | None = None) -> list[tuple[Future, str]]:
     """Hand each enhanced image ``y[k]`` (of input ``ids[k]``) to the writer; one with NaN is reported instead.
     Returns the pending writes as (future, input file)."""
     pending = []
@@ -214,9 +280,10 @@ def _submit(y: torch.Tensor, ids: list[int], data: ImageFolder, output_dir: str,
             tqdm.write(f"error: {data.files[i]}: the enhancer produced NaN/Inf pixels; not written", file=sys.stderr)
             failures.append(data.files[i])
             continue
-        target = os.path.join(output_dir, data.relpath(i))
-        out = to_uint8(y[k])  # here, so that the float result is freed before it is encoded
-        job = (_write, out, target, denoise)
+        target = os.path.join(output_dir, names[i] if names is not None else data.relpath(i))
+        # converted here, so that the float result is freed before it is encoded
+        out = to_uint16(y[k]) if output.bit_depth == 16 else to_uint8(y[k])
+        job = (_write, out, target, denoise, output, data.files[i])
         pending.append((writer.submit(*job) if writer else _done(*job), data.files[i]))
     return pending
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from inference import OutputPlan, enhance_folder
+from inference import FORMAT_EXTENSIONS, OutputFormat, OutputPlan, enhance_folder
 from lowlight_model import UnknownEnhancer, load_enhancer
 from metrics.conventions import CONVENTION_NAMES, CropTooLarge
 from network.registry import ARCH_NAMES, spec_of
@@ -51,6 +51,15 @@ class FolderOptions:
     tile: int = 0
     batch_size: int = 1
     workers: int = 2
+    format: str = "same"
+    quality: int | None = None
+    bit_depth: int = 8
+    strip_metadata: bool = False
+
+    def output(self) -> OutputFormat:
+        """How the results are written (:class:`inference.OutputFormat`)."""
+        return OutputFormat(self.format, 95 if self.quality is None else self.quality, self.bit_depth,
+                            not self.strip_metadata)
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,20 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--batch_size", type=at_least(1), default=none, help="same-size images per forward pass (default 1)")
     f.add_argument("--workers", type=at_least(0), default=none,
                    help="threads decoding and encoding images while the network runs (default 2)")
+    f.add_argument("--format", choices=("same", *FORMAT_EXTENSIONS), default=none,
+                   help="output format (default same: each input's own format and name; an input without ICC/EXIF gives the "
+                        "same file as before, bit for bit). "
+                        "png/jpg/webp change the extension; when two inputs would get one name (a.png and a.jpg "
+                        "with png), the one already in the format keeps it and the other keeps its extension in "
+                        "front: a.jpg.png")
+    f.add_argument("--quality", type=between(1, 100, int), default=none, metavar="Q",
+                   help="JPEG and WebP quality 1..100 (default 95)")
+    f.add_argument("--bit_depth", type=int, choices=(8, 16), default=none,
+                   help="bits per channel of the outputs (default 8); 16: the network's float output rounded to "
+                        "16 bits, for PNG/TIFF outputs only (with --format same every input must be PNG/TIFF)")
+    f.add_argument("--strip_metadata", action="store_true", default=none,
+                   help="write no metadata (default: each input's ICC profile and EXIF are kept, the EXIF "
+                        "orientation reset to 1 since the pixels are written upright)")
     g = p.add_argument_group("paired evaluation and external memory (EMNet)")
     g.add_argument("--mem_weights", default=none, help="memory checkpoint (mem_key/mem_vale/...); none: enhancer only")
     g.add_argument("--mem_size", type=at_least(1), default=none, help="slots the memory checkpoint must hold (checked)")
@@ -277,10 +300,18 @@ def main(argv: list[str] | None = None) -> int:
 def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.device, out_dir: str) -> int:
     from datasets.folder import ImageFolder
 
+    if opts.bit_depth == 16 and opts.format in ("jpg", "webp"):
+        raise UserError(f"--bit_depth 16 needs a PNG/TIFF output, and --format {opts.format} holds 8 bits: use "
+                        f"--format png (or remove --bit_depth)")
+    if opts.bit_depth == 16 and args.denoise:
+        raise UserError("--denoise works on 8-bit outputs: remove it or --bit_depth 16")
+    if opts.quality is not None and opts.format == "png":
+        raise UserError("--quality applies to jpg/webp outputs; --format png is lossless: remove --quality")
     data = ImageFolder(args.input_dir)
     rank, world = init_distributed(device, args.dist_timeout)
     indices = data.shard(rank, world)
-    plan = OutputPlan(data, indices, out_dir)
+    output = opts.output()
+    plan = OutputPlan(data, indices, out_dir, output)
     model = _load_model(args, device)
     if opts.tile and not spec_of(model).tileable:
         raise UserError(f"--tile works only for enhancers with a bounded receptive field (dce); --arch {model.arch} "
@@ -296,7 +327,7 @@ def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.dev
         written, failures = enhance_folder(model, data, out_dir, device, precision=args.precision, tile=opts.tile,
                                            batch_size=opts.batch_size, workers=opts.workers,
                                            budget=args.memory_budget, indices=indices, progress=rank == 0,
-                                           denoise=args.denoise)
+                                           denoise=args.denoise, output=output)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return _summary(written, failures, data, out_dir, time.time() - start, world, device)

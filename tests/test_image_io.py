@@ -258,3 +258,88 @@ def test_tiff_values_beyond_the_range_are_refused_not_clipped_to_white(tmp_path,
     ok = tmp_path / "ok.tif"
     Image.fromarray(np.full((6, 5), 0.25, np.float32), "F").save(ok)  # in range: read as it is
     assert np.allclose(read_image(str(ok)), 0.25)
+
+
+def _icc() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _photo_with_metadata(path, orientation=6) -> np.ndarray:
+    """An 8-bit photo with an ICC profile, a camera make and an EXIF orientation; returns its stored pixels."""
+    a = _rgb(12, 20, seed=4)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112], exif[0x010F] = orientation, "TestCam"
+    im.save(path, exif=exif.tobytes(), icc_profile=_icc())
+    return a
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tif"])
+def test_metadata_survives_a_round_trip_with_orientation_reset(tmp_path, ext):
+    src = tmp_path / "in.jpg"
+    _photo_with_metadata(src, orientation=6)
+    meta = image_io.read_metadata(str(src))
+    upright = read_image(str(src))  # rotated by the orientation: 20x12
+    assert upright.shape == (20, 12, 3)
+    out = tmp_path / f"out.{ext}"
+    save_image(upright, str(out), metadata=meta)
+    with Image.open(out) as im:
+        exif = im.getexif()
+        assert im.info.get("icc_profile") == _icc()
+        assert exif.get(0x0112) == 1 and exif.get(0x010F) == "TestCam"
+        assert im.size == (12, 20)
+    assert read_image(str(out)).shape == (20, 12, 3)  # not rotated a second time
+    again = image_io.read_metadata(str(out))
+    assert again.icc == meta.icc and Image.Exif().load(again.exif) is None  # a valid EXIF block
+
+
+def test_save_without_metadata_is_unchanged(tmp_path):
+    """metadata None or empty: the same bytes as before the option existed (OpenCV's PNG)."""
+    a = _rgb()
+    save_image(a, str(tmp_path / "plain.png"))
+    save_image(a, str(tmp_path / "empty.png"), metadata=image_io.Metadata())
+    assert (tmp_path / "plain.png").read_bytes() == (tmp_path / "empty.png").read_bytes()
+    assert (tmp_path / "plain.png").read_bytes() == image_io._encode_png(a).tobytes()
+
+
+def test_jpeg_quality_and_webp(tmp_path):
+    a = np.asarray(Image.fromarray(_rgb(64, 64, seed=1)).resize((256, 256), Image.BILINEAR))
+    save_image(a, str(tmp_path / "q50.jpg"), quality=50)
+    save_image(a, str(tmp_path / "q95.jpg"), quality=95)
+    assert os.path.getsize(tmp_path / "q50.jpg") < os.path.getsize(tmp_path / "q95.jpg")
+    save_image(a, str(tmp_path / "x.webp"), quality=90)
+    with Image.open(tmp_path / "x.webp") as im:
+        assert im.format == "WEBP" and im.size == (256, 256)
+        assert np.abs(np.asarray(im.convert("RGB")).astype(int) - a).mean() < 8
+
+
+def test_to_uint16_rounds_half_up_and_16bit_png(tmp_path):
+    x = np.random.default_rng(0).random((7, 9, 3)).astype(np.float32)
+    x[0, 0] = [0.0, 1.0, np.nan]
+    expect = np.floor(np.clip(np.nan_to_num(x.astype(np.float64)) * 65535 + 0.5, 0, 65535)).astype(np.uint16)
+    assert np.array_equal(image_io.to_uint16(x), expect)
+    assert np.array_equal(image_io.to_uint16(torch.from_numpy(x).permute(2, 0, 1)), expect)
+    save_image(x, str(tmp_path / "deep.png"), bit_depth=16)
+    got = cv2.imread(str(tmp_path / "deep.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert got.dtype == np.uint16 and np.array_equal(got, expect)
+    with pytest.raises(UserError, match="8 bits"):
+        save_image(x, str(tmp_path / "deep.jpg"), bit_depth=16)
+
+
+def test_tiff_layout_tags_are_not_copied(tmp_path):
+    """A TIFF's EXIF is its first IFD, with its own size/bits/strips: only the descriptive tags go on."""
+    im = Image.fromarray((np.arange(80).reshape(8, 10) * 700).astype(np.uint16))
+    exif = im.getexif()
+    exif[0x010F] = "TestCam"
+    im.save(tmp_path / "in.tif", exif=exif)
+    meta = image_io.read_metadata(str(tmp_path / "in.tif"))
+    kept = Image.Exif()
+    kept.load(meta.exif)
+    assert dict(kept) == {0x010F: "TestCam"}
+    x = read_image(str(tmp_path / "in.tif"))
+    save_image(x, str(tmp_path / "out.tif"), metadata=meta)  # with the input's layout tags it could not be read
+    np.testing.assert_allclose(read_image(str(tmp_path / "out.tif")), x, atol=0.5 / 255 + 1e-6)
+    with Image.open(tmp_path / "out.tif") as o:
+        assert o.getexif().get(0x010F) == "TestCam"

@@ -294,3 +294,96 @@ def test_denoise_option_in_folder_mode(tmp_path, dce_weights):
     assert noise_sigma(outs["one"]) < noise_sigma(outs["none"])
     with pytest.raises(UserError, match="--denoise -1"):
         lowlight_test.main(["--input_dir", str(src), "--weights", str(weights), "--denoise", "-1"])
+
+
+def _run(src, out, weights, *extra):
+    return lowlight_test.main(["--input_dir", str(src), "--output_dir", str(out), "--weights", str(weights),
+                               "--device", "cpu", "--workers", "0", *extra])
+
+
+def test_folder_mode_keeps_icc_and_exif_with_orientation_reset(tmp_path, dce_weights):
+    from PIL import ImageCms
+
+    weights, model = dce_weights
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "in"
+    src.mkdir()
+    im = Image.fromarray(write_rgb(tmp_path / "tmp.png", 16, 24, seed=5, scale=0.3))
+    exif = im.getexif()
+    exif[0x0112], exif[0x010F] = 8, "TestCam"
+    im.save(src / "photo.png", exif=exif.tobytes(), icc_profile=icc)
+    assert _run(src, tmp_path / "out", weights) == 0
+    with Image.open(tmp_path / "out" / "photo.png") as o:
+        assert o.info.get("icc_profile") == icc
+        assert o.getexif().get(0x0112) == 1 and o.getexif().get(0x010F) == "TestCam"
+        got = np.asarray(o.convert("RGB"))
+    x = read_image_tensor(str(src / "photo.png"))  # upright: 24x16
+    with torch.no_grad():
+        assert np.array_equal(got, to_uint8(model(x[None])[1][0].clamp(0, 1)))
+    assert _run(src, tmp_path / "bare", weights, "--strip_metadata") == 0
+    with Image.open(tmp_path / "bare" / "photo.png") as o:
+        assert "icc_profile" not in o.info and len(o.getexif()) == 0
+        assert np.array_equal(np.asarray(o.convert("RGB")), got)
+
+
+def test_format_flag_names_quality_and_webp(tmp_path, dce_weights):
+    weights, _ = dce_weights
+    src = tmp_path / "in"
+    write_rgb(src / "a.png", 64, 64, seed=1, scale=0.4)
+    write_rgb(src / "a.jpg", 64, 64, seed=2, scale=0.4)
+    assert _run(src, tmp_path / "same", weights) == 0
+    assert sorted(os.listdir(tmp_path / "same")) == ["a.jpg", "a.png"]
+    assert _run(src, tmp_path / "png", weights, "--format", "png") == 0
+    assert sorted(os.listdir(tmp_path / "png")) == ["a.jpg.png", "a.png"]
+    assert (tmp_path / "png" / "a.png").read_bytes() == (tmp_path / "same" / "a.png").read_bytes()
+    for q in ("50", "95"):
+        assert _run(src, tmp_path / f"q{q}", weights, "--format", "jpg", "--quality", q) == 0
+        assert sorted(os.listdir(tmp_path / f"q{q}")) == ["a.jpg", "a.png.jpg"]
+    assert (tmp_path / "q95" / "a.jpg").read_bytes() == (tmp_path / "same" / "a.jpg").read_bytes()  # 95: today's
+    for name in ("a.jpg", "a.png.jpg"):
+        assert os.path.getsize(tmp_path / "q50" / name) < os.path.getsize(tmp_path / "q95" / name)
+    assert _run(src, tmp_path / "webp", weights, "--format", "webp") == 0
+    assert sorted(os.listdir(tmp_path / "webp")) == ["a.jpg.webp", "a.png.webp"]  # neither input is a WebP
+    for name in ("a.png.webp", "a.jpg.webp"):
+        with Image.open(tmp_path / "webp" / name) as im:
+            assert im.format == "WEBP" and im.size == (64, 64)
+            lossless = {"a.png.webp": "a.png", "a.jpg.webp": "a.jpg.png"}[name]
+            ref = np.asarray(Image.open(tmp_path / "png" / lossless).convert("RGB"))
+            assert np.abs(np.asarray(im.convert("RGB")).astype(int) - ref).mean() < 4
+
+
+def test_bit_depth_16_writes_the_float_output_rounded_to_16_bits(tmp_path, dce_weights):
+    import cv2
+
+    from inference import enhance_batch
+    from utils.image_io import to_uint16
+
+    weights, model = dce_weights
+    src = tmp_path / "in"
+    src.mkdir()
+    deep = (np.random.default_rng(0).random((18, 22, 3)) * 20000).astype(np.uint16)
+    cv2.imwrite(str(src / "deep.png"), deep[..., ::-1])
+    assert _run(src, tmp_path / "out", weights, "--bit_depth", "16") == 0
+    got = cv2.imread(str(tmp_path / "out" / "deep.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    x = read_image_tensor(str(src / "deep.png"))[None].contiguous(memory_format=torch.channels_last)
+    y = enhance_batch(model.to(memory_format=torch.channels_last), x)[0]
+    assert got.dtype == np.uint16 and np.array_equal(got, to_uint16(y))
+    assert _run(src, tmp_path / "8", weights) == 0  # default: 8 bits, as before
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "8" / "deep.png")), to_uint8(y))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--bit_depth", "16", "--format", "jpg"], "--bit_depth 16 needs a PNG/TIFF output"),
+    (["--bit_depth", "16", "--denoise", "1"], "--denoise works on 8-bit outputs"),
+    (["--quality", "80", "--format", "png"], "--quality applies to jpg/webp"),
+    (["--quality", "0"], "--quality 0"),
+    (["--bit_depth", "16"], r"--bit_depth 16: .*b\.jpg would be written as \.jpg"),
+])
+def test_output_flag_errors_are_one_line(tmp_path, dce_weights, flags, message):
+    weights, _ = dce_weights
+    src = tmp_path / "in"
+    write_rgb(src / "a.png", 8, 8, seed=1)
+    write_rgb(src / "b.jpg", 8, 8, seed=1)
+    with pytest.raises(UserError, match=message):
+        _run(src, tmp_path / "out", weights, *flags)
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
