@@ -241,7 +241,7 @@ def _check_foreign(out: str, written: set[str], log: Callable[[str], None]) -> N
                 log(f"warning: {d} also holds {len(other)} other image(s), e.g. {other[0]}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m datasets.prepare_demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="datasets/data", help="output root (default: datasets/data)")
     ap.add_argument("--samples", default=None, help="also write low-light samples to SAMPLES/skimage/ "
@@ -259,7 +259,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pool_prob", type=float, default=0.0,
                     help="share of training crops given lit pools (local light of 0.3-3x the normal exposure) "
                          "(default 0: none)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     t0 = time.time()
     m = build_demo(args.out, args.samples, args.seed, args.n_crops, args.crop_size, args.eval_per_photo,
                    args.max_side, log=print, photo_dirs=args.photos, val_fraction=args.val_fraction,
