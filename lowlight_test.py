@@ -121,8 +121,10 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
                    help="write no metadata (default: each input's ICC profile and EXIF are kept, the EXIF "
                         "orientation reset to 1 since the pixels are written upright)")
     g = p.add_argument_group("paired evaluation and external memory (EMNet)")
-    g.add_argument("--mem_weights", default=none, help="memory checkpoint (mem_key/mem_vale/...); none: enhancer only")
-    g.add_argument("--mem_size", type=at_least(1), default=none, help="slots the memory checkpoint must hold (checked)")
+    g.add_argument("--mem_weights", default=none,
+                   help="memory checkpoint (mem_key/mem_vale/...) (default: none, the enhancer alone)")
+    g.add_argument("--mem_size", type=at_least(1), default=none,
+                   help="slots the memory checkpoint must hold (default: not checked)")
     g.add_argument("--pooling_size", type=at_least(1), default=none,
                    help="memory pooling size (default: read from the memory checkpoint; given: checked)")
     g.add_argument("--pooling_mean", action="store_true", default=none, help="memory values are channel means")
@@ -141,18 +143,20 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_dir", default=DEFAULT_INPUT,
+    p = parser(description=__doc__)  # utils.options.HelpFormatter: every default shown
+    g = p.add_argument_group("input and output")
+    g.add_argument("--input_dir", default=DEFAULT_INPUT,
                    help="folder of images (default <repo>/datasets/test_data), one image, or a low/high pair folder")
-    p.add_argument("--output_dir", "--result_dir", dest="output_dir", default=None,
+    g.add_argument("--output_dir", "--result_dir", dest="output_dir", default=None,
                    help="where results go (default: <repo>/datasets/result in folder mode, results/ in paired "
                         "mode); must not be inside the input folder")
-    p.add_argument("--mode", choices=["auto", "folder", "paired"], default="auto",
+    g.add_argument("--mode", choices=["auto", "folder", "paired"], default="auto",
                    help="auto: paired if --input_dir holds low/high or Low/Normal")
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="enhancer checkpoint (raw state dict or wrapped)")
-    add_arch_arguments(p, default="auto", auto=True)
-    add_device_argument(p)
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    g = p.add_argument_group("enhancer, device and precision")
+    g.add_argument("--weights", default=DEFAULT_WEIGHTS, help="enhancer checkpoint (raw state dict or wrapped)")
+    add_arch_arguments(g, default="auto", auto=True)
+    add_device_argument(g)
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default): reference numerics in channels-last layout (within one 8-bit level of "
                         "the plain forward); bf16: autocast, ~2x faster on CPUs with bf16, within three levels; "
                         "fp16: CUDA only; channels_last: old name of fp32")
@@ -163,11 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--strength", type=at_least(0.0, float), default=1.0, metavar="S",
                    help="scale every curve map by S: below 1 gentler, above 1 stronger, 0 the input (default 1: the "
                         "model's own output, bit for bit); ignored with --exposure")
-    p.add_argument("--denoise", type=at_least(0.0, float), default=0.0, metavar="S",
+    g = p.add_argument_group("denoising (after the enhancer)")
+    g.add_argument("--denoise", type=at_least(0.0, float), default=0.0, metavar="S",
                    help="remove the noise the curves amplify: non-local means on the 8-bit output, chroma strongly, "
                         "luminance lightly, set from each image's own noise level times S (1: as measured in "
                         "docs/quality.md; default 0: off, the enhancer's output bit for bit)")
-    add_dist_timeout_argument(p)
+    add_dist_timeout_argument(p.add_argument_group("several processes (torchrun)"))
     _mode_arguments(p)
     return p
 

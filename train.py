@@ -29,21 +29,18 @@ from utils.errors import UserError, run_cli
 STAGES = {"scl": "stages.scl", "enhancer": "stages.enhancer", "memory": "stages.memory"}
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help, the module docstring kept as written."""
-
-
 def _stage_parser(**kw) -> argparse.ArgumentParser:
     """A parser holding ``--stage`` (declared here only)."""
     parser = options.parser(**kw)
-    parser.add_argument("--stage", choices=sorted(STAGES), default="scl", help="what to train")
+    parser.add_argument_group("stage").add_argument("--stage", choices=sorted(STAGES), default="scl",
+                                                    help="what to train")
     return parser
 
 
 def build_parser(stage: str) -> argparse.ArgumentParser:
-    parser = _stage_parser(description=__doc__, formatter_class=_HelpFormatter)
+    parser = _stage_parser(description=__doc__)
     importlib.import_module(STAGES[stage]).add_arguments(parser)
-    options.add_dist_timeout_argument(parser)
+    options.add_dist_timeout_argument(parser.add_argument_group("several processes (torchrun)"))
     return parser
 
 

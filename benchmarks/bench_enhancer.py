@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lowlight_model import enhance_net_nopool, weights_init  # noqa: E402
 from utils.image_io import to_uint8  # noqa: E402
+from utils.help import HelpFormatter  # noqa: E402
 
 
 def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
@@ -35,7 +36,7 @@ def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()

@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lowlight_model import enhance, load_enhancer  # noqa: E402
 from tools.export import INPUT_NAME, OUTPUT_NAME, export_model  # noqa: E402
+from utils.help import HelpFormatter  # noqa: E402
 
 
 def timed_interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, torch.Tensor]]:
@@ -39,7 +40,7 @@ def timed_interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, torch.T
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
     p.add_argument("--weights", default="checkpoints/LLE_model.pth")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)

@@ -29,6 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 PY = sys.executable
 
+from utils.help import HelpFormatter  # noqa: E402
+
 REFERENCE_LOOP = r"""
 import json, os, sys, time
 import numpy as np, torch
@@ -136,7 +138,7 @@ def print_table(rows: list[list[str]]) -> None:
 def main() -> None:
     import torch
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     lime = os.path.join(os.path.dirname(ROOT), "shared", "data", "LIME")
     p.add_argument("--input", default=lime if os.path.isdir(lime) else None, help="folder of photos (flat)")
     p.add_argument("--weights", default=os.path.join(ROOT, "checkpoints", "LLE_model.pth"))

@@ -29,6 +29,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from utils.help import HelpFormatter  # noqa: E402
 WEIGHTS = {"tv": 200, "color": 8, "con": 10, "feat": 5, "percep": 1}
 
 
@@ -154,15 +156,17 @@ def ddp_images_per_second(world: int, args) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--crop", type=int, default=384)
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ddp_crop", type=int, default=256)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--no_ddp", action="store_true")
-    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    g = p.add_argument_group("what to time")
+    g.add_argument("--crop", type=int, default=384)
+    g.add_argument("--batch", type=int, default=2)
+    g.add_argument("--steps", type=int, default=3)
+    g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--ddp_crop", type=int, default=256)
+    g = p.add_argument_group("how")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--no_ddp", action="store_true")
+    g.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: this process's CPU time (robust on a shared machine; use with --threads 1)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -69,6 +69,7 @@ from utils.fs import atomic_write  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.options import at_least  # noqa: E402
 from utils.image_io import list_images, read_image_uint8, save_grid_rows, to_uint8  # noqa: E402
+from utils.help import HelpFormatter  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 OFFICIAL = {"official SCL-LLE": "SCL-LLE.pth", "official Zero-DCE": "Zero-DCE-Epoch99.pth"}
@@ -275,26 +276,30 @@ def _write_text(path: str, text: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", nargs="+", default=None, metavar="[LABEL=]PATH",
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    g = p.add_argument_group("what to score")
+    g.add_argument("--weights", nargs="+", default=None, metavar="[LABEL=]PATH",
                    help="checkpoints to score (default: checkpoints/*.pth + official ones in ../shared/compat)")
-    p.add_argument("--no_baselines", action="store_true", help="skip identity, gamma and CLAHE")
-    p.add_argument("--denoise", type=at_least(0.0, float), default=0.0, metavar="S",
+    g.add_argument("--no_baselines", action="store_true", help="skip identity, gamma and CLAHE")
+    g.add_argument("--denoise", type=at_least(0.0, float), default=0.0, metavar="S",
                    help="also score each checkpoint with lowlight_test.py's --denoise S (default 0: not)")
-    p.add_argument("--memory", nargs="+", default=[], metavar="LABEL=ENHANCER,MEMORY",
+    g.add_argument("--memory", nargs="+", default=[], metavar="LABEL=ENHANCER,MEMORY",
                    help="an EMNet enhancer refined by its memory checkpoint, as one more method")
-    p.add_argument("--pairs", default=os.path.join(REPO, "datasets", "data", "LOL-demo", "eval15"),
+    g = p.add_argument_group("data")
+    g.add_argument("--pairs", default=os.path.join(REPO, "datasets", "data", "LOL-demo", "eval15"),
                    help="paired folder (low/ + high/) of held-out synthetic pairs; '' to skip")
-    p.add_argument("--real_dir", default=os.path.join(SHARED, "data", "LIME"),
+    g.add_argument("--real_dir", default=os.path.join(SHARED, "data", "LIME"),
                    help="folder of real low-light photos; '' to skip")
-    p.add_argument("--out_md", default=os.path.join(REPO, "docs", "quality.md"))
-    p.add_argument("--out_grid", default=os.path.join(REPO, "docs", "quality_grid.jpg"))
-    p.add_argument("--grid_rows", type=int, default=4, help="photos in the grid (0: no grid)")
-    p.add_argument("--height", type=int, default=160, help="grid row height in pixels")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--metrics", choices=CONVENTION_NAMES, default="reference",
+    g = p.add_argument_group("outputs")
+    g.add_argument("--out_md", default=os.path.join(REPO, "docs", "quality.md"))
+    g.add_argument("--out_grid", default=os.path.join(REPO, "docs", "quality_grid.jpg"))
+    g.add_argument("--grid_rows", type=int, default=4, help="photos in the grid (0: no grid)")
+    g.add_argument("--height", type=int, default=160, help="grid row height in pixels")
+    g = p.add_argument_group("metrics and device")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--metrics", choices=CONVENTION_NAMES, default="reference",
                    help="PSNR/SSIM convention on the pairs (default reference; basicsr_rgb, basicsr_y: BasicSR's)")
-    p.add_argument("--crop_border", type=at_least(0), default=0, help="pixels left out at each edge (default 0)")
+    g.add_argument("--crop_border", type=at_least(0), default=0, help="pixels left out at each edge (default 0)")
     return p.parse_args(argv)
 
 

@@ -36,6 +36,7 @@ from datasets.synthesis import draw_params, rng_for, synthesize_lowlight, synthe
 from utils.errors import UserError, run_cli
 from utils.fs import atomic_path, atomic_write
 from utils.image_io import list_images, read_image, save_image
+from utils.help import HelpFormatter
 
 
 def _rel(path: str, root: str) -> str:
@@ -154,16 +155,19 @@ def make_lowlight(src: str, dst: str, seed: int = 0, workers: int = 1, labels: s
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m datasets.make_lowlight", description=__doc__.split("\n")[0])
-    ap.add_argument("--src", required=True, help="normal-light images, e.g. .../cityscapes/leftImg8bit")
-    ap.add_argument("--dst", required=True, help="output folder, e.g. datasets/data/cityscapes/leftImg8bit")
-    ap.add_argument("--labels", choices=["link", "copy", "none"], default="link",
-                    help="put <src>/../gtFine next to --dst as symlinks (default) or copies")
-    ap.add_argument("--label_src", default=None, help="label folder (default: <src>/../gtFine when it exists)")
-    ap.add_argument("--contrast", default=None, help="also build the contrast set here (GT/ and low/)")
-    ap.add_argument("--n_contrast", type=int, default=200, help="positives and negatives each (default 200)")
-    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = argparse.ArgumentParser(prog="python -m datasets.make_lowlight", description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    g = ap.add_argument_group("folders")
+    g.add_argument("--src", required=True, help="normal-light images, e.g. .../cityscapes/leftImg8bit")
+    g.add_argument("--dst", required=True, help="output folder, e.g. datasets/data/cityscapes/leftImg8bit")
+    g.add_argument("--labels", choices=["link", "copy", "none"], default="link",
+                   help="put <src>/../gtFine next to --dst as symlinks (default) or copies")
+    g.add_argument("--label_src", default=None, help="label folder (default: <src>/../gtFine when it exists)")
+    g = ap.add_argument_group("contrast set")
+    g.add_argument("--contrast", default=None, help="also build the contrast set here (GT/ and low/; default: none)")
+    g.add_argument("--n_contrast", type=int, default=200, help="positives and negatives each (default 200)")
+    g = ap.add_argument_group("run")
+    g.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes")
+    g.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     t0 = time.time()
     c = make_lowlight(args.src, args.dst, args.seed, args.workers, args.labels, args.label_src, args.contrast,

@@ -66,6 +66,7 @@ from datasets.synthesis import (DEFAULT, LightConfig, config_dict, rng_for, synt
 from utils.errors import UserError, run_cli
 from utils.fs import atomic_write
 from utils.image_io import list_images, read_image_uint8, save_image
+from utils.help import HelpFormatter
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle", "immunohistochemistry")
 HELD_OUT_PHOTOS = ("chelsea", "coffee")
@@ -242,22 +243,26 @@ def _check_foreign(out: str, written: set[str], log: Callable[[str], None]) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m datasets.prepare_demo", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="datasets/data", help="output root (default: datasets/data)")
-    ap.add_argument("--samples", default=None, help="also write low-light samples to SAMPLES/skimage/ "
-                    "(e.g. datasets/test_data)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--photos", action="append", default=[], metavar="DIR",
-                    help="a folder of normal-light photos to add (repeatable); split by photo into train/held out")
-    ap.add_argument("--val_fraction", type=float, default=0.25, help="held-out share of each --photos folder")
-    ap.add_argument("--n_crops", type=int, default=120, help="training crops in all, taken from the training photos in turn (default 120)")
-    ap.add_argument("--crop_size", type=int, default=256, help="training crop side in pixels (default 256)")
-    ap.add_argument("--eval_per_photo", type=int, default=3, help="eval pairs per held-out photo (default 3)")
-    ap.add_argument("--max_side", type=int, default=400, help="longest eval image side (default 400)")
-    ap.add_argument("--light_prob", type=float, default=0.0,
-                    help="share of training crops given saturated light sources (lamps) (default 0: none)")
-    ap.add_argument("--pool_prob", type=float, default=0.0,
-                    help="share of training crops given lit pools (local light of 0.3-3x the normal exposure) "
+    ap = argparse.ArgumentParser(prog="python -m datasets.prepare_demo", description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    g = ap.add_argument_group("output")
+    g.add_argument("--out", default="datasets/data", help="output root (default: datasets/data)")
+    g.add_argument("--samples", default=None, help="also write low-light samples to SAMPLES/skimage/ "
+                   "(e.g. datasets/test_data; default: none)")
+    g.add_argument("--seed", type=int, default=0)
+    g = ap.add_argument_group("photos")
+    g.add_argument("--photos", action="append", default=[], metavar="DIR",
+                   help="a folder of normal-light photos to add (repeatable); split by photo into train/held out")
+    g.add_argument("--val_fraction", type=float, default=0.25, help="held-out share of each --photos folder")
+    g = ap.add_argument_group("training crops")
+    g.add_argument("--n_crops", type=int, default=120, help="training crops in all, taken from the training photos in turn (default 120)")
+    g.add_argument("--crop_size", type=int, default=256, help="training crop side in pixels (default 256)")
+    g = ap.add_argument_group("evaluation pairs")
+    g.add_argument("--eval_per_photo", type=int, default=3, help="eval pairs per held-out photo (default 3)")
+    g.add_argument("--max_side", type=int, default=400, help="longest eval image side (default 400)")
+    g.add_argument("--light_prob", type=float, default=0.0,
+                   help="share of training crops given saturated light sources (lamps) (default 0: none)")
+    g.add_argument("--pool_prob", type=float, default=0.0,
+                   help="share of training crops given lit pools (local light of 0.3-3x the normal exposure) "
                          "(default 0: none)")
     return ap
 

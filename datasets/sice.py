@@ -25,6 +25,7 @@ import os
 import re
 
 from utils.errors import UserError, run_cli
+from utils.help import HelpFormatter
 
 NEIGHBOUR_GAP = 6
 VAL_EVERY, VAL_AT = 4, 2
@@ -125,14 +126,14 @@ def add_to_scl(split_part: str, into: str, repeat: int = 1) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m datasets.sice", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m datasets.sice", description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     ap.add_argument("--src", default=os.path.join("..", "shared", "data", "sice-pairs"),
                     help="the sice-pairs folder (low/ + high/)")
     ap.add_argument("--out", default=os.path.join("datasets", "data", "sice-split"),
                     help="where train/ and val/ (folders of links) go")
     ap.add_argument("--scl_into", default=None, metavar="DIR",
                     help="also add the training part to the SCL-LLE data in DIR (cityscapes/ + Contrast/, see "
-                         "add_to_scl)")
+                         "add_to_scl; default: none)")
     ap.add_argument("--repeat", type=int, default=1, help="with --scl_into: links per low frame")
     args = ap.parse_args(argv)
     parts = write_split(args.src, args.out)

@@ -63,7 +63,8 @@ def add_run_arguments(g: argparse._ArgumentGroup, log_every: int = 10) -> None:
     """The flags every stage shares: resume/overwrite, device, AMP, logging, visdom."""
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
                    help="continue a run: no value = this run's latest checkpoint (a fresh start when there is "
-                        "none yet), or the training checkpoint PATH")
+                        "none yet), or the training checkpoint PATH; default: not given, a new run (refused in a folder "
+                        "that holds one)")
     g.add_argument("--overwrite", action="store_true",
                    help="start afresh in a folder that holds a run: deletes the files this stage writes there "
                         "(checkpoints, logs), nothing else")

@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="correction: map images to [-1,1] before LPIPS, the range it expects (the reference "
                         "feeds the [0,1] images unscaled)")
     g.add_argument("--val_time", type=at_least(1), default=2, help="validations per epoch")
-    g.add_argument("--init_weights", default=None, help="start from these enhancer weights (fine-tuning)")
+    g.add_argument("--init_weights", default=None, help="start from these enhancer weights (fine-tuning; default: none, a random initialisation)")
     add_run_arguments(p.add_argument_group("run control"), log_every=1)
 
 

@@ -65,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --chroma_space linear: weight t of the linear-light term, 1 - t going to the sRGB term")
     g.add_argument("--chroma_linear_fade", type=float, nargs=2, default=None, metavar=("A", "B"),
                    help="with --chroma_space linear: each 4x4 cell's linear share fades to 0 as its input's "
-                        "brightest channel goes from A to B (dark cells linear, bright ones sRGB)")
+                        "brightest channel goes from A to B (dark cells linear, bright ones sRGB); default: no fade, "
+                        "--chroma_linear_share in every cell")
     g.add_argument("--balance_colour_only", action="store_true",
                    help="L_balance: no gradient through each pixel's brightness (the term recolours, never darkens)")
     g.add_argument("--segexp_per_image", action="store_true",

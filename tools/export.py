@@ -25,6 +25,7 @@ from network.enhancer import Enhancer, as_enhancer, load_enhancer, reflect_pad
 from utils.errors import UserError, run_cli
 from utils.options import add_arch_arguments
 from utils.fs import atomic_path, check_writable_dir
+from utils.help import HelpFormatter
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "input", "enhanced"
@@ -165,13 +166,15 @@ def export(weights: str, fmt: str, out: str, arch: str = "auto", embed_dim: int 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", required=True, help="enhancer checkpoint (any layout the project loads)")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", required=True, help="output file (.onnx / .pt); its folder must exist")
-    add_arch_arguments(p, default="auto", auto=True, auto_help="recognised (with its width) from the checkpoint")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
-    p.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
+                                formatter_class=HelpFormatter)
+    g = p.add_argument_group("what to export")
+    g.add_argument("--weights", required=True, help="enhancer checkpoint (any layout the project loads)")
+    g.add_argument("--format", required=True, choices=FORMATS)
+    g.add_argument("--out", required=True, help="output file (.onnx / .pt); its folder must exist")
+    add_arch_arguments(g, default="auto", auto=True, auto_help="recognised (with its width) from the checkpoint")
+    g = p.add_argument_group("export and check")
+    g.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
+    g.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
     args = p.parse_args(argv)
     with torch.no_grad():
         arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol)

@@ -19,10 +19,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from lowlight_model import enhance, load_enhancer  # noqa: E402
 from utils.image_io import list_images, read_image_tensor, save_grid_rows  # noqa: E402
+from utils.help import HelpFormatter  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
     p.add_argument("--weights", default=os.path.join(REPO, "checkpoints", "LLE_model.pth"))
     p.add_argument("--out", default=os.path.join(REPO, "docs", "demo_grid.jpg"))
     p.add_argument("--height", type=int, default=150)

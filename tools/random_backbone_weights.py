@@ -18,6 +18,7 @@ import torch
 import torchvision.models as tvm
 
 from utils.checkpoint import atomic_save
+from utils.help import HelpFormatter
 
 BACKBONES = {
     "vgg16": (tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1),
@@ -46,7 +47,7 @@ def write_random_weights(folder: str, names=tuple(BACKBONES), seed: int = 0) -> 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--torch_home", required=True, help="folder to use as TORCH_HOME (never your real cache)")
     p.add_argument("--names", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     p.add_argument("--seed", type=int, default=0)

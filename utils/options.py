@@ -23,6 +23,7 @@ import torch
 from network.registry import ARCH_NAMES, get_spec
 from utils.device import DIST_TIMEOUT_S, resolve_device, world_size
 from utils.errors import UserError
+from utils.help import HelpFormatter
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -67,7 +68,9 @@ def between(lo: float, hi: float, kind: type = float) -> Callable[[str], float]:
 
 # ------------------------------------------------------------------------------------ parser and errors
 def parser(**kw) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` whose validators' errors reach :func:`parse` instead of exiting."""
+    """An ``ArgumentParser`` whose validators' errors reach :func:`parse` instead of exiting; its ``--help``
+    shows every default (:class:`utils.help.HelpFormatter`)."""
+    kw.setdefault("formatter_class", HelpFormatter)
     return argparse.ArgumentParser(exit_on_error=False, **kw)
 
 
