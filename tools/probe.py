@@ -128,7 +128,7 @@ def classify_error(r: Res, needle: str | None = None, dirs=()):
     msg = errs[-1] if errs else (r.lines[-1] if r.lines else "")
     if needle and needle not in r.err:
         return "partial", f"exit {r.rc}, message does not name {needle!r}: {short(msg)}"
-    if len(r.lines) > 1 and not all(ln.startswith(("usage:", "error:", "note:", "[-", "--")) for ln in r.lines):
+    if len(r.lines) > 1 and not all(ln.startswith(("usage:", "note:", "[", "--")) or "error:" in ln for ln in r.lines):
         return "partial", f"exit {r.rc}, {len(r.lines)} stderr lines; last: {short(msg)}"
     return "good", f"exit {r.rc}: {short(msg)}"
 
@@ -734,6 +734,127 @@ def _():
     return "bad", f"exit {r.rc}, latest.pth {'present' if (out / 'latest.pth').exists() else 'missing'}"
 
 
+# --- more cheap cases (one-line refusals), grouped
+for _n, _f, _s in [("device_empty", ["--device", ""], "--device"), ("device_meta", ["--device", "meta"], "meta"),
+                   ("device_cuda3", ["--device", "cuda:3"], "cuda"), ("tile_1", ["--tile", "1"], "--tile"),
+                   ("embed_dim_neg", ["--embed_dim", "-4"], "--embed_dim"),
+                   ("memory_budget_-1", ["--memory_budget", "-1"], "--memory_budget"),
+                   ("memory_budget_inf", ["--memory_budget", "inf"], "--memory_budget"),
+                   ("tile_nan", ["--tile", "nan"], "--tile"), ("mem_topk0_garbage", ["--testing_top_k", "0"], "--testing_top_k"),
+                   ("grid_neg", ["--grid", "-1"], "--grid")]:
+    _lle_flag(_n, _f, _s)
+
+_bad_ckpt("ckpt_json", lambda p: p.write_text('{"a": 1}'))
+_bad_ckpt("ckpt_png", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)))
+_bad_ckpt("ckpt_html", lambda p: p.write_text("<!DOCTYPE html><html><body>Not found</body></html>"))
+_bad_ckpt("ckpt_rand", lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)))
+_bad_ckpt("ckpt_gzip", lambda p: p.write_bytes(__import__("gzip").compress(b"x" * 100)))
+_bad_ckpt("ckpt_tensor", lambda p: _save(__import__("torch").zeros(3), p))
+_bad_ckpt("ckpt_emptysd", lambda p: _save({}, p))
+_bad_ckpt("ckpt_inf_weights", lambda p: _save({k: v.fill_(float("inf")) if i == 0 else v
+                                               for i, (k, v) in enumerate(_sd().items())}, p))
+_bad_ckpt("ckpt_extra_key", lambda p: _save({**_sd(), "extra.weight": __import__("torch").zeros(1)}, p), "extra")
+_bad_ckpt("ckpt_evil_torchsave", lambda p: _save({"x": _Evil()}, p))
+_bad_ckpt("ckpt_xyz", lambda p: p.write_text("xyz"))
+
+
+@case("infer", "ckpt_is_dir")
+def _():
+    (TMP / "ckdir").mkdir()
+    return classify_error(lle("--input_dir", photos(), "--output_dir", TMP / "o_ckdir", "--weights", TMP / "ckdir"), "ckdir")
+
+
+@case("infer", "input_dev_null")
+def _():
+    return classify_error(lle("--input_dir", "/dev/null", "--output_dir", TMP / "o_dn", "--weights", WEIGHTS), "/dev/null")
+
+
+@case("infer", "out_proc")
+def _():
+    return classify_error(lle("--input_dir", photos(), "--output_dir", "/proc/lle_out", "--weights", WEIGHTS), "/proc/lle_out")
+
+
+@case("infer", "single_file")
+def _():
+    out = TMP / "o_single"
+    r = lle("--input_dir", photos() / "p0.png", "--output_dir", out, "--weights", WEIGHTS, "--device", "cpu")
+    return classify_ok(r, lambda: None if _enhanced(out) else "no output", dirs=[out])
+
+
+@case("infer", "mixed_good_bad")
+def _():
+    from helpers import write_rgb
+    d = TMP / "mixed"
+    write_rgb(d / "good.png", 24, 32, seed=1, scale=0.3)
+    raw = (d / "good.png").read_bytes()
+    (d / "trunc.png").write_bytes(raw[: len(raw) // 2])
+    (d / "zero.png").write_bytes(b"")
+    (d / "text.png").write_text("hello")
+    out = TMP / "o_mixed"
+    r = lle("--input_dir", d, "--output_dir", out, "--weights", WEIGHTS, "--device", "cpu")
+    v = classify_error(r, "trunc.png", dirs=[out])
+    if v[0] == "good":
+        got = _enhanced(out)
+        if got != ["good.png"]:
+            return "bad", f"outputs {got}"
+        named = all(n in r.err for n in ("trunc.png", "zero.png", "text.png"))
+        return ("good" if named else "partial"), f"good image written, bad files {'each named' if named else 'not all named'}, exit {r.rc}"
+    return v
+
+
+for _n, _st, _f, _s in [
+        ("scl_itrs_neg", "scl", ["--total_itrs", "-5"], "--total_itrs"), ("scl_batch0", "scl", ["--batch_size", "0"], "--batch_size"),
+        ("scl_batch_neg", "scl", ["--batch_size", "-2"], "--batch_size"), ("scl_crop_neg", "scl", ["--crop_size", "-64"], "--crop_size"),
+        ("scl_crop1", "scl", ["--crop_size", "1"], "--crop_size"), ("scl_snapshot0", "scl", ["--snapshot_iter", "0"], "--snapshot_iter"),
+        ("scl_logevery0", "scl", ["--log_every", "0"], "--log_every"), ("scl_workers_neg", "scl", ["--num_workers", "-1"], "--num_workers"),
+        ("scl_device_cuda", "scl", ["--device", "cuda"], "cuda"), ("scl_lr_nan", "scl", ["--lowlight_lr", "nan"], "--lowlight_lr"),
+        ("scl_w_con_nan", "scl", ["--w_con", "nan"], "--w_con"), ("scl_grad_clip_nan", "scl", ["--grad_clip_norm", "nan"], "--grad_clip_norm"),
+        ("scl_cache_mb_nan", "scl", ["--cache_mb", "nan"], "--cache_mb"), ("scl_exp_patch_0", "scl", ["--exp_patch", "0"], "--exp_patch"),
+        ("scl_num_classes_0", "scl", ["--num_classes", "0"], "--num_classes"),
+        ("scl_weight_decay_inf", "scl", ["--lowlight_weight_decay", "inf"], "--lowlight_weight_decay"),
+        ("resume_and_overwrite_together", "scl", ["--resume", "--overwrite"], "--overwrite"),
+        ("scl_resume_missing", "scl", ["--resume", "/nonexistent/nope.pth"], "nope.pth"),
+        ("argparse_unknown_stage", "scl", ["--stage", "foo"], "foo"),
+        ("argparse_wrong_stage_flag", "scl", ["--nepoch", "3"], "--nepoch"),
+        ("enh_nepoch_neg", "enhancer", ["--nepoch", "-1"], "--nepoch"), ("enh_batch0", "enhancer", ["--batch_size", "0"], "--batch_size"),
+        ("enh_batch_neg", "enhancer", ["--batch_size", "-4"], "--batch_size"), ("enh_ps0", "enhancer", ["--train_ps", "0"], "--train_ps"),
+        ("enh_lr0", "enhancer", ["--lr_initial", "0"], "--lr_initial"), ("enh_valtime0", "enhancer", ["--val_time", "0"], "--val_time"),
+        ("enh_valtime_neg", "enhancer", ["--val_time", "-1"], "--val_time"), ("enh_embed0", "enhancer", ["--embed_dim", "0"], "--embed_dim"),
+        ("enh_warmup_neg", "enhancer", ["--warmup_epochs", "-1"], "--warmup_epochs"),
+        ("enh_lr_min_nan", "enhancer", ["--lr_min", "nan"], "--lr_min"),
+        ("enh_ssim_lambda_nan", "enhancer", ["--ssim_lambda", "nan"], "--ssim_lambda"),
+        ("enh_ps_1000_slow", "enhancer", ["--train_ps", "1000"], "--train_ps"),
+        ("enh_root_nonexistent", "enhancer", ["--train_dir", "/nonexistent/nope"], "nope"),
+        ("mem_size_neg", "memory", ["--mem_size", "-3"], "--mem_size"), ("mem_size1", "memory", ["--mem_size", "1"], "--mem_size"),
+        ("mem_pool0", "memory", ["--pooling_size", "0"], "--pooling_size"),
+        ("mem_topk_huge", "memory", ["--testing_top_k", "100000"], "--testing_top_k"),
+        ("mem_batch0", "memory", ["--batch_size", "0"], "--batch_size"), ("mem_nepoch0", "memory", ["--nepoch", "0"], "--nepoch"),
+        ("mem_thres_nan", "memory", ["--thres", "nan"], "--thres"), ("mem_age_noise_inf", "memory", ["--age_noise", "inf"], "--age_noise"),
+        ("mem_top_k_0", "memory", ["--top_k", "0"], "--top_k"), ("mem_vfeat", "memory", ["--V_feat_dim", "5"], "--V_feat_dim")]:
+    _train_flag(_n, _st, _f, _s)
+
+
+@case("train", "snap_is_file")
+def _():
+    f = TMP / "snapfile"
+    f.write_text("x")
+    return classify_error(train(*scl_args(f, "--total_itrs", "1")), "snapfile")
+
+
+@case("train", "scl_root_nonexistent")
+def _():
+    a = scl_args(TMP / "t_rootne", "--total_itrs", "1")
+    a[a.index("--data_root") + 1] = TMP / "nope"
+    return classify_error(train(*a), "nope")
+
+
+@case("train", "scl_contrast_nonexistent")
+def _():
+    a = scl_args(TMP / "t_cne", "--total_itrs", "1")
+    a[a.index("--contrast_dir") + 1] = TMP / "nope_c"
+    return classify_error(train(*a), "nope_c")
+
+
 # ------------------------------------------------------------------------------------------- report
 def read_probe():
     rows = []
@@ -766,6 +887,7 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma-separated case names (re-run a subset; prints, writes nothing)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--merge", action="store_true", help="with --only: update those rows of the existing --out table")
     a = ap.parse_args(argv)
     if a.list:
         print("\n".join(f"{CASES[n][0]} | {n}" for n in CASES))
@@ -789,8 +911,19 @@ def main(argv=None):
         shutil.rmtree(TMP, ignore_errors=True)
     wall = time.time() - t0
     print(f"wall time {wall:.0f} s")
-    if a.only:
+    old_wall = None
+    if a.only and not a.merge:
         return 0
+    if a.merge and Path(a.out).exists():
+        text = Path(a.out).read_text()
+        m = re.search(r"wall time (\d+) s", text)
+        old_wall = int(m.group(1)) if m else None
+        for ln in text.splitlines():
+            parts = [p.strip() for p in re.split(r"(?<!\\)\|", ln)[1:-1]]
+            if len(parts) == 5 and parts[1] in CASES and parts[1] not in results and parts[3] != "not re-run":
+                results[parts[1]] = (parts[3], parts[4].replace("\\|", "|"))
+        if old_wall:
+            wall += old_wall
     probe = read_probe()
     known = {r[1] for r in probe}
     lines = ["# Probe of 2026-12-07, re-run", "",
