@@ -66,7 +66,12 @@ def popen(cmd, cwd=None, env=None):
 def finish(p, t0, limit, sig_after=None, sig=signal.SIGTERM):
     """Wait for ``p``; send ``sig`` to its whole process group after ``sig_after`` s; kill the group at ``limit``."""
     timed_out = False
-    if sig_after is not None:
+    if callable(sig_after):  # signal once the condition holds (e.g. the first output exists)
+        while p.poll() is None and time.time() - t0 < limit and not sig_after():
+            time.sleep(0.2)
+        if p.poll() is None:
+            os.killpg(p.pid, sig)
+    elif sig_after is not None:
         try:
             p.wait(sig_after)
         except subprocess.TimeoutExpired:
@@ -441,7 +446,7 @@ def _():
         shutil.copy(d / "m00.png", d / f"m{i:02d}.png")
     out = TMP / "o_many"
     r = lle("--input_dir", d, "--output_dir", out, "--weights", WEIGHTS, "--device", "cpu", "--workers", "0",
-            sig_after=15, sig=signal.SIGTERM, limit=70)
+            sig_after=lambda: len(list(out.glob("*.png"))) >= 2, sig=signal.SIGTERM, limit=90)
     left = leftovers(out)
     if "Traceback" in r.err or r.timed_out:
         return classify_error(r)
@@ -600,8 +605,9 @@ def _():
 def _train_flag(name, stage, flags, needle):
     def f():
         d = TMP / ("t_" + name)
-        args = {"scl": scl_args, "enhancer": enh_args, "memory": mem_args}[stage](d, *flags)
-        r = train(*args)
+        short_run = ["--total_itrs", "2"] if stage == "scl" else ["--nepoch", "1"]  # a flag let through ends soon
+        args = {"scl": scl_args, "enhancer": enh_args, "memory": mem_args}[stage](d, *short_run, *flags)
+        r = train(*args, limit=90)
         v = classify_error(r, needle)
         if d.exists() and any(d.rglob("*")):
             return ("bad" if v[0] == "good" else v[0]), v[1] + f"; but created {d.name}/"
@@ -616,7 +622,7 @@ for _n, _st, _f, _s in [
         ("scl_exp_level_neg", "scl", ["--exp_level", "-3", "--total_itrs", "1"], "--exp_level"),
         ("scl_crop1024", "scl", ["--crop_size", "1024", "--total_itrs", "1"], "--crop_size"),
         ("scl_device_bogus", "scl", ["--device", "bogus"], "bogus"), ("scl_vis_port_0", "scl", ["--vis_port", "0"], "--vis_port"),
-        ("scl_lr_min_above_lr", "scl", ["--lr_min", "1"], "--lr_min"),
+        ("scl_lr_min_above_lr", "scl", ["--lr_schedule", "cosine", "--lr_min", "1"], "--lr_min"),
         ("enh_nepoch0", "enhancer", ["--nepoch", "0"], "--nepoch"), ("enh_ps_neg", "enhancer", ["--train_ps", "-32"], "--train_ps"),
         ("enh_lr_inf", "enhancer", ["--lr_initial", "inf"], "--lr_initial"),
         ("mem_size0", "memory", ["--mem_size", "0"], "--mem_size"), ("mem_pool100", "memory", ["--pooling_size", "100"], "--pooling_size"),
@@ -726,7 +732,8 @@ def _():
 def _():
     out = TMP / "t_term"
     city()
-    r = train(*scl_args(out, "--total_itrs", "100000"), sig_after=20, limit=80)
+    r = train(*scl_args(out, "--total_itrs", "100000"), sig_after=lambda: (out / "losses.jsonl").exists()
+              or bool(list(out.rglob("*.jsonl"))), limit=120)
     if "Traceback" in r.err or r.timed_out:
         return classify_error(r)
     if r.rc == 143 and (out / "latest.pth").exists() and not leftovers(out):
