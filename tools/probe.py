@@ -131,7 +131,7 @@ def classify_error(r: Res, needle: str | None = None, dirs=()):
         return "bad", f"exit {r.rc} but left {left[:3]}"
     errs = [ln for ln in r.lines if "error" in ln.lower()]
     msg = errs[-1] if errs else (r.lines[-1] if r.lines else "")
-    if needle and needle not in r.err:
+    if needle and needle.lower() not in r.err.lower():
         return "partial", f"exit {r.rc}, message does not name {needle!r}: {short(msg)}"
     if len(r.lines) > 1 and not all(ln.startswith(("usage:", "note:", "[", "--")) or "error:" in ln for ln in r.lines):
         return "partial", f"exit {r.rc}, {len(r.lines)} stderr lines; last: {short(msg)}"
@@ -706,8 +706,9 @@ def _():
         return "bad", "exit 0"
     if n == 1 and "Traceback" not in r.err:
         return "good", "one line from rank 0: " + short([ln for ln in r.err.splitlines() if "--mem_size 8" in ln][0])
-    extra = " plus torchrun's own traceback/summary" if ("Traceback" in r.err or "ChildFailedError" in r.err) else ""
-    return "partial", f"the --mem_size line printed {n} times (one per rank){extra}, exit {r.rc}"
+    extra = (" followed by torchrun's own ChildFailedError traceback/summary (launcher)"
+             if ("Traceback" in r.err or "ChildFailedError" in r.err) else "")
+    return "partial", f"the --mem_size line printed {n} time(s) for 3 ranks{extra}, exit {r.rc}"
 
 
 @case("train", "torchrun_scl_nproc_0")
