@@ -965,7 +965,7 @@ def main(argv=None):
     known = {r[1] for r in probe}
     lines = ["# Probe of 2026-12-07, re-run", "",
              f"`tools/probe.py` re-ran {len(results)} of the {len(probe)} cases of `../shared/probe-2026-12-07.txt` on tiny "
-             f"inputs (CPU, `OMP_NUM_THREADS=1`, a shared 2-core machine), wall time {wall:.0f} s. Verdicts as in the "
+             f"inputs (CPU, `OMP_NUM_THREADS=1`, a shared 2-core machine), wall time {wall:.0f} s (summed over the --merge runs that produced this table). Verdicts as in the "
              "file's header; `not re-run` = not reconstructed (never counted as good).", ""]
     summary: dict = {}
     body = ["| area | case | verdict then | verdict now | observation |", "|---|---|---|---|---|"]
