@@ -80,3 +80,18 @@ def test_each_shared_flag_is_declared_once_per_parser():
         flags = [s for a in train.build_parser(stage)._actions for s in a.option_strings]
         assert len(flags) == len(set(flags))
         assert {"--stage", "--device", "--arch", "--embed_dim", "--random_seed", "--num_workers"} <= set(flags)
+
+
+def test_parse_known_args_refuses_a_bad_choice_with_argparse_own_message(capsys):
+    """argparse_unknown_stage: train.py reads --stage with parse_known_args; an invalid choice was a traceback."""
+    import pytest as _pytest
+
+    from utils import options as _options
+
+    p = _options.parser(add_help=False)
+    p.add_argument("--stage", choices=["enhancer", "memory", "scl"], default="scl")
+    with _pytest.raises(SystemExit) as e:
+        p.parse_known_args(["--stage", "foo"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'foo'" in err and "Traceback" not in err

@@ -162,3 +162,24 @@ def test_require_keys_names_what_is_missing():
         require_keys(ck, ("optimizer", "scheduler"), "a.pth", "a training checkpoint of the enhancer stage")
     with pytest.raises(UserError, match="a.pth"):
         require_keys([1, 2], ("optimizer",), "a.pth", "x")
+
+
+@pytest.mark.parametrize("local_rank, printed", [(None, True), ("0", True), ("1", False), ("2", False)])
+def test_flag_error_under_torchrun_is_printed_by_local_rank_0_only(monkeypatch, capsys, local_rank, printed):
+    """torchrun_mem_world3_batch_gt_mem: an error found before the processes join (the same flags and files in
+    every process) is printed once, by local rank 0; the other ranks exit with the same status silently."""
+    from utils.errors import run_cli
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+
+    def main():
+        raise UserError("--mem_size 8: smaller than one batch")
+
+    with pytest.raises(SystemExit) as e:
+        run_cli(main)
+    assert e.value.code == 2
+    assert (capsys.readouterr().err == "error: --mem_size 8: smaller than one batch\n") == printed

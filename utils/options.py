@@ -67,11 +67,25 @@ def between(lo: float, hi: float, kind: type = float) -> Callable[[str], float]:
 
 
 # ------------------------------------------------------------------------------------ parser and errors
+class _Parser(argparse.ArgumentParser):
+    """``exit_on_error=False`` for the validators alone: argparse's own errors (an unknown choice, a missing
+    value) still end in its usage and one ``error:`` line, also through ``parse_known_args`` (train.py reads
+    ``--stage`` that way: ``--stage foo`` was a traceback)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        try:
+            return super().parse_known_args(args, namespace)
+        except argparse.ArgumentError as e:
+            if isinstance(e.__context__, OutOfRange) and e.argument_name is not None:
+                raise  # parse() turns it into a one-line UserError naming the flag
+            self.error(str(e))
+
+
 def parser(**kw) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` whose validators' errors reach :func:`parse` instead of exiting; its ``--help``
     shows every default (:class:`utils.help.HelpFormatter`)."""
     kw.setdefault("formatter_class", HelpFormatter)
-    return argparse.ArgumentParser(exit_on_error=False, **kw)
+    return _Parser(exit_on_error=False, **kw)
 
 
 def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
