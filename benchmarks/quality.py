@@ -118,7 +118,8 @@ def enhancer_method(path: str, device: torch.device, denoise: float = 0.0, memor
 
 def default_weights() -> list[tuple[str, str]]:
     """``(label, path)``: the repository's checkpoints, then the official ones found in ../shared/compat."""
-    found = [(os.path.basename(p), p) for p in sorted(glob.glob(os.path.join(REPO, "checkpoints", "*.pth")))]
+    found = [(os.path.basename(p), p) for p in sorted(glob.glob(os.path.join(REPO, "checkpoints", "*.pth")))
+             if not os.path.basename(p).startswith("memory")]  # memories refine an enhancer: --memory
     for label, name in OFFICIAL.items():
         p = os.path.join(SHARED, "compat", name)
         if os.path.isfile(p):
