@@ -64,11 +64,25 @@ class EnhancerQuery(nn.Module):
         seen = self._seen.get("input")
         if not (torch.is_tensor(seen) and seen.shape == x.shape and seen.device == x.device and torch.equal(seen, x)
                 and len(self._seen.get("feats", [])) == len(self.layers)):
-            self.enhancer.net(x)  # the hooks record its features
+            stop = self.layers[-1].register_forward_hook(_stop)  # the layers after the last one are not needed
+            try:
+                self.enhancer.net(x)  # the hooks record its features
+            except _Enough:
+                pass
+            finally:
+                stop.remove()
         feats = self._seen["feats"]
         self._seen = {}
         stats = [torch.cat([f.float().mean((2, 3)), f.float().std((2, 3))], 1) for f in feats]
         return torch.cat(stats, 1)
+
+
+class _Enough(Exception):
+    """Raised by :func:`_stop` once the last query layer has run."""
+
+
+def _stop(_module: nn.Module, _inputs, _output) -> None:
+    raise _Enough
 
 
 def _out_channels(module: nn.Module) -> int:
