@@ -5,6 +5,7 @@ symbolic links in the LOL layout (no image is copied).
     python -m datasets.sice --src ../shared/data/sice-pairs --out datasets/data/sice-split
     # -> datasets/data/sice-split/train/{low,high}/NNNN.jpg, datasets/data/sice-split/val/{low,high}/NNNN.jpg
     python -m datasets.sice --scl_into datasets/data128p --repeat 4   # + the training part into SCL data
+    python -m datasets.sice --train_repeat 4 --downscale 256   # + train_x4/ (links), train256/, val256/
 
 **Scenes.** A name ``NNNN`` is the number of the pair's low frame in the source folder (Zero-DCE++'s
 training set, SICE Part 1 brackets stored one after another), and each name is one scene
@@ -25,6 +26,7 @@ import os
 import re
 
 from utils.errors import UserError, run_cli
+from utils.image_io import read_image_uint8
 from utils.help import HelpFormatter
 
 NEIGHBOUR_GAP = 6
@@ -93,6 +95,40 @@ def write_split(src: str, out: str, gap: int = NEIGHBOUR_GAP) -> dict[str, list[
     return {"train": train, "val": val}
 
 
+def write_repeated(part_dir: str, out: str, repeat: int) -> int:
+    """``out/{low,high}/NNNN_rK.ext``: every pair of ``part_dir`` linked ``repeat`` times (a longer epoch for
+    stages that validate once per epoch: random crops of each copy differ). Returns the number of pairs."""
+    from datasets.lol import find_pairs
+
+    pairs = find_pairs(part_dir)
+    for side in ("low", "high"):
+        os.makedirs(os.path.join(out, side), exist_ok=True)
+    for low, high in pairs:
+        stem, ext = os.path.splitext(os.path.basename(low))
+        for k in range(repeat):
+            _link(os.path.abspath(low), os.path.join(out, "low", f"{stem}_r{k}{ext}"))
+            _link(os.path.abspath(high), os.path.join(out, "high", f"{stem}_r{k}{ext}"))
+    return len(pairs)
+
+
+def write_downscaled(part_dir: str, out: str, size: int) -> int:
+    """``out/{low,high}/NNNN.png``: every pair of ``part_dir`` resized to ``size`` x ``size`` (Pillow's LANCZOS
+    on the 8-bit frames, lossless PNG), for cheap validation of slow enhancers. Returns the number of pairs."""
+    from PIL import Image
+
+    from datasets.lol import find_pairs
+
+    pairs = find_pairs(part_dir)
+    for side in ("low", "high"):
+        os.makedirs(os.path.join(out, side), exist_ok=True)
+    for low, high in pairs:
+        name = os.path.splitext(os.path.basename(low))[0] + ".png"
+        for side, path in (("low", low), ("high", high)):
+            img = Image.fromarray(read_image_uint8(path), "RGB").resize((size, size), Image.Resampling.LANCZOS)
+            img.save(os.path.join(out, side, name))
+    return len(pairs)
+
+
 def add_to_scl(split_part: str, into: str, repeat: int = 1) -> int:
     """Add the real pairs of ``split_part`` (``low/`` + ``high/``, e.g. ``sice-split/train``) to the SCL-LLE
     data of ``into`` (``cityscapes/`` + ``Contrast/``, as ``datasets.prepare_demo`` writes it), as links:
@@ -135,8 +171,19 @@ def main(argv: list[str] | None = None) -> None:
                     help="also add the training part to the SCL-LLE data in DIR (cityscapes/ + Contrast/, see "
                          "add_to_scl; default: none)")
     ap.add_argument("--repeat", type=int, default=1, help="with --scl_into: links per low frame")
+    ap.add_argument("--train_repeat", type=int, default=0, metavar="K",
+                    help="also write train_xK/: each training pair linked K times (default 0: not)")
+    ap.add_argument("--downscale", type=int, default=0, metavar="S",
+                    help="also write trainS/ and valS/: the pairs resized to S x S (default 0: not)")
     args = ap.parse_args(argv)
     parts = write_split(args.src, args.out)
+    if args.train_repeat > 0:
+        write_repeated(os.path.join(args.out, "train"), os.path.join(args.out, f"train_x{args.train_repeat}"),
+                       args.train_repeat)
+    if args.downscale > 0:
+        for part in ("train", "val"):
+            write_downscaled(os.path.join(args.out, part), os.path.join(args.out, f"{part}{args.downscale}"),
+                             args.downscale)
     if args.scl_into:
         n = add_to_scl(os.path.join(args.out, "train"), args.scl_into, args.repeat)
         print(f"{args.scl_into}: {n} real low frames x{args.repeat} as training images, {n} contrast pairs")

@@ -151,3 +151,17 @@ def test_add_to_scl_links_real_frames_into_the_scl_data(tmp_path):
     assert add_to_scl(str(part), str(into), repeat=3) == 2  # again: the links are kept
     with pytest.raises(UserError, match="--repeat 0"):
         add_to_scl(str(part), str(into), repeat=0)
+
+
+def test_repeated_and_downscaled_parts(tmp_path):
+    from datasets.sice import write_downscaled, write_repeated
+
+    part = write_jpeg_pairs(tmp_path / "train", ["0010.jpg", "0020.jpg"], size=(40, 48))
+    assert write_repeated(str(part), str(tmp_path / "x3"), 3) == 2
+    ds = PairedDataset(str(tmp_path / "x3"))
+    assert len(ds) == 6 and ds.names[:3] == ["0010_r0.jpg", "0010_r1.jpg", "0010_r2.jpg"]
+    assert os.readlink(tmp_path / "x3" / "high" / "0020_r2.jpg") == str((part / "high" / "0020.jpg").resolve())
+    assert write_downscaled(str(part), str(tmp_path / "s16"), 16) == 2
+    low = np.asarray(Image.open(tmp_path / "s16" / "low" / "0010.png"))
+    want = np.asarray(Image.open(part / "low" / "0010.jpg").convert("RGB").resize((16, 16), Image.Resampling.LANCZOS))
+    assert low.shape == (16, 16, 3) and np.array_equal(low, want)
