@@ -183,6 +183,9 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
         raise UserError(f"{mem_weights}: its keys ({mem.key_dim} numbers) come from another enhancer's features "
                         f"than --weights {weights} gives ({query_net.dim}); pass the enhancer the memory was built on")
     lp = build_lpips(device) if use_lpips and lpips_available() else None
+    if use_lpips and lp is None:
+        print("note: LPIPS not computed: its AlexNet weights (alexnet-owt-7be5be79.pth) are not in "
+              "$TORCH_HOME/hub/checkpoints/ (pass --no_lpips to silence this)", file=sys.stderr)
     grid_rows = []
 
     def each(i: int, low: torch.Tensor, gt: torch.Tensor, outputs: dict, images: dict) -> None:
@@ -191,7 +194,7 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
                 if method in images:
                     save_image(images[method], os.path.join(output_dir, method, names[i]))
         if len(grid_rows) < grid:
-            grid_rows.append([low, outputs["ori"][0], outputs.get("mem", outputs["ori"])[0], gt])
+            grid_rows.append([low, outputs["ori"][0], *([outputs["mem"][0]] if "mem" in outputs else []), gt])
 
     start = time.time()
     acc = evaluate(model, data, mem, TEST, device=device, top_k=top_k, query_net=query_net, oracle=True, lpips=lp,
@@ -207,7 +210,7 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
                   describe(convention, crop_border))
     _write_csv(os.path.join(output_dir, "results.csv"), acc)
     if grid_rows:
-        labels = ["input", "ori", "mem" if mem is not None else "ori (no memory)", "GT"]
+        labels = ["input", "ori", *(["mem"] if mem is not None else []), "GT"]
         save_grid_rows(grid_rows, os.path.join(output_dir, "comparison.png"), labels=labels)
     for m in acc:
         label = "GT-mean (oracle, uses GT)" if m == "gt_mean_oracle" else m

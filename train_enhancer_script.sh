@@ -61,7 +61,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   SCL_RUN=$SMOKE_DIR/snapshots/scl SCL_ITERS=4 SCL_CROP=64 SCL_SNAPSHOT_EVERY=2
   SCL_LOSSES="--w_seg 0 --w_segexp 0 --w_feat 0 --w_percep 0"   # no labels, DeepLab or VGG16 file needed
   SCL_EVAL=$SMOKE_DIR/data/LOL-demo/eval15 SCL_EVAL_OUT=$SMOKE_DIR/results/scl
-  SAVE_DIR=$SMOKE_DIR/log ARCH=dce EPOCHS=2 PATCH=32 VAL_PER_EPOCH=1
+  SAVE_DIR=$SMOKE_DIR/log ARCH=dce EPOCHS=2 WARMUP_EPOCHS=1 PATCH=32 VAL_PER_EPOCH=1
   LOSSES="--ssim_lambda 1 --lpips_lambda 0 --l1_lambda 0 --l2_lambda 0"
   DEVICE=cpu AMP=off WORKERS=0 NPROC=1
 fi

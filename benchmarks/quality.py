@@ -93,16 +93,18 @@ def clahe_method(clip: float = 2.0, tiles: int = 8) -> Method:
     return run
 
 
-def enhancer_method(path: str, device: torch.device, denoise: float = 0.0, memory: str | None = None) -> Method:
+def enhancer_method(path: str, device: torch.device, denoise: float = 0.0, memory: str | None = None,
+                    exposure: float | None = None) -> Method:
     """A DCE-Net / EMNet checkpoint as a uint8 → uint8 method (fp32, whole image); ``denoise`` > 0 adds the
     noise option (:mod:`utils.denoise`), ``memory`` an EMNet memory checkpoint read with its own query
-    (top-1, as the reference test) and refining the raw output."""
+    (top-1, as the reference test) and refining the raw output; ``exposure`` scales DCE-Net's curve maps to
+    that mean brightness (``lowlight_test.py --exposure``)."""
     from lowlight_model import enhance, load_enhancer
     from network.memory import ExternalMemory, query
     from network.query import build_query
     from utils.denoise import denoise_8bit
 
-    model = load_enhancer("auto", path, device)
+    model = load_enhancer("auto", path, device).set_curve_control(exposure=exposure)
     mem = ExternalMemory.from_checkpoint(memory, map_location=device) if memory else None
     qnet = build_query(mem.query_kind, model).to(device) if mem is not None else None
 
@@ -128,7 +130,8 @@ def default_weights() -> list[tuple[str, str]]:
 
 
 def build_methods(weights: list[tuple[str, str]], device: torch.device, baselines: bool = True,
-                  denoise: float = 0.0, memories: list[tuple[str, str, str]] = ()) -> dict[str, Method]:
+                  denoise: float = 0.0, memories: list[tuple[str, str, str]] = (),
+                  exposures: list[float] = ()) -> dict[str, Method]:
     """The baselines, each checkpoint (and with ``denoise`` > 0 each again with the noise option, labelled
     ``+ denoise``), and each ``(label, enhancer, memory)`` of ``memories``."""
     methods: dict[str, Method] = {}
@@ -141,7 +144,17 @@ def build_methods(weights: list[tuple[str, str]], device: torch.device, baseline
         methods[label] = enhancer_method(path, device, memory=mem)
         if denoise:
             methods[f"{label} + denoise"] = enhancer_method(path, device, denoise, mem)
+        if mem is None and exposures and _spec(path).curve_maps:
+            for e in exposures:
+                methods[f"{label} E={e:g}"] = enhancer_method(path, device, exposure=e)
     return methods
+
+
+def _spec(path: str):
+    """The registry record of the enhancer in ``path``."""
+    from lowlight_model import load_enhancer
+
+    return load_enhancer("auto", path, "cpu").spec
 
 
 def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_model=None,
@@ -284,6 +297,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--no_baselines", action="store_true", help="skip identity, gamma and CLAHE")
     g.add_argument("--denoise", type=at_least(0.0, float), default=0.0, metavar="S",
                    help="also score each checkpoint with lowlight_test.py's --denoise S (default 0: not)")
+    g.add_argument("--exposure", nargs="+", type=float, default=[], metavar="E",
+                   help="also score each DCE-Net checkpoint with lowlight_test.py's --exposure E, for each E "
+                        "(default: none)")
     g.add_argument("--memory", nargs="+", default=[], metavar="LABEL=ENHANCER,MEMORY",
                    help="an EMNet enhancer refined by its memory checkpoint, as one more method")
     g = p.add_argument_group("data")
@@ -326,7 +342,7 @@ def _main(argv: list[str] | None) -> None:
             raise UserError(f"--memory {m}: expected LABEL=ENHANCER.pth,MEMORY.pth")
         memories.append((label or "memory", *files.split(",")))
     methods = build_methods(weights, device, baselines=not args.no_baselines, denoise=args.denoise,
-                            memories=memories)
+                            memories=memories, exposures=args.exposure)
     if not methods:
         raise UserError("nothing to score: pass --weights or drop --no_baselines")
     pairs = find_pairs(args.pairs) if args.pairs and os.path.isdir(args.pairs) else []

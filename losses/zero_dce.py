@@ -23,7 +23,7 @@ class L_color(nn.Module):
         drg, drb, dgb = (mr - mg) ** 2, (mr - mb) ** 2, (mb - mg) ** 2
         s = drg ** 2 + drb ** 2 + dgb ** 2
         positive = s > 0
-        return torch.where(positive, torch.pow(torch.where(positive, s, torch.ones_like(s)), 0.5), torch.zeros_like(s))
+        return torch.where(positive, torch.pow(torch.where(positive, s, torch.ones_like(s)), 0.5), s)  # 0, or NaN
 
 
 class L_spa(nn.Module):

@@ -57,6 +57,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     """Every flag in range (one line naming the flag) before anything is created or loaded."""
     check_paired_arguments(args)
     check_flags(args, at_most={"lr_min": args.lr_initial})  # single flags: their validators
+    if args.warmup and args.warmup_epochs >= args.nepoch:
+        raise UserError(f"--warmup_epochs {args.warmup_epochs} leaves no epoch of the cosine schedule within --nepoch "
+                        f"{args.nepoch}: lower it below {args.nepoch} (or pass --no_warmup)")
     if not any(getattr(args, f"{k}_lambda") for k in LAMBDAS):
         raise UserError("all loss weights are 0: set --ssim_lambda, --lpips_lambda, --l1_lambda or --l2_lambda")
 

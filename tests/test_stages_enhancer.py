@@ -23,7 +23,7 @@ def _enh_args(tmp_path, arch, *extra):
     train_dir, val_dir = tmp_path / "our485", tmp_path / "eval15"
     return ["--stage", "enhancer", "--arch", arch, "--embed_dim", "8", "--train_dir", str(train_dir),
             "--val_dir", str(val_dir), "--train_ps", "32", "--batch_size", "2", "--num_workers", "0",
-            "--device", "cpu", "--save_dir", str(tmp_path / "log"), "--env", f"t_{arch}", "--warmup_epochs", "1",
+            "--device", "cpu", "--save_dir", str(tmp_path / "log"), "--env", f"t_{arch}", "--warmup_epochs", "0",
             *extra]
 
 

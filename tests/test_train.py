@@ -43,7 +43,7 @@ def _enh(tmp_path, env, *extra):
     train_dir, val_dir = _lol(tmp_path)
     return ["--stage", "enhancer", "--arch", "dce", "--train_dir", str(train_dir), "--val_dir", str(val_dir),
             "--train_ps", "32", "--batch_size", "2", "--num_workers", "0", "--device", "cpu", "--lpips_lambda", "0",
-            "--save_dir", str(tmp_path / "log"), "--env", env, "--val_time", "1", "--warmup_epochs", "1", *extra]
+            "--save_dir", str(tmp_path / "log"), "--env", env, "--val_time", "1", "--warmup_epochs", "0", *extra]
 
 
 def _mem(tmp_path, *extra):
