@@ -123,7 +123,7 @@ def test_paired_output_location_is_checked_before_evaluating(tmp_path, weights):
 @pytest.mark.parametrize("code_", [errno.EROFS, errno.ENOSPC])
 def test_read_only_or_full_output_stops_with_one_line(tmp_path, photos, weights, monkeypatch, code_):
     """out_readonly_fs(_sub), disk full: the write fault names the path and ends the run (no traceback)."""
-    def fail(y, path, quality=95):
+    def fail(y, path, quality=95, **kw):
         raise OSError(code_, os.strerror(code_), path)
 
     monkeypatch.setattr(inference, "save_image", fail)
