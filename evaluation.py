@@ -56,24 +56,11 @@ MIN_SIDE = {"ssim": 7, "lpips": 31}
 
 
 @torch.no_grad()
-def enhance_pairs(model: torch.nn.Module, pairs, device: torch.device) -> list[torch.Tensor]:
-    """Raw (unclamped) enhancer outputs (1,3,H,W) on the CPU for every low image of ``pairs`` (full size); the
-    memory pools the unclamped output (SPEC §6), every figure clamps it to [0, 1]."""
-    model.eval()
-    return [enhance(model, pairs.load(i)[0][None].to(device)).cpu() for i in range(len(pairs))]
-
-
-@torch.no_grad()
-def memory_queries(query_net: torch.nn.Module, pairs, device: torch.device) -> torch.Tensor:
-    """The memory queries (N, K) of the low images of ``pairs``."""
-    return torch.cat([query(query_net, pairs.load(i)[0][None].to(device)) for i in range(len(pairs))]).float()
-
-
-@torch.no_grad()
 def enhance_and_query(model: torch.nn.Module, query_net: torch.nn.Module, pairs,
                       device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """:func:`enhance_pairs` and :func:`memory_queries` in one pass over the pairs (an enhancer query reuses the
-    features of the forward pass that enhanced the same image)."""
+    """Raw (unclamped) enhancer outputs (1,3,H,W) on the CPU for every low image of ``pairs`` (the memory pools
+    the unclamped output, SPEC §6; every figure clamps it) and their memory queries (N, K), in one pass (an
+    enhancer query reuses the features of the forward pass that enhanced the same image)."""
     model.eval()
     outs, qs = [], []
     for i in range(len(pairs)):
@@ -109,8 +96,7 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
 
     The one evaluation path: the reference test protocol (:data:`TEST`, :func:`evaluate_paired`) and the
     validations during training (:data:`VALIDATION`, :data:`ENHANCER_VALIDATION`). ``raw`` (the enhancer's
-    outputs, e.g. of a frozen enhancer, computed once by :func:`enhance_pairs`) and ``queries`` (by
-    :func:`memory_queries`) skip recomputing them; otherwise the memory's queries come from ``query_net``.
+    outputs, e.g. of a frozen enhancer) and ``queries``, both computed once by :func:`enhance_and_query`, skip recomputing them; otherwise the memory's queries come from ``query_net``.
     ``lpips`` adds LPIPS on the 8-bit images; ``each(i, low, gt, outputs, images_8bit)`` sees every pair (its images as loaded); ``progress``
     shows a progress bar; ``only`` scores just those methods (e.g. ``("mem",)`` where "ori" is known).
     PSNR / SSIM follow ``convention`` (:data:`metrics.conventions.CONVENTIONS`) after cropping ``crop_border``

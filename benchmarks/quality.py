@@ -93,19 +93,23 @@ def clahe_method(clip: float = 2.0, tiles: int = 8) -> Method:
     return run
 
 
-def enhancer_method(path: str, device: torch.device, denoise: float = 0.0, memory: str | None = None,
+def enhancer_method(source, device: torch.device, denoise: float = 0.0, memory=None,
                     exposure: float | None = None) -> Method:
-    """A DCE-Net / EMNet checkpoint as a uint8 → uint8 method (fp32, whole image); ``denoise`` > 0 adds the
-    noise option (:mod:`utils.denoise`), ``memory`` an EMNet memory checkpoint read with its own query
+    """A DCE-Net / EMNet checkpoint (a path, or an :class:`network.enhancer.Enhancer` already loaded) as a
+    uint8 → uint8 method (fp32, whole image); ``denoise`` > 0 adds the noise option (:mod:`utils.denoise`),
+    ``memory`` (a path or an :class:`network.memory.ExternalMemory`) an EMNet memory read with its own query
     (top-1, as the reference test) and refining the raw output; ``exposure`` scales DCE-Net's curve maps to
-    that mean brightness (``lowlight_test.py --exposure``)."""
+    that mean brightness (``lowlight_test.py --exposure``; the loaded enhancer itself is left as it is)."""
     from lowlight_model import enhance, load_enhancer
+    from network.enhancer import Enhancer
     from network.memory import ExternalMemory, query
     from network.query import build_query
     from utils.denoise import denoise_8bit
 
-    model = load_enhancer("auto", path, device).set_curve_control(exposure=exposure)
-    mem = ExternalMemory.from_checkpoint(memory, map_location=device) if memory else None
+    model = load_enhancer("auto", source, device) if isinstance(source, str) else source
+    if exposure is not None:
+        model = Enhancer(model.net, model.spec).set_curve_control(exposure=exposure)
+    mem = ExternalMemory.from_checkpoint(memory, map_location=device) if isinstance(memory, str) else memory
     qnet = build_query(mem.query_kind, model).to(device) if mem is not None else None
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -132,29 +136,28 @@ def default_weights() -> list[tuple[str, str]]:
 def build_methods(weights: list[tuple[str, str]], device: torch.device, baselines: bool = True,
                   denoise: float = 0.0, memories: list[tuple[str, str, str]] = (),
                   exposures: list[float] = ()) -> dict[str, Method]:
-    """The baselines, each checkpoint (and with ``denoise`` > 0 each again with the noise option, labelled
-    ``+ denoise``), and each ``(label, enhancer, memory)`` of ``memories``."""
+    """The baselines, each checkpoint (with ``denoise`` > 0 each again with the noise option, labelled
+    ``+ denoise``; with ``exposures`` each DCE-Net again at each exposure, ``E=...``), and each
+    ``(label, enhancer, memory)`` of ``memories``. Every file is read once."""
+    from lowlight_model import load_enhancer
+    from network.memory import ExternalMemory
+
     methods: dict[str, Method] = {}
     if baselines:
         methods.update({"identity": lambda x: x, "gamma 0.45": gamma_method(0.45), "CLAHE": clahe_method()})
-    for label, path, mem in [(lb, p, None) for lb, p in weights] + list(memories):
-        for f in (path, mem):
+    for label, path, mem_path in [(lb, p, None) for lb, p in weights] + list(memories):
+        for f in (path, mem_path):
             if f is not None and not os.path.isfile(f):
-                raise UserError(f"{'--memory' if f is mem else '--weights'} {f}: file not found")
-        methods[label] = enhancer_method(path, device, memory=mem)
+                raise UserError(f"{'--memory' if f is mem_path else '--weights'} {f}: file not found")
+        model = load_enhancer("auto", path, device)
+        mem = ExternalMemory.from_checkpoint(mem_path, map_location=device) if mem_path else None
+        methods[label] = enhancer_method(model, device, memory=mem)
         if denoise:
-            methods[f"{label} + denoise"] = enhancer_method(path, device, denoise, mem)
-        if mem is None and exposures and _spec(path).curve_maps:
+            methods[f"{label} + denoise"] = enhancer_method(model, device, denoise, mem)
+        if mem is None and model.spec.curve_maps:
             for e in exposures:
-                methods[f"{label} E={e:g}"] = enhancer_method(path, device, exposure=e)
+                methods[f"{label} E={e:g}"] = enhancer_method(model, device, exposure=e)
     return methods
-
-
-def _spec(path: str):
-    """The registry record of the enhancer in ``path``."""
-    from lowlight_model import load_enhancer
-
-    return load_enhancer("auto", path, "cpu").spec
 
 
 def score_pairs(methods: dict[str, Method], pairs: list[tuple[str, str]], lpips_model=None,

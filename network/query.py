@@ -46,7 +46,7 @@ class EnhancerQuery(nn.Module):
         self._seen: dict[str, object] = {}
         self.enhancer.net.register_forward_pre_hook(lambda _m, args: self._seen.update(input=args[0], feats=[]))
         for m in self.layers:
-            m.register_forward_hook(lambda _m, _i, out: self._seen.setdefault("feats", []).append(out))
+            m.register_forward_hook(lambda _m, _i, out: self._seen.setdefault("feats", []).append(_stats(out)))
 
     @property
     def dim(self) -> int:
@@ -71,10 +71,16 @@ class EnhancerQuery(nn.Module):
                 pass
             finally:
                 stop.remove()
-        feats = self._seen["feats"]
+        stats = self._seen["feats"]
         self._seen = {}
-        stats = [torch.cat([f.float().mean((2, 3)), f.float().std((2, 3))], 1) for f in feats]
         return torch.cat(stats, 1)
+
+
+def _stats(f: torch.Tensor) -> torch.Tensor:
+    """Each channel's mean and standard deviation over the image: (N, C, H, W) → (N, 2C). Kept instead of the
+    feature map, which is freed as the network goes on."""
+    f = f.detach().float()
+    return torch.cat([f.mean((2, 3)), f.std((2, 3))], 1)
 
 
 class _Enough(Exception):

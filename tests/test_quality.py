@@ -108,3 +108,29 @@ def test_shipped_samples_rebuild_and_the_shipped_model_beats_the_input(tmp_path)
         gains.append((psnr(high, out) - psnr(high, low), ssim(high, out) - ssim(high, low)))
     assert len(gains) == 6
     assert np.mean([g[0] for g in gains]) > 3.0 and min(g[1] for g in gains) > 0  # dB, SSIM
+
+
+def test_build_methods_adds_denoise_and_exposure_rows(tmp_path):
+    """--denoise and --exposure rows: a DCE-Net gets both, EMNet only the denoise one; each row is the option's
+    own output (utils.denoise / Enhancer.set_curve_control) of the same checkpoint."""
+    from helpers import random_dce
+    from lowlight_model import enhance, load_enhancer
+    from network.emnet import EMNet
+    from utils.denoise import denoise_8bit
+    from utils.image_io import to_uint8
+
+    torch.manual_seed(0)
+    torch.save(random_dce(std=0.05).state_dict(), tmp_path / "d.pth")
+    torch.save(EMNet(dim=2).state_dict(), tmp_path / "e.pth")
+    methods = quality.build_methods([("d", str(tmp_path / "d.pth")), ("e", str(tmp_path / "e.pth"))],
+                                    torch.device("cpu"), baselines=False, denoise=1.0, exposures=[0.3, 0.5])
+    assert list(methods) == ["d", "d + denoise", "d E=0.3", "d E=0.5", "e", "e + denoise"]
+    x = (np.random.default_rng(1).random((24, 32, 3)) * 60).astype(np.uint8)
+    t = torch.from_numpy(x.transpose(2, 0, 1).copy()).float()[None] / 255
+    model = load_enhancer("auto", str(tmp_path / "d.pth"), "cpu")
+    with torch.no_grad():
+        plain = to_uint8(enhance(model, t)[0].clamp(0, 1))
+        bright = to_uint8(enhance(model, t, exposure=0.5)[0].clamp(0, 1))
+    assert np.array_equal(methods["d"](x), plain)  # the exposure rows leave the shared model as it was
+    assert np.array_equal(methods["d + denoise"](x), denoise_8bit(plain, 1.0))
+    assert np.array_equal(methods["d E=0.5"](x), bright) and not np.array_equal(bright, plain)
