@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from stages.batches import STOP_SIGNALS, SeededItems, ignore_stop_signals, iterate_batches
-from stages.runlog import LogFile, RunLogger, cannot_write, log
+from stages.runlog import ConsoleHandler, LogFile, RunLogger, cannot_write, log
 from stages.state import nonfinite_tensor, read_file, seed_everything
 from network.registry import get_spec
 from utils.checkpoint import atomic_save, payload_bytes
@@ -234,7 +234,7 @@ class Session:
             self.lock = RunLock(folder.run_dir).acquire()  # one run per folder: a second one stops here
             self._prepare_folders()
             fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-            for handler in (logging.StreamHandler(), LogFile(os.path.join(folder.run_dir, "train.log"))):
+            for handler in (ConsoleHandler(), LogFile(os.path.join(folder.run_dir, "train.log"))):
                 handler.setFormatter(fmt)
                 log.addHandler(handler)
             _write_json(os.path.join(folder.run_dir, "args.json"), vars(args))

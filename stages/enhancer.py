@@ -102,6 +102,9 @@ def _apply_lr(optimizer, scheduler, args) -> None:
         group.update(initial_lr=args.lr_initial, lr=args.lr_initial * factor, weight_decay=args.weight_decay)
 
 
+VAL_IMAGES = 3  # enhanced validation images shown in TensorBoard at each validation
+
+
 class EnhancerStage(Stage):
     """Supervised enhancer training: validation ``--val_time`` times per epoch (rank 0), the best by float
     PSNR in ``model_best.pth`` and ``model_latest.pth`` at every epoch end, both resumable."""
@@ -145,9 +148,17 @@ class EnhancerStage(Stage):
 
     def validate(self, step: int) -> dict[str, float]:
         # the reference picks the best checkpoint by PSNR on the float images
-        acc = evaluate(unwrap(self.model).eval(), self.val_set, policy=ENHANCER_VALIDATION, device=self.session.device)
+        shown = {}
+
+        def keep(i, low, gt, outputs, images):  # the first few outputs go to TensorBoard
+            if len(shown) < VAL_IMAGES:
+                shown[self.val_set.names[i]] = outputs["ori"][0].clamp(0, 1).float().cpu()
+
+        acc = evaluate(unwrap(self.model).eval(), self.val_set, policy=ENHANCER_VALIDATION, device=self.session.device,
+                       each=keep)
         val_psnr, val_ssim = mean_psnr_ssim(acc, "ori")
         self.model.train()
+        self.session.logger.images(step, shown)
         return {"psnr": val_psnr, "ssim": val_ssim}
 
     def end_epoch(self, epoch: int) -> None:

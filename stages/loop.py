@@ -48,7 +48,7 @@ class Stage:
     Attributes: ``name``; ``folder`` (:class:`RunFolder`); ``frozen`` (flags a resumed run must keep);
     ``train_set``, ``batch_size``, ``min_batch`` (smaller batches are dropped); ``model``/``optimizer``/
     ``clip`` (None for a stage without a gradient step); ``best`` (file of the best validation metric,
-    or None), ``best_resumable``; ``val_per_epoch``, ``validate_everywhere`` (every process validates:
+    or None: no best file), ``best_resumable``; ``val_per_epoch``, ``val_every``, ``validate_everywhere`` (every process validates:
     collectives inside; else rank 0 alone); ``save_each_epoch``, ``snapshot_every`` (0: never);
     ``plot`` (``(png, record prefix)`` drawn at the end).
     """
@@ -62,6 +62,7 @@ class Stage:
     best: str | None = None
     best_resumable = True
     val_per_epoch = 0
+    val_every = 0  # also validate every N steps and after the last (0: only the val_per_epoch points)
     validate_everywhere = False
     save_each_epoch = True
     snapshot_every = 0
@@ -183,7 +184,7 @@ class Loop:
             if values is not None:
                 self.record(step, values)
             st.logged(step)
-        if step - epoch * self.per_epoch in self.val_at and (st.validate_everywhere or is_primary()):
+        if self.validation_due(step, epoch) and (st.validate_everywhere or is_primary()):
             self.validate(step)
         epoch_done = step % self.per_epoch == 0
         if epoch_done:
@@ -196,24 +197,42 @@ class Loop:
         if self.session.stop_requested():
             self.stop(step)
 
+    def validation_due(self, step: int, epoch: int) -> bool:
+        every = self.stage.val_every
+        return step - epoch * self.per_epoch in self.val_at or bool(every) and (step % every == 0 or step == self.total)
+
     def record(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        """The loss terms to losses.jsonl and TensorBoard, a line in train.log (and on the console, above the
+        progress bar), the learning rate beside them."""
         postfix = {"loss": f"{values['total'].item():.4f}"}
+        lr = None
         if self.stage.optimizer is not None:
-            postfix["lr"] = f"{self.stage.optimizer.param_groups[0]['lr']:.2e}"
+            lr = self.stage.optimizer.param_groups[0]["lr"]
+            postfix["lr"] = f"{lr:.2e}"
         self.bar.set_postfix(**postfix)
         self.session.log(step, values)
+        if lr is not None:
+            self.session.log(step, {"lr": lr}, prefix="train")
+        terms = ", ".join(f"{k} {float(v):.4g}" for k, v in values.items() if k != "total")
+        log.info("iteration %d: loss %.4f (%s)%s", step, float(values["total"]), terms,
+                 f", lr {lr:.3g}" if lr is not None else "")
 
     def validate(self, step: int) -> None:
         st, s = self.stage, self.session
         values = st.validate(step)
         metric_name, metric = next(iter(values.items()))
         s.log(st.record_step(step, self.per_epoch), values, prefix="val")
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+        if st.best is None:  # no best checkpoint (the SCL stage): the figures alone
+            log.info("step %d: val %s", step, figures)
+            self.bar.set_postfix(**{metric_name: f"{metric:.4g}"})
+            return
         if math.isfinite(metric) and metric > self.best:
             self.best = metric
             s.save(st.best, self.with_best(st.best_state(step, math.ceil(step / self.per_epoch)), st.best_resumable),
                    step, resumable=st.best_resumable)
-        log.info("epoch %d step %d: val %s (best %s %.2f)", math.ceil(step / self.per_epoch), step,
-                 ", ".join(f"{k} {v:.4g}" for k, v in values.items()), metric_name, self.best)
+        log.info("epoch %d step %d: val %s (best %s %.2f)", math.ceil(step / self.per_epoch), step, figures,
+                 metric_name, self.best)
         self.bar.set_postfix(**{metric_name: f"{metric:.2f}", "best": f"{self.best:.2f}"})
 
     def with_best(self, state: dict[str, Any], resumable: bool = True) -> dict[str, Any]:

@@ -24,6 +24,18 @@ def cannot_write(path: str, error: OSError, needed: int = 0) -> UserError:
     return UserError(f"cannot write {path} ({error.strerror or error}); free space or choose another folder")
 
 
+class ConsoleHandler(logging.StreamHandler):
+    """Console lines (stderr) written above the progress bars with ``tqdm.write``, never onto them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+            self.handleError(record)
+
+
 class LogFile(logging.FileHandler):
     """``train.log``: a write that fails (a full disk) stops the run with :func:`cannot_write`'s one line
     instead of logging's traceback on stderr."""
@@ -79,6 +91,16 @@ class RunLogger:
                 self.writer.add_scalar(f"{prefix}/{k}", v, step)
             if self.vis is not None:
                 self.vis.line(f"{prefix}/{k}", step, v)
+
+    def images(self, step: int, images: dict, prefix: str = "val") -> None:
+        """Enhanced images ``{name: (3,H,W) tensor in [0, 1]}`` to TensorBoard (``prefix/name``) and visdom."""
+        if not self.enabled:
+            return
+        for name, img in images.items():
+            if self.writer is not None:
+                self.writer.add_image(f"{prefix}/{name}", img.detach().float().clamp(0, 1).cpu(), step)
+            if self.vis is not None:
+                self.vis.images(f"{prefix}/{name}", img[None])
 
     def _truncate_after(self, step: int) -> None:
         if not (self.enabled and os.path.exists(self.path)):

@@ -19,6 +19,7 @@ from stages.runlog import log
 from stages.state import restore, training_state
 from stages.loop import Stage, run_stage
 from losses import LOSS_WEIGHTS, SCLLoss
+from stages import scl_validation
 from utils.checkpoint import load_weights
 from utils.device import unwrap
 from utils.errors import UserError
@@ -81,6 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr_min", type=at_least(0.0, float), default=1e-6, help="end of the cosine schedule")
     g.add_argument("--grad_clip_norm", type=positive(), default=0.1)
     add_seed_argument(g, default=1)
+    scl_validation.add_arguments(p.add_argument_group("validation (this project's addition)"))
     g = p.add_argument_group("run")
     g.add_argument("--snapshots_folder", default="snapshots/")
     g.add_argument("--snapshot_iter", type=at_least(1), default=1300, help="write a snapshot every N iterations")
@@ -94,6 +96,7 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     check_flags(args, at_most={"exp_patch": args.crop_size,
                                **({"lr_min": args.lowlight_lr} if args.lr_schedule == "cosine" else {})})
     resolve_arch_arguments(args)
+    scl_validation.check_arguments(args)
     get_spec(args.arch).check_crop(args.crop_size, "--crop_size")
     if args.arch != "dce" and weights["tv"]:
         raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
@@ -162,7 +165,8 @@ def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss
 
 class SclStage(Stage):
     """DCE-Net (or EMNet) on unpaired data: snapshots every ``--snapshot_iter`` iterations (the reference's
-    raw ``Epoch{it}.pth`` beside the resumable ``latest.pth``), no validation."""
+    raw ``Epoch{it}.pth`` beside the resumable ``latest.pth``); with ``--val_dir``, a validation every
+    ``--val_every`` iterations (:mod:`stages.scl_validation`; no best checkpoint: the reference keeps none)."""
 
     name = "scl"
     frozen = ("arch", "embed_dim")
@@ -184,6 +188,10 @@ class SclStage(Stage):
         super().prepare(session)
         w = self.weights
         self.train_set, self.contrast = _data(self.args, needs_labels=bool(w["seg"] or w["segexp"]))
+        self.val = None
+        if self.args.val_dir is not None:
+            self.val = scl_validation.SclValidation(self.args.val_dir, images=self.args.val_images)
+            self.val_every = self.args.val_every or self.args.snapshot_iter
 
     def load_fixed(self) -> None:
         self.criterion = _criterion(self.args, self.weights, self.session.device)  # VGG/DeepLab
@@ -199,6 +207,8 @@ class SclStage(Stage):
         log.info("loss terms on: %s", ", ".join(f"{k}={w:g}" for k, w in self.weights.items() if w))
         if off := [k for k, w in self.weights.items() if w == 0]:
             log.info("loss terms off: %s", ", ".join(off))
+        if self.val is not None:
+            log.info("validation every %d iterations on %s", self.val_every, self.val.describe())
         self.model = model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=args.lowlight_lr,
                                           weight_decay=args.lowlight_weight_decay)
@@ -231,6 +241,11 @@ class SclStage(Stage):
     def logged(self, step: int) -> None:
         if self.session.vis is not None:
             self.session.vis.images("input | enhanced", torch.cat([self.shown[0], self.shown[1].float()]))
+
+    def validate(self, step: int) -> dict[str, float]:
+        figures, shown = self.val(unwrap(self.model), self.session.device)
+        self.session.logger.images(step, shown)
+        return figures
 
     def state(self, step: int, epoch: int) -> dict:
         return training_state("scl", step, 0, self.model, self.optimizer, generators=self.gens, args=self.args,
