@@ -36,6 +36,8 @@ from utils.image_io import load_codecs
 from utils.memory import memory_text, peak_memory
 from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, add_dist_timeout_argument, at_least,
                            between, parse, parser, positive, resolve_device_flag)
+from utils.video_io import is_video_file
+from video import add_video_arguments, check_flags as check_video_flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
@@ -145,8 +147,9 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = parser(description=__doc__)  # utils.options.HelpFormatter: every default shown
     g = p.add_argument_group("input and output")
-    g.add_argument("--input_dir", default=DEFAULT_INPUT,
-                   help="folder of images (default <repo>/datasets/test_data), one image, or a low/high pair folder")
+    g.add_argument("--input_dir", "--input", dest="input_dir", default=DEFAULT_INPUT,
+                   help="folder of images (default <repo>/datasets/test_data), one image, a video file "
+                        "(docs/video.md), or a low/high pair folder")
     g.add_argument("--output_dir", "--result_dir", dest="output_dir", default=None,
                    help="where results go (default: <repo>/datasets/result in folder mode, results/ in paired "
                         "mode); must not be inside the input folder")
@@ -174,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "docs/quality.md; default 0: off, the enhancer's output bit for bit)")
     add_dist_timeout_argument(p.add_argument_group("several processes (torchrun)"))
     _mode_arguments(p)
+    add_video_arguments(p)
     return p
 
 
@@ -282,10 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device_flag(args.device)
     _check_flags(args, device)
     if not os.path.exists(args.input_dir):
-        raise UserError(f"--input_dir {args.input_dir}: folder not found; check the path")
+        raise UserError(f"--input_dir {args.input_dir}: no such folder or file; check the path")
     mode = _detect_mode(args)
     opts = _mode_options(args, mode)
+    video = mode == "folder" and os.path.isfile(args.input_dir) and is_video_file(args.input_dir)
+    check_video_flags(args, video)
     out_dir = _output_dir(args, mode)
+    if video:
+        return _run_video(args, device, out_dir)
     if mode == "folder":
         return _run_folder(args, opts, device, out_dir)
     mem = _load_memory(opts, device)
@@ -300,6 +308,21 @@ def main(argv: list[str] | None = None) -> int:
     except CropTooLarge as e:
         raise UserError(f"--{e} (in {args.input_dir}): use a smaller --crop_border") from e
     return 0
+
+
+def _run_video(args: argparse.Namespace, device: torch.device, out_dir: str) -> int:
+    """A video file: its frames enhanced into a video of the same size, rate and count (:mod:`video`)."""
+    from video import VideoJob
+
+    job = VideoJob.prepare(args.input_dir, out_dir)  # the input opened, the output checked, before the model
+    model = _load_model(args, device)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return job.run(model, device, precision=args.precision, tile=getattr(args, "tile", 0),
+                       budget=args.memory_budget, temporal=getattr(args, "temporal", None) or 0.0,
+                       denoise=args.denoise)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.device, out_dir: str) -> int:
