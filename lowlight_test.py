@@ -80,6 +80,7 @@ class PairedOptions:
     no_lpips: bool = False
     metrics: str = "reference"
     crop_border: int = 0
+    enhanced_dir: str | None = None
 
 
 MODE_OPTIONS = {"folder": FolderOptions, "paired": PairedOptions}
@@ -142,6 +143,9 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
                         "basicsr_rgb: 11x11 Gaussian SSIM as BasicSR; basicsr_y: both on the BT.601 Y channel)")
     g.add_argument("--crop_border", type=at_least(0), default=none,
                    help="pixels left out at each edge before PSNR/SSIM (default 0)")
+    g.add_argument("--enhanced_dir", default=none, metavar="D",
+                   help="another method's outputs for the low images (same names): scored as ori, refined by "
+                        "--mem_weights as mem, instead of --weights' outputs (docs/inference.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,17 +301,30 @@ def main(argv: list[str] | None = None) -> int:
     if mode == "folder":
         return _run_folder(args, opts, device, out_dir)
     mem = _load_memory(opts, device)
-    model = _load_model(args, device).to(memory_format=torch.channels_last)
+    if opts.enhanced_dir:
+        _check_enhanced(args)
+    model = (None if opts.enhanced_dir and (mem is None or mem.query_kind != "enhancer")  # not run: D replaces it
+             else _load_model(args, device).to(memory_format=torch.channels_last))
     from evaluation import evaluate_paired
 
     try:
         evaluate_paired(model, args.input_dir, device, mem=mem, top_k=opts.testing_top_k, output_dir=out_dir,
                         save_images=opts.save_images, grid=opts.grid, use_lpips=not opts.no_lpips,
                         weights=args.weights, mem_weights=opts.mem_weights, convention=opts.metrics,
-                        crop_border=opts.crop_border, denoise=args.denoise)
+                        crop_border=opts.crop_border, denoise=args.denoise, enhanced_dir=opts.enhanced_dir)
     except CropTooLarge as e:
         raise UserError(f"--{e} (in {args.input_dir}): use a smaller --crop_border") from e
     return 0
+
+
+def _check_enhanced(args: argparse.Namespace) -> None:
+    """--enhanced_dir scores another method's images as they are: the flags that change an enhancer's output
+    would be ignored."""
+    changed = [f for f, on in (("denoise", args.denoise), ("strength", args.strength != 1.0),
+                               ("exposure", args.exposure is not None)) if on]
+    if changed:
+        raise UserError(f"--{changed[0]} changes the enhancer's output, and --enhanced_dir's images are scored as "
+                        f"given: remove it")
 
 
 def _run_video(args: argparse.Namespace, device: torch.device, out_dir: str) -> int:
