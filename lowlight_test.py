@@ -37,7 +37,7 @@ from utils.memory import memory_text, peak_memory
 from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, add_dist_timeout_argument, at_least,
                            between, parse, parser, positive, resolve_device_flag)
 from utils.video_io import is_video_file
-from video import add_video_arguments, check_flags as check_video_flags
+from video import check_flags as check_video_flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
@@ -145,7 +145,7 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
                    help="pixels left out at each edge before PSNR/SSIM (default 0)")
     g.add_argument("--enhanced_dir", default=none, metavar="D",
                    help="another method's outputs for the low images (same names): scored as ori, refined by "
-                        "--mem_weights as mem, instead of --weights' outputs (docs/inference.md)")
+                        "--mem_weights as mem, instead of --weights' outputs (default: none; docs/inference.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "docs/quality.md; default 0: off, the enhancer's output bit for bit)")
     add_dist_timeout_argument(p.add_argument_group("several processes (torchrun)"))
     _mode_arguments(p)
-    add_video_arguments(p)
     return p
 
 
@@ -336,8 +335,7 @@ def _run_video(args: argparse.Namespace, device: torch.device, out_dir: str) -> 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return job.run(model, device, precision=args.precision, tile=getattr(args, "tile", 0),
-                       budget=args.memory_budget, temporal=getattr(args, "temporal", None) or 0.0,
-                       denoise=args.denoise)
+                       budget=args.memory_budget, denoise=args.denoise)
     finally:
         signal.signal(signal.SIGTERM, previous)
 

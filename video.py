@@ -1,14 +1,16 @@
 """Video mode of ``lowlight_test.py``: every frame of a video enhanced into a video of the same size, frame rate
 and frame count (the video stream; audio is not copied).
 
-* :class:`FrameEnhancer` enhances one frame after another. With ``temporal`` 0 (the default) each frame goes
-  through the folder mode's own path (:func:`inference.enhance_batch`), so a frame equals that frame enhanced
-  as an image, bit for bit. With ``temporal`` α > 0 (DCE-Net only) the curve maps are an exponential moving
-  average over the frames, ``R_t = α·R_{t−1} + (1 − α)·r_t`` (``R_0 = r_0``), applied to the frame itself.
+* :class:`FrameEnhancer` enhances one frame after another through the folder mode's own path
+  (:func:`inference.enhance_batch`), so a frame equals that frame enhanced as an image, bit for bit. Its
+  ``temporal`` α > 0 (DCE-Net only; for ``benchmarks/flicker.py``, not a command-line flag) makes the curve
+  maps an exponential moving average over the frames, ``R_t = α·R_{t−1} + (1 − α)·r_t`` (``R_0 = r_0``),
+  applied to the frame itself. It is not offered because it hardly lowers flicker: on real-looking clips
+  the static scene's output noise fell by under 1 % and the pan's brightness flicker rose on half of them,
+  while moving content left trails (``docs/video.md``).
 * :class:`VideoJob` checks the input, flags and output before the model is loaded, then runs the frames
   through a :class:`utils.video_io.VideoReader` and an atomic :func:`utils.video_io.video_writer`.
 
-The flicker figures of ``--temporal`` (``benchmarks/flicker.py``) are in ``docs/video.md``.
 """
 from __future__ import annotations
 
@@ -28,20 +30,10 @@ from network.enhancer import Enhancer, as_enhancer
 from utils.denoise import denoise_8bit
 from utils.errors import UserError
 from utils.image_io import to_uint8, unpack_8bit
-from utils.options import between
 from utils.video_io import VideoReader, check_target, is_video_file, output_plan, video_writer
 
 #: Folder-mode flags that mean nothing for a video (its frames are written by the video encoder).
 IMAGE_ONLY_FLAGS = ("format", "quality", "bit_depth", "strip_metadata", "batch_size", "workers")
-
-
-def add_video_arguments(p: argparse.ArgumentParser) -> None:
-    """The video mode's flags (``--input`` is the input flag's other name)."""
-    g = p.add_argument_group("video (--input a video file: .mp4 .avi .mov .mkv ...)")
-    g.add_argument("--temporal", type=between(0.0, 0.99), default=None, metavar="ALPHA",
-                   help="DCE-Net: the curve maps of each frame are an exponential moving average, ALPHA x the "
-                        "previous frame's + (1-ALPHA) x its own (default 0: each frame alone, equal to it "
-                        "enhanced as an image); docs/video.md gives the flicker figures")
 
 
 class _CurveMaps(Enhancer):
@@ -63,8 +55,8 @@ class FrameEnhancer:
         self.device, self.dtype, self.tile, self.budget = device, DTYPES[precision], tile, budget
         self.temporal, self.denoise = float(temporal), denoise
         if self.temporal and not self.model.spec.curve_maps:
-            raise UserError(f"--temporal averages curve maps, and {self.model.spec.title} has none: use it with a "
-                            f"DCE-Net checkpoint (or remove it)")
+            raise UserError(f"temporal averaging smooths curve maps, and {self.model.spec.title} has none: use a "
+                            f"DCE-Net checkpoint")
         self._maps = _CurveMaps(self.model.net, self.model.spec) if self.temporal else None
         self._state: torch.Tensor | None = None  # the moving average of the curve maps
 
@@ -106,11 +98,8 @@ class FrameEnhancer:
 
 
 def check_flags(args: argparse.Namespace, video: bool) -> None:
-    """``--temporal`` only for a video; the folder-mode flags a video would ignore refused (one line)."""
+    """For a video, the folder-mode flags it would ignore are refused (one line)."""
     if not video:
-        if args.temporal is not None:
-            raise UserError(f"--temporal applies to a video input; {args.input_dir} is not one (a video ends in "
-                            f".mp4, .avi, .mov, .mkv, ...): remove it")
         return
     given = [f for f in IMAGE_ONLY_FLAGS if hasattr(args, f)]
     if given:
@@ -140,10 +129,10 @@ class VideoJob:
         return cls(reader, plan)
 
     def run(self, model: torch.nn.Module, device: torch.device, *, precision: str = "fp32", tile: int = 0,
-            budget: float = 0.4, temporal: float = 0.0, denoise: float = 0.0, progress: bool = True) -> int:
+            budget: float = 0.4, denoise: float = 0.0, progress: bool = True) -> int:
         """Enhance every frame into the output (``budget`` in GB); prints one summary line; returns 0."""
         info = self.reader.info
-        frames = FrameEnhancer(model, device, precision, tile, budget * 1e9, temporal, denoise)
+        frames = FrameEnhancer(model, device, precision, tile, budget * 1e9, denoise=denoise)
         if not info.fps_known:
             print(f"note: {self.reader.path} declares no frame rate; written at {info.fps:g} frames/s",
                   file=sys.stderr)
@@ -167,11 +156,10 @@ class VideoJob:
         if info.frames and n != info.frames:
             print(f"note: {self.reader.path} declares {info.frames} frames and {n} were decoded; the output holds "
                   f"{n}", file=sys.stderr)
-        smooth = f", curve maps averaged over frames (--temporal {temporal:g})" if temporal else ""
         print(f"enhanced {n} frame(s) of {self.reader.path} into {self.target.path} ({info.width}x{info.height}, "
-              f"{info.fps:g} frames/s, {out.codec}; video only, audio is not copied{smooth}) in {elapsed:.1f}s, "
+              f"{info.fps:g} frames/s, {out.codec}; video only, audio is not copied) in {elapsed:.1f}s, "
               f"{1000 * elapsed / max(n, 1):.0f} ms/frame")
         return 0
 
 
-__all__ = ["FrameEnhancer", "VideoJob", "add_video_arguments", "check_flags", "is_video_file"]
+__all__ = ["FrameEnhancer", "VideoJob", "check_flags", "is_video_file"]

@@ -158,13 +158,15 @@ def test_bad_video_runs_are_one_line(tmp_path, weights, monkeypatch, problem):
 
 
 def test_temporal_average_of_the_curve_maps(weights):
-    """α·previous + (1 − α)·own maps, the first frame its own maps; α 0 is the image path."""
+    """FrameEnhancer's temporal option (benchmarks/flicker.py; not a flag, docs/video.md says why):
+    α·previous + (1 − α)·own maps, the first frame its own maps, tiled or not; α 0 is the image path."""
     from lowlight_model import load_enhancer
 
     model = load_enhancer("auto", weights)
     frames = clip_frames(3)
     alpha = 0.6
     got = video.FrameEnhancer(model, torch.device("cpu"), temporal=alpha)
+    tiled = video.FrameEnhancer(model, torch.device("cpu"), temporal=alpha, tile=24)  # the maps stitched
     x = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames]
     with torch.no_grad():
         maps = [model.net(xi)[2] for xi in x]
@@ -173,6 +175,7 @@ def test_temporal_average_of_the_curve_maps(weights):
         state = state if t == 0 else alpha * state + (1 - alpha) * maps[t]
         expect = apply_curves(x[t], state).clamp(0, 1)
         assert torch.allclose(got.enhance_tensor(frames[t]), expect, atol=2e-5), t
+        assert torch.allclose(tiled.enhance_tensor(frames[t]), expect, atol=2e-5), t
     per_frame = video.FrameEnhancer(model, torch.device("cpu"))
     with torch.no_grad():
         assert torch.equal(per_frame.enhance_tensor(frames[1]), model(x[1]).clamp(0, 1))
