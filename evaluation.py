@@ -4,7 +4,8 @@ PSNR/SSIM follow the papers' protocol on the 8-bit images that are written (scik
 the reference test script does: ``ori`` truncated, ``mem`` rounded half to even (:data:`TEST`); outputs are named
 after the ground-truth files, as there. LPIPS (AlexNet) when its weights are in the torch cache; the
 "GT-mean" oracle is reported on its own line, labelled as such, since it uses the ground truth and is not
-comparable with the other figures. The memory's pooling comes from its checkpoint.
+comparable with the other figures. The memory's pooling comes from its checkpoint. With ``enhanced_dir``
+(:func:`enhanced_outputs`) another method's saved outputs take the enhancer's place (``--enhanced_dir``).
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from network.enhancer import Enhancer, as_enhancer
 from utils.denoise import denoise_8bit
 from utils.errors import UserError
 from utils.image_io import to_uint8, unpack_8bit
-from utils.video_io import VideoReader, check_target, is_video_file, output_plan, video_writer
+from utils.video_io import OutputPlan, VideoReader, check_target, is_video_file, output_plan, video_writer
 
 #: Folder-mode flags that mean nothing for a video (its frames are written by the video encoder).
 IMAGE_ONLY_FLAGS = ("format", "quality", "bit_depth", "strip_metadata", "batch_size", "workers")
@@ -111,10 +111,12 @@ def check_flags(args: argparse.Namespace, video: bool) -> None:
 
 @dataclass
 class VideoJob:
-    """One video to enhance: the opened input and the checked output (:meth:`prepare`), then :meth:`run`."""
+    """One video to enhance: the opened input and the checked output (:meth:`prepare`), then :meth:`run`
+    (the progress bar counts frames; exit status 0, every failure being a :class:`UserError` that leaves nothing
+    written)."""
 
     reader: VideoReader
-    target: object  # utils.video_io.OutputPlan
+    target: OutputPlan
 
     @classmethod
     def prepare(cls, input_path: str, out_dir: str) -> "VideoJob":
