@@ -407,7 +407,8 @@ def _cli() -> None:
     try:
         sys.exit(main(sys.argv[1:]))
     except Terminated:  # the conventional status of SIGTERM (run_cli gives Ctrl-C 130)
-        print("stopped: SIGTERM; the images written so far are complete", file=sys.stderr)
+        print("stopped: SIGTERM; the files written so far are complete (a video: none, it is written whole)",
+              file=sys.stderr)
         sys.exit(143)
 
 

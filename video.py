@@ -30,7 +30,8 @@ from network.enhancer import Enhancer, as_enhancer
 from utils.denoise import denoise_8bit
 from utils.errors import UserError
 from utils.image_io import to_uint8, unpack_8bit
-from utils.video_io import OutputPlan, VideoReader, check_target, is_video_file, output_plan, video_writer
+from utils.video_io import (OutputPlan, VideoReader, check_target, is_video_file, output_plan, probe_writer,
+                            video_writer)
 
 #: Folder-mode flags that mean nothing for a video (its frames are written by the video encoder).
 IMAGE_ONLY_FLAGS = ("format", "quality", "bit_depth", "strip_metadata", "batch_size", "workers")
@@ -120,11 +121,13 @@ class VideoJob:
 
     @classmethod
     def prepare(cls, input_path: str, out_dir: str) -> "VideoJob":
-        """Open the input (one line naming it when it cannot be read) and check the output location."""
+        """Open the input (one line naming it when it cannot be read), check the output location and open an
+        encoder for it."""
         plan = output_plan(input_path, out_dir)
         reader = VideoReader(input_path)
         try:
             check_target(plan, input_path)
+            probe_writer(plan, reader.info.fps, (reader.info.width, reader.info.height))
         except BaseException:
             reader.close()
             raise

@@ -151,6 +151,7 @@ def test_bad_video_runs_are_one_line(tmp_path, weights, monkeypatch, problem):
     else:
         monkeypatch.setenv("WORLD_SIZE", "2")
         needle = "one process"
+    monkeypatch.setattr(lowlight_test, "_load_model", lambda *a: pytest.fail("checked after the model was loaded"))
     code, err = cli("--input", clip, "--output_dir", out, "--weights", weights, *extra)
     assert code == 2 and len(err) == 1 and needle in err[0], err
     left = sorted(os.listdir(out)) if out.exists() else []

@@ -5,7 +5,7 @@
 * :func:`output_plan` picks the output's container and codec from the input's extension
   (:data:`VIDEO_CODECS`: the same container, ``mp4v`` for .mp4/.m4v/.mov, ``MJPG`` for .avi, lossless
   ``FFV1`` for .mkv; any other container is written as ``<stem>.mp4`` with ``mp4v``), each with fallbacks tried
-  in order when OpenCV has no encoder for the first.
+  in order when OpenCV has no encoder for the first; :func:`probe_writer` proves one opens before any work.
 * :func:`video_writer` writes into a temporary file beside the target (:func:`utils.fs.atomic_path`) and moves
   it into place only once every frame is written and the file reads back with that many frames: an error,
   Ctrl-C or SIGTERM leaves nothing half-written (the temporary file of a SIGKILLed run is removed at the next
@@ -193,6 +193,29 @@ def open_writer(path: str, fourccs: tuple[str, ...], fps: float, size: tuple[int
     return None, None
 
 
+def probe_writer(plan: OutputPlan, fps: float, size: tuple[int, int]) -> str:
+    """The codec of ``plan.fourccs`` that OpenCV opens a writer with for ``plan.path``'s container, proved by
+    opening one on a temporary file beside the target (removed); a :class:`UserError` when none opens."""
+    with contextlib.suppress(_Probed), atomic_path(plan.path) as tmp:
+        writer, code = open_writer(tmp, plan.fourccs, fps, size)
+        if writer is not None:
+            writer.release()
+        raise _Probed  # nothing is moved into place: the temporary file is removed
+    if code is None:
+        raise _no_encoder(plan)
+    return code
+
+
+class _Probed(Exception):
+    """Ends :func:`probe_writer`'s block so that its temporary file is removed."""
+
+
+def _no_encoder(plan: OutputPlan) -> UserError:
+    ext = os.path.splitext(plan.path)[1]
+    return UserError(f"{plan.path}: OpenCV's FFmpeg has no encoder for {'/'.join(plan.fourccs)} in {ext}; "
+                     f"convert the input to MP4 or AVI")
+
+
 @contextlib.contextmanager
 def video_writer(plan: OutputPlan, fps: float, size: tuple[int, int]) -> Iterator[_Writer]:
     """A writer of frames of ``size`` (width, height) at ``fps`` into ``plan.path``, moved into place only when the
@@ -202,9 +225,7 @@ def video_writer(plan: OutputPlan, fps: float, size: tuple[int, int]) -> Iterato
     with atomic_path(plan.path) as tmp:
         writer, code = open_writer(tmp, plan.fourccs, fps, size)
         if writer is None:
-            ext = os.path.splitext(plan.path)[1]
-            raise UserError(f"{plan.path}: OpenCV's FFmpeg has no encoder for {'/'.join(plan.fourccs)} in {ext}; "
-                            f"convert the input to MP4 or AVI")
+            raise _no_encoder(plan)
         out = _Writer(writer, plan.path)
         out.codec = code
         try:
