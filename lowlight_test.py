@@ -12,7 +12,9 @@ Paired mode (EMNet's test script), chosen when ``--input_dir`` holds a low/high 
 or with ``--mode paired``:
     python lowlight_test.py --input_dir LOL/eval15 --arch emnet --weights model_best.pth \
         --mem_weights memory_best.pth --result_dir results/lol_v1 --save_images
-writes ``ori/`` and ``mem/`` images, ``result.txt``, ``results.csv`` and a comparison grid.
+writes ``ori/`` and ``mem/`` images, ``result.txt``, ``results.csv`` and a comparison grid; ``--enhanced_dir D``
+puts another method's outputs in the enhancer's place. A video file (``--input clip.mp4``) is enhanced frame by
+frame into a video of the same size, rate and frame count (:mod:`video`, docs/video.md).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from utils.memory import memory_text, peak_memory
 from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, add_dist_timeout_argument, at_least,
                            between, parse, parser, positive, resolve_device_flag)
 from utils.video_io import is_video_file
-from video import check_flags as check_video_flags
+from video import VideoJob, check_flags as check_video_flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
@@ -328,10 +330,12 @@ def _check_enhanced(args: argparse.Namespace) -> None:
 
 def _run_video(args: argparse.Namespace, device: torch.device, out_dir: str) -> int:
     """A video file: its frames enhanced into a video of the same size, rate and count (:mod:`video`)."""
-    from video import VideoJob
-
-    job = VideoJob.prepare(args.input_dir, out_dir)  # the input opened, the output checked, before the model
-    model = _load_model(args, device)
+    job = VideoJob.prepare(args.input_dir, out_dir)  # the input opened, the output and encoder checked
+    try:
+        model = _load_model(args, device)
+    except BaseException:
+        job.reader.close()
+        raise
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return job.run(model, device, precision=args.precision, tile=getattr(args, "tile", 0),
