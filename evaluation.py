@@ -4,7 +4,8 @@ PSNR/SSIM follow the papers' protocol on the 8-bit images that are written (scik
 the reference test script does: ``ori`` truncated, ``mem`` rounded half to even (:data:`TEST`); outputs are named
 after the ground-truth files, as there. LPIPS (AlexNet) when its weights are in the torch cache; the
 "GT-mean" oracle is reported on its own line, labelled as such, since it uses the ground truth and is not
-comparable with the other figures. The memory's pooling comes from its checkpoint.
+comparable with the other figures. The memory's pooling comes from its checkpoint. With ``enhanced_dir``
+(:func:`enhanced_outputs`) another method's saved outputs take the enhancer's place (``--enhanced_dir``).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from network.query import build_query
 from utils.denoise import denoise_tensor
 from utils.errors import UserError
 from utils.fs import atomic_write
-from utils.image_io import save_grid_rows, save_image
+from utils.image_io import image_size, list_images, read_image_tensor, save_grid_rows, save_image
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ TEST = Policy("test", {"ori": "trunc", "mem": "round_half_even", "gt_mean_oracle
 VALIDATION = Policy("validation", {m: "round_half_even" for m in ("ori", "mem", "gt_mean_oracle")})
 #: The reference's enhancer validation, which picks the best checkpoint: PSNR on the float image.
 ENHANCER_VALIDATION = Policy("enhancer validation", VALIDATION.quantise, float_psnr=True)
+#: ``--enhanced_dir``: another method's 8-bit outputs scored as they are ("round" is exact for 8-bit files),
+#: the memory's refinement of them rounded half to even as the reference's "mem".
+ENHANCED = Policy("enhanced outputs", {"ori": "round", "mem": "round_half_even", "gt_mean_oracle": "round_half_even"})
 #: The smallest image side each metric can score: SSIM's 7x7 window (scikit-image's default); LPIPS's
 #: AlexNet, whose 11x11 stride-4 convolution and two 3x3 stride-2 poolings need 31 pixels.
 MIN_SIDE = {"ssim": 7, "lpips": 31}
@@ -149,11 +153,40 @@ def mean_psnr_ssim(acc: dict[str, MetricAccumulator], method: str) -> tuple[floa
     return means["psnr"], means.get("ssim", math.nan)  # no SSIM when every pair is smaller than its window
 
 
-def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device, *,
+def enhanced_outputs(data: PairedDataset, enhanced_dir: str) -> list[str]:
+    """The image of ``enhanced_dir`` for every pair of ``data``, matched by name: the file whose stem is the low
+    image's (else the ground truth's), any image extension. A pair without one, a stem shared by two files, or an
+    image of another size than its pair is a :class:`UserError` naming the file."""
+    if not os.path.isdir(enhanced_dir):
+        raise UserError(f"--enhanced_dir {enhanced_dir}: folder not found; pass the folder of another method's "
+                        f"outputs for these low images")
+    by_stem: dict[str, str] = {}
+    for path in list_images(enhanced_dir):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in by_stem:
+            raise UserError(f"--enhanced_dir: {by_stem[stem]} and {path} both match the pair {stem}; keep one")
+        by_stem[stem] = path
+    found = []
+    for low, high in data.pairs:
+        stems = [os.path.splitext(os.path.basename(f))[0] for f in (low, high)]
+        path = next((by_stem[s] for s in stems if s in by_stem), None)
+        if path is None:
+            raise UserError(f"--enhanced_dir {enhanced_dir}: no image named {stems[0]}.* for the pair {low}; every "
+                            f"low image needs the other method's output of the same name")
+        if image_size(path) != image_size(low):
+            (w, h), (lw, lh) = image_size(path), image_size(low)
+            raise UserError(f"--enhanced_dir: {path} is {w}x{h} and its low image {low} {lw}x{lh}; the outputs must "
+                            f"keep the input size")
+        found.append(path)
+    return found
+
+
+def evaluate_paired(model: torch.nn.Module | None, input_dir: str, device: torch.device, *,
                     mem: ExternalMemory | None = None, top_k: int = 1, output_dir: str = "results",
                     save_images: bool = False, grid: int = 0, use_lpips: bool = True,
                     weights: str = "?", mem_weights: str | None = None, convention: str = "reference",
-                    crop_border: int = 0, denoise: float = 0.0) -> dict[str, dict[str, float]]:
+                    crop_border: int = 0, denoise: float = 0.0,
+                    enhanced_dir: str | None = None) -> dict[str, dict[str, float]]:
     """The reference test protocol (:data:`TEST`) of ``model`` (+ ``mem`` read with ``top_k``) on the pairs
     under ``input_dir``, with its reports.
 
@@ -161,9 +194,18 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
     the first ``grid`` pairs) to ``output_dir``; ``weights``/``mem_weights`` only label the report. LPIPS
     when ``use_lpips`` and the AlexNet weights exist; PSNR / SSIM in ``convention`` with ``crop_border`` (named
     in ``result.txt``). Returns the mean figures per method.
+
+    ``enhanced_dir``: another method's outputs for the same low images (:func:`enhanced_outputs`) take the
+    enhancer's place: ``ori`` is each image as given (:data:`ENHANCED`), ``mem`` the memory's refinement of it
+    (:meth:`ExternalMemory.refine` with the image as the raw output), the query computed from the low image as
+    the memory expects (ResNet-18, or the features of ``model``, the enhancer the memory was built on, for an
+    ``"enhancer"`` memory; ``model`` is unused otherwise and may be None).
     """
     data = PairedDataset(input_dir)
     names = data.gt_names  # the reference names its outputs after the ground-truth files
+    enhanced = enhanced_outputs(data, enhanced_dir) if enhanced_dir else None
+    if mem is not None and mem.query_kind == "enhancer" and model is None:
+        raise ValueError("evaluate_paired: an enhancer-query memory needs the enhancer it was built on")
     query_net = build_query(mem.query_kind, model).to(device) if mem is not None else None
     if query_net is not None and getattr(query_net, "dim", mem.key_dim) != mem.key_dim:
         raise UserError(f"{mem_weights}: its keys ({mem.key_dim} numbers) come from another enhancer's features "
@@ -183,17 +225,24 @@ def evaluate_paired(model: torch.nn.Module, input_dir: str, device: torch.device
             grid_rows.append([low, outputs["ori"][0], *([outputs["mem"][0]] if "mem" in outputs else []), gt])
 
     start = time.time()
-    acc = evaluate(model, data, mem, TEST, device=device, top_k=top_k, query_net=query_net, oracle=True, lpips=lp,
-                   each=each, progress=True, convention=convention, crop_border=crop_border, denoise=denoise)
+    raw = [read_image_tensor(p)[None] for p in enhanced] if enhanced else None
+    acc = evaluate(model, data, mem, ENHANCED if enhanced else TEST, device=device, top_k=top_k, raw=raw,
+                   query_net=query_net, oracle=True, lpips=lp, each=each, progress=True, convention=convention,
+                   crop_border=crop_border, denoise=denoise)
     elapsed = time.time() - start
     means = {m: a.mean() for m, a in acc.items()}
     os.makedirs(output_dir, exist_ok=True)
-    header = [f"input_dir: {input_dir}", f"arch: {getattr(model, 'arch', '?')}  weights: {weights}",
+    source = (f"enhanced_dir: {enhanced_dir} (ori: its images as given)" if enhanced else
+              f"arch: {getattr(model, 'arch', '?')}  weights: {weights}")
+    if enhanced and mem is not None and mem.query_kind == "enhancer":
+        source += f"  query enhancer: {weights}"
+    header = [f"input_dir: {input_dir}", source,
               f"memory: {mem_weights or 'none'}  testing_top_k: {top_k}"
               + (f"  query: {mem.query_kind}" if mem is not None else ""),
               f"denoise: {denoise:g}" if denoise else "denoise: off"]
     _write_report(os.path.join(output_dir, "result.txt"), header, acc, len(data), elapsed,
-                  describe(convention, crop_border))
+                  describe(convention, crop_border),
+                  "ori: the 8-bit images as given, mem rounded" if enhanced else None)
     _write_csv(os.path.join(output_dir, "results.csv"), acc)
     if grid_rows:
         labels = ["input", "ori", *(["mem"] if mem is not None else []), "GT"]
@@ -210,10 +259,11 @@ def _has_lpips(acc) -> bool:
     return any("lpips" in a.names for a in acc.values())
 
 
-def _write_report(path: str, header: list[str], acc, n: int, elapsed: float, metrics: str) -> None:
+def _write_report(path: str, header: list[str], acc, n: int, elapsed: float, metrics: str,
+                  conversion: str | None = None) -> None:
     lines = header + [f"pairs: {n}  time: {elapsed:.1f}s", f"metrics: {metrics}; "
              + ("LPIPS AlexNet v0.1" if _has_lpips(acc) else "LPIPS not computed (--no_lpips, or no AlexNet weights)")
-             + "; 8-bit images as the reference: ori truncated, mem rounded", ""]
+             + "; " + (conversion or "8-bit images as the reference: ori truncated, mem rounded"), ""]
     for m, a in acc.items():
         title = "GT-mean (ORACLE: rescaled with the ground-truth mean; not comparable)" if m == "gt_mean_oracle" else m
         lines += [f"== {title} ==", a.format().rstrip(), ""]

@@ -12,7 +12,9 @@ Paired mode (EMNet's test script), chosen when ``--input_dir`` holds a low/high 
 or with ``--mode paired``:
     python lowlight_test.py --input_dir LOL/eval15 --arch emnet --weights model_best.pth \
         --mem_weights memory_best.pth --result_dir results/lol_v1 --save_images
-writes ``ori/`` and ``mem/`` images, ``result.txt``, ``results.csv`` and a comparison grid.
+writes ``ori/`` and ``mem/`` images, ``result.txt``, ``results.csv`` and a comparison grid; ``--enhanced_dir D``
+puts another method's outputs in the enhancer's place. A video file (``--input clip.mp4``) is enhanced frame by
+frame into a video of the same size, rate and frame count (:mod:`video`, docs/video.md).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from utils.image_io import load_codecs
 from utils.memory import memory_text, peak_memory
 from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, add_dist_timeout_argument, at_least,
                            between, parse, parser, positive, resolve_device_flag)
+from utils.video_io import is_video_file
+from video import VideoJob, check_flags as check_video_flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WEIGHTS = os.path.join(REPO, "checkpoints", "LLE_model.pth")
@@ -78,6 +82,7 @@ class PairedOptions:
     no_lpips: bool = False
     metrics: str = "reference"
     crop_border: int = 0
+    enhanced_dir: str | None = None
 
 
 MODE_OPTIONS = {"folder": FolderOptions, "paired": PairedOptions}
@@ -140,13 +145,17 @@ def _mode_arguments(p: argparse.ArgumentParser) -> None:
                         "basicsr_rgb: 11x11 Gaussian SSIM as BasicSR; basicsr_y: both on the BT.601 Y channel)")
     g.add_argument("--crop_border", type=at_least(0), default=none,
                    help="pixels left out at each edge before PSNR/SSIM (default 0)")
+    g.add_argument("--enhanced_dir", default=none, metavar="D",
+                   help="another method's outputs for the low images (same names): scored as ori, refined by "
+                        "--mem_weights as mem, instead of --weights' outputs (default: none; docs/inference.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(description=__doc__)  # utils.options.HelpFormatter: every default shown
     g = p.add_argument_group("input and output")
-    g.add_argument("--input_dir", default=DEFAULT_INPUT,
-                   help="folder of images (default <repo>/datasets/test_data), one image, or a low/high pair folder")
+    g.add_argument("--input_dir", "--input", dest="input_dir", default=DEFAULT_INPUT,
+                   help="folder of images (default <repo>/datasets/test_data), one image, a video file "
+                        "(docs/video.md), or a low/high pair folder")
     g.add_argument("--output_dir", "--result_dir", dest="output_dir", default=None,
                    help="where results go (default: <repo>/datasets/result in folder mode, results/ in paired "
                         "mode); must not be inside the input folder")
@@ -282,24 +291,57 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device_flag(args.device)
     _check_flags(args, device)
     if not os.path.exists(args.input_dir):
-        raise UserError(f"--input_dir {args.input_dir}: folder not found; check the path")
+        raise UserError(f"--input_dir {args.input_dir}: no such folder or file; check the path")
     mode = _detect_mode(args)
     opts = _mode_options(args, mode)
+    video = mode == "folder" and os.path.isfile(args.input_dir) and is_video_file(args.input_dir)
+    check_video_flags(args, video)
     out_dir = _output_dir(args, mode)
+    if video:
+        return _run_video(args, device, out_dir)
     if mode == "folder":
         return _run_folder(args, opts, device, out_dir)
     mem = _load_memory(opts, device)
-    model = _load_model(args, device).to(memory_format=torch.channels_last)
+    if opts.enhanced_dir:
+        _check_enhanced(args)
+    model = (None if opts.enhanced_dir and (mem is None or mem.query_kind != "enhancer")  # not run: D replaces it
+             else _load_model(args, device).to(memory_format=torch.channels_last))
     from evaluation import evaluate_paired
 
     try:
         evaluate_paired(model, args.input_dir, device, mem=mem, top_k=opts.testing_top_k, output_dir=out_dir,
                         save_images=opts.save_images, grid=opts.grid, use_lpips=not opts.no_lpips,
                         weights=args.weights, mem_weights=opts.mem_weights, convention=opts.metrics,
-                        crop_border=opts.crop_border, denoise=args.denoise)
+                        crop_border=opts.crop_border, denoise=args.denoise, enhanced_dir=opts.enhanced_dir)
     except CropTooLarge as e:
         raise UserError(f"--{e} (in {args.input_dir}): use a smaller --crop_border") from e
     return 0
+
+
+def _check_enhanced(args: argparse.Namespace) -> None:
+    """--enhanced_dir scores another method's images as they are: the flags that change an enhancer's output
+    would be ignored."""
+    changed = [f for f, on in (("denoise", args.denoise), ("strength", args.strength != 1.0),
+                               ("exposure", args.exposure is not None)) if on]
+    if changed:
+        raise UserError(f"--{changed[0]} changes the enhancer's output, and --enhanced_dir's images are scored as "
+                        f"given: remove it")
+
+
+def _run_video(args: argparse.Namespace, device: torch.device, out_dir: str) -> int:
+    """A video file: its frames enhanced into a video of the same size, rate and count (:mod:`video`)."""
+    job = VideoJob.prepare(args.input_dir, out_dir)  # the input opened, the output and encoder checked
+    try:
+        model = _load_model(args, device)
+    except BaseException:
+        job.reader.close()
+        raise
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return job.run(model, device, precision=args.precision, tile=getattr(args, "tile", 0),
+                       budget=args.memory_budget, denoise=args.denoise)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.device, out_dir: str) -> int:
@@ -369,7 +411,8 @@ def _cli() -> None:
     try:
         sys.exit(main(sys.argv[1:]))
     except Terminated:  # the conventional status of SIGTERM (run_cli gives Ctrl-C 130)
-        print("stopped: SIGTERM; the images written so far are complete", file=sys.stderr)
+        print("stopped: SIGTERM; the files written so far are complete (a video: none, it is written whole)",
+              file=sys.stderr)
         sys.exit(143)
 
 
