@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tools.probe_lib as L  # noqa: E402
 from tools.probe_lib import CASES, PROBE, MOUNTS, ROOT, short  # noqa: E402
 
-CASE_MODULES = ["tools.probe_cases_base1", "tools.probe_cases_base2"]
+CASE_MODULES = ["tools.probe_cases_base1", "tools.probe_cases_base2", "tools.probe_cases_user", "tools.probe_cases_infer",
+                "tools.probe_cases_infer2", "tools.probe_cases_train", "tools.probe_cases_train2"]
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -99,12 +100,14 @@ def main(argv=None):
         old_wall = int(m.group(1)) if m else None
         for ln in text.splitlines():
             parts = [p.strip() for p in re.split(r"(?<!\\)\|", ln)[1:-1]]
-            if len(parts) == 5 and parts[1] in CASES and parts[1] not in results and True:
-                results[parts[1]] = (parts[3], parts[4].replace("\\|", "|"))
+            key = f"{parts[0]}:{parts[1]}" if len(parts) == 5 and f"{parts[0]}:{parts[1]}" in CASES else \
+                (parts[1] if len(parts) == 5 else None)
+            if key in CASES and key not in results:
+                results[key] = (parts[3], parts[4].replace("\\|", "|"))
         if old_wall:
             wall += old_wall
     probe = read_probe()
-    known = {r[1] for r in probe}
+    known = {r[1] for r in probe} | {f"{r[0]}:{r[1]}" for r in probe}
     lines = ["# Probe of 2026-12-07, re-run", "",
              f"`tools/probe.py` re-ran {len(results)} of the {len(probe)} cases of `../shared/probe-2026-12-07.txt` on tiny "
              f"inputs (CPU, `OMP_NUM_THREADS=1`, a shared 2-core machine), wall time {wall:.0f} s (summed over the --merge runs that produced this table). Verdicts as in the "
@@ -112,7 +115,8 @@ def main(argv=None):
     summary: dict = {}
     body = ["| area | case | verdict then | verdict now | observation |", "|---|---|---|---|---|"]
     for area, name, then, obs0 in probe:
-        now, obs = results.get(name, ("not re-run", "not reconstructed by tools/probe.py in the time"))
+        # a name the file lists twice (in two areas) is registered as "area:name" for its second area
+        now, obs = results.get(f"{area}:{name}") or results.get(name, ("not re-run", "not reconstructed by tools/probe.py"))
         s = summary.setdefault(area, {"cases": 0, "good": 0, "partial": 0, "bad": 0, "not re-run": 0})
         s["cases"] += 1
         s[now if now in s else "not re-run"] += 1

@@ -243,3 +243,73 @@ def flag_case(area, name, argv_fn, needle):
     CASES[name] = (area, f)
 
 
+
+
+# ------------------------------------------------------------------------------------------- more helpers
+def files(d):
+    """The files under ``d`` (relative names, sorted)."""
+    d = Path(d)
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) if d.exists() else []
+
+
+def peak_gb(r: Res):
+    m = re.search(r"peak memory ([\d.]+) GB", r.out + r.err)
+    return float(m.group(1)) if m else None
+
+
+def empty_home():
+    """A TORCH_HOME without any pretrained weights (the 'missing file' cases)."""
+    d = TMP / "empty_home"
+    d.mkdir(exist_ok=True)
+    return {"TORCH_HOME": str(d)}
+
+
+def backbones():
+    """Random stand-ins of the ImageNet backbones in the probe's TORCH_HOME (tools/random_backbone_weights)."""
+    def make():
+        from tools.random_backbone_weights import write_random_weights
+        write_random_weights(str(TMP / "torch_home" / "hub" / "checkpoints"))
+        return True
+    return once("backbones", make)
+
+
+def ro_mount(name, fill=None):
+    """A read-only tmpfs (filled first by ``fill(path)``); None when it cannot be mounted."""
+    d = tmpfs(name, 4096)
+    if d is None:
+        return None
+    if fill:
+        fill(d)
+    r = subprocess.run(["mount", "-o", "remount,ro", str(d)], capture_output=True)
+    return None if r.returncode else d
+
+
+def wait_for(pred):
+    """A ``sig_after`` condition that tolerates missing files."""
+    def f():
+        try:
+            return bool(pred())
+        except OSError:
+            return False
+    return f
+
+
+def records(path):
+    """The step numbers of a losses.jsonl (readable lines only)."""
+    import json
+    steps = []
+    if Path(path).exists():
+        for ln in Path(path).read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                steps.append(rec.get("step", rec.get("iteration", rec.get("it"))))
+    return steps
+
+
+def accepted(r: Res, what="", check=None, dirs=()):
+    """A case the probe found accepted: exit 0 (``check`` may add a problem)."""
+    v = classify_ok(r, check, dirs)
+    return v if v[0] != "good" else ("good", f"{what}exit 0 ({r.secs:.0f} s)" if what else v[1])
