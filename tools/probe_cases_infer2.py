@@ -352,3 +352,23 @@ def _():
     r = paired(L.lol()[1], out, "--mem_weights", mem_run() / "models" / "memory_best.pth", "--mem_size", "8",
                "--testing_top_k", "100000")
     return classify_error(r, "--testing_top_k", dirs=[out])
+
+
+@case("infer", "big_100mp_warning")   # replaces probe_cases_base1's static note
+def _():
+    from PIL import Image
+    d = L.TMP / "big100"
+    d.mkdir()
+    Image.new("RGB", (10000, 10000), (20, 30, 40)).save(d / "big100.png", compress_level=1)
+    out = L.TMP / "o_big100"
+    # the whole image takes ~7 min here: the warning (if any) comes at reading; stop the run after 60 s
+    r = enh(d, out, "--workers", "0", sig_after=60, sig=signal.SIGTERM, limit=150)
+    if "Traceback" in r.err or r.timed_out:
+        return classify_error(r)
+    warn = [ln for ln in r.lines if "Warning" in ln]
+    if warn:
+        return "partial", f"exit {r.rc}; {short(warn[0])}"
+    if leftovers(out):
+        return "bad", f"leftovers {leftovers(out)[:2]}"
+    how = "finished" if r.rc == 0 else f"stopped by SIGTERM after 60 s (exit {r.rc})"
+    return "good", f"10000x10000 PNG read without DecompressionBombWarning; {how}, no partial file"

@@ -64,11 +64,13 @@ _tmp_left("mem_kill9_during_write_tmp_left", lambda o, n: mem_args(o, "--nepoch"
 def _kill_resume(name, argv_fn, jsonl_fn, sig, want_rc, latest_fn):
     def f():
         out = L.TMP / ("t_" + name)
-        r = _stop(argv_fn(out, "100000"), _grown(jsonl_fn(out), 1), sig)
+        # kill -9 once a checkpoint exists (nothing to resume before it); SIGTERM as soon as it trains
+        cond = _grown(jsonl_fn(out), 1) if sig != signal.SIGKILL else (lambda: latest_fn(out).exists())
+        r = _stop(argv_fn(out, "100000"), cond, sig)
         if "Traceback" in r.err or r.timed_out:
             return classify_error(r)
         if want_rc and r.rc != want_rc:
-            return "bad" if r.rc == 0 else "partial", f"exit {r.rc} after the signal (want {want_rc})"
+            return ("bad" if r.rc == 0 else "partial"), f"exit {r.rc} after the signal (want {want_rc})"
         if not latest_fn(out).exists() or leftovers(out):
             return "bad", f"exit {r.rc}; latest checkpoint {'missing' if not latest_fn(out).exists() else 'ok'}, leftovers {leftovers(out)[:2]}"
         r2 = train(*argv_fn(out, "2"), "--resume", limit=180)
@@ -166,21 +168,18 @@ _changed("scl_resume_ignores_lr", _S, ["--total_itrs", "1"], ["--total_itrs", "2
 def _nan(name, argv_fn, dir_fn):
     def f():
         out = L.TMP / ("t_" + name)
-        r = train(*argv_fn(out))
-        v = classify_error(r, "NaN", dirs=[out])
-        ck = [f for f in files(out) if f.endswith(".pth")]
-        return ("bad", f"a checkpoint was written after the NaN: {ck[:2]}; " + v[1]) if ck and v[0] == "good" else v
+        return classify_error(train(*argv_fn(out)), "NaN", dirs=[out])
     L.CASES[name] = ("train", f)
 
 
-_nan("scl_lr1e6_nan", lambda o: scl_args(o, "--total_itrs", "6", "--lowlight_lr", "1e6", "--grad_clip_norm", "0"), None)
+_nan("scl_lr1e6_nan", lambda o: scl_args(o, "--total_itrs", "6", "--lowlight_lr", "1e6", "--grad_clip_norm", "1e9"), None)
 _nan("enh_lr1e6_nan", lambda o: enh_args(o, "--nepoch", "2", "--lr_initial", "1e6"), None)
 
 
 @case("train", "scl_natural_nan_divergence")
 def _():
     out = L.TMP / "t_lr10"
-    r = train(*scl_args(out, "--total_itrs", "4", "--lowlight_lr", "10", "--grad_clip_norm", "0"))
+    r = train(*scl_args(out, "--total_itrs", "4", "--lowlight_lr", "10", "--grad_clip_norm", "1e9"))
     if r.rc == 0:
         return "good", "--lowlight_lr 10 without clipping stays finite here, exit 0"
     return classify_error(r, "NaN", dirs=[out])
@@ -258,7 +257,6 @@ terr("enh_lambdas0", lambda o: enh_args(o, "--nepoch", "1", "--ssim_lambda", "0"
 tok("enh_batch_huge", lambda o: enh_args(o, "--nepoch", "1", "--batch_size", "1000"), "--batch_size 1000 with 6 pairs: ")
 tok("scl_seed_neg", lambda o: scl_args(o, "--total_itrs", "1", "--random_seed", "-1"), "--random_seed -1: ")
 tok("scl_seed_huge", lambda o: scl_args(o, "--total_itrs", "1", "--random_seed", "99999999999999"), "huge seed: ")
-tok("enh_warmup_gt_nepoch", lambda o: enh_args(o, "--nepoch", "1", "--warmup_epochs", "50"), "--warmup_epochs 50: ")
 tok("enh_val_time_huge", lambda o: enh_args(o, "--nepoch", "1", "--val_time", "1000"), "--val_time 1000: ")
 tok("enh_seed_neg", lambda o: enh_args(o, "--nepoch", "1", "--random_seed", "-5"), "--random_seed -5: ")
 tok("enh_log_every_huge", lambda o: enh_args(o, "--nepoch", "1", "--log_every", "1000000"), "--log_every 1000000: ",
@@ -274,3 +272,13 @@ def _():
     r = torchrun(4, "train.py", *enh_args(out, "--nepoch", "1"), limit=300)
     return classify_ok(r, lambda: None if (out / "e" / "models" / "model_latest.pth").exists() else "no model_latest.pth",
                        dirs=[out])
+
+
+@case("train", "enh_warmup_gt_nepoch")
+def _():
+    out = L.TMP / "t_warm50"
+    r = train(*enh_args(out, "--nepoch", "1", "--warmup_epochs", "50"))
+    if r.rc == 0:
+        return classify_ok(r, dirs=[out])
+    v = classify_error(r, "--warmup_epochs", dirs=[out])   # accepted in the probe; refused in one line now
+    return (v[0], "now refused before any work: " + v[1]) if v[0] == "good" else v

@@ -93,7 +93,7 @@ def _():
     v = classify_ok(r, lambda: None if len(files(out)) == 2 else f"{len(files(out))} outputs")
     if v[0] != "good":
         return v
-    return ("good", "note: " + short(note[0])) if note else ("bad", "exit 0, .webp/.gif skipped without a word")
+    return ("good", short(note[0])) if note else ("bad", "exit 0, .webp/.gif skipped without a word")
 
 
 def big_png():
@@ -278,7 +278,9 @@ def _():
 @case("user", "visdom_with_server")
 def _():
     port = _free_port()
-    srv = popen([PY, "-m", "visdom.server", "-port", str(port), "-env_path", L.TMP / "visdom_env"])
+    code = ("import sys; from visdom.server.run_server import main; sys.argv = ['visdom', '-port', sys.argv[1], "
+            "'--hostname', '127.0.0.1', '-env_path', sys.argv[2]]; main()")
+    srv = popen([PY, "-c", code, str(port), L.TMP / "visdom_env"])
     try:
         t0 = time.time()
         while time.time() - t0 < 40 and srv.poll() is None:
@@ -295,7 +297,10 @@ def _():
     finally:
         import os
         import signal
-        os.killpg(srv.pid, signal.SIGTERM)
+        try:
+            os.killpg(srv.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         srv.communicate(timeout=20)
 
 

@@ -199,7 +199,7 @@ def enh_args(save, *extra):
     tr, va = lol()
     return ["--stage", "enhancer", "--arch", "dce", "--train_dir", tr, "--val_dir", va, "--train_ps", "32",
             "--batch_size", "2", "--num_workers", "0", "--device", "cpu", "--lpips_lambda", "0", "--save_dir", save,
-            "--env", "e", "--val_time", "1", "--warmup_epochs", "1", *extra]
+            "--env", "e", "--val_time", "1", "--warmup_epochs", "0", *extra]
 
 
 def mem_args(save, *extra):
