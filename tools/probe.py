@@ -54,6 +54,16 @@ def run_case(name):
     return name, v, obs, time.time() - t0
 
 
+# why a case that is not good is not a defect of the project (added to its observation)
+EXPLAIN = {
+    "torchrun_nproc_0": "torch.distributed.run asserts on --nproc_per_node 0 while parsing its own arguments, before "
+                        "any of the project's code runs; nothing the project can change",
+    "torchrun_scl_nproc_0": "as torchrun_nproc_0: the launcher's own assertion, before train.py runs",
+    "torchrun_mem_world3_batch_gt_mem": "the project's one line comes from rank 0 only; the ChildFailedError summary "
+                                        "after it is printed by torchrun itself when a worker exits non-zero",
+}
+
+
 def cell(s):
     return s.replace("|", "\\|").replace("\n", " ")
 
@@ -91,27 +101,34 @@ def main(argv=None):
         shutil.rmtree(TMP, ignore_errors=True)
     wall = time.time() - t0
     print(f"wall time {wall:.0f} s")
-    old_wall = None
+    cmd = "OMP_NUM_THREADS=1 python tools/probe.py " + " ".join(
+        (x if len(x) < 200 else f"{x[:60]}…({len(x.split(','))} names)") for x in (argv if argv is not None else sys.argv[1:]))
+    runs = [f"- `{cmd}`: {len(names)} case(s), wall time {wall:.0f} s"]
     if a.only and not a.merge:
         return 0
     if a.merge and Path(a.out).exists():
         text = Path(a.out).read_text()
-        m = re.search(r"wall time (\d+) s", text)
-        old_wall = int(m.group(1)) if m else None
+        runs = [ln for ln in text.splitlines() if ln.startswith("- `OMP_NUM_THREADS=1 python tools/probe.py")] + runs
         for ln in text.splitlines():
             parts = [p.strip() for p in re.split(r"(?<!\\)\|", ln)[1:-1]]
             key = f"{parts[0]}:{parts[1]}" if len(parts) == 5 and f"{parts[0]}:{parts[1]}" in CASES else \
                 (parts[1] if len(parts) == 5 else None)
-            if key in CASES and key not in results:
+            if key in CASES and key not in results and parts[3] != "not re-run":
                 results[key] = (parts[3], parts[4].replace("\\|", "|"))
-        if old_wall:
-            wall += old_wall
+    total = sum(float(m.group(1)) for ln in runs for m in [re.search(r"wall time (\d+) s", ln)] if m)
     probe = read_probe()
     known = {r[1] for r in probe} | {f"{r[0]}:{r[1]}" for r in probe}
+    rerun = sum(1 for ar, n, *_ in probe if (results.get(f"{ar}:{n}") or results.get(n, ("not re-run",)))[0] != "not re-run")
     lines = ["# Probe of 2026-12-07, re-run", "",
-             f"`tools/probe.py` re-ran {len(results)} of the {len(probe)} cases of `../shared/probe-2026-12-07.txt` on tiny "
-             f"inputs (CPU, `OMP_NUM_THREADS=1`, a shared 2-core machine), wall time {wall:.0f} s (summed over the --merge runs that produced this table). Verdicts as in the "
-             "file's header; `not re-run` = not reconstructed (never counted as good).", ""]
+             f"`tools/probe.py` re-ran {rerun} of the {len(probe)} cases of `../shared/probe-2026-12-07.txt` on tiny "
+             "inputs (CPU, `OMP_NUM_THREADS=1`, one case at a time, on a 2-core machine shared with two trainings). "
+             "Each case runs the project's real entry point in a subprocess (its own process group, under a time "
+             "limit) and is judged automatically with the file's definitions: good = one clear line naming the "
+             "file/flag, nothing half-written, non-zero exit on failure; partial = right outcome, unclear message or "
+             "noise; bad = traceback, hang, silent wrong result, lost data or exit 0 on failure. `not re-run` = not "
+             "reconstructed here, with the reason (never counted as good).", "",
+             f"Runs that produced this table (a later run's rows replace the earlier ones; wall time in all "
+             f"{total:.0f} s):", "", *runs, ""]
     summary: dict = {}
     body = ["| area | case | verdict then | verdict now | observation |", "|---|---|---|---|---|"]
     for area, name, then, obs0 in probe:
@@ -120,6 +137,8 @@ def main(argv=None):
         s = summary.setdefault(area, {"cases": 0, "good": 0, "partial": 0, "bad": 0, "not re-run": 0})
         s["cases"] += 1
         s[now if now in s else "not re-run"] += 1
+        if now != "good" and name in EXPLAIN:
+            obs = f"{obs} — {EXPLAIN[name]}"
         body.append(f"| {area} | {cell(name)} | {then} | {now} | {cell(obs)} |")
     extra = [n for n in results if n not in known]
     lines += ["| area | cases | good | partial | bad | not re-run |", "|---|---|---|---|---|---|"]

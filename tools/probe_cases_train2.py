@@ -109,9 +109,10 @@ def _scl_sig(name, sig, times=1):
         r = L.finish(p, t0, 180)
         if "Traceback" in r.err or r.timed_out:
             return classify_error(r)
-        ok = r.rc == 130 and (out / "latest.pth").exists() and not leftovers(out)
+        # -2: the second SIGINT ended the process with the default handler (a shell shows 130 for both)
+        ok = r.rc in (130, -2) and (out / "latest.pth").exists() and not leftovers(out)
         msg = short(([ln for ln in r.lines if "stopped" in ln or "interrupt" in ln.lower()] or [""])[-1])
-        return ("good" if ok else "bad"), f"{times} SIGINT: exit {r.rc}, latest.pth {'written' if (out / 'latest.pth').exists() else 'missing'}: {msg}"
+        return ("good" if ok else "bad"), f"{times} SIGINT: exit {r.rc}{' (killed by SIGINT: 130 in a shell)' if r.rc == -2 else ''}, latest.pth {'written' if (out / 'latest.pth').exists() else 'missing'}: {msg}"
     L.CASES[name] = ("train", f)
 
 
