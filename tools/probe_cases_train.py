@@ -9,7 +9,7 @@ import tools.probe_lib as L
 from tools.probe_build import bad_ckpt, city_labels, deeplab, enh_run, mem_run, scl_run, truncated_copy
 from tools.probe_cases_base1 import emnet_ckpt
 from tools.probe_cases_infer2 import pairs
-from tools.probe_lib import (WEIGHTS, accepted, case, classify_error, enh_args, files, mem_args, scl_args, train)
+from tools.probe_lib import (WEIGHTS, accepted, backbones, case, classify_error, enh_args, files, mem_args, scl_args, train)
 
 
 def _set(args, flag, value):
@@ -237,7 +237,8 @@ _mem_flag("mem_resume_text", "--resume", lambda: bad_ckpt("text_hello"), "text_h
 _mem_flag("mem_resume_scl_ckpt", "--resume", lambda: scl_run() / "latest.pth", "scl")
 _mem_flag("mem_latest_truncated_resume", "--resume", lambda: truncated_copy(
     mem_run() / "models" / "memory_latest.pth", "mem_latest_trunc.pth"), "mem_latest_trunc.pth")
-terr("mem_kfeat", lambda o: mem_args(o, "--nepoch", "1", "--query", "resnet18", "--K_feat_dim", "256"), "512")
+terr("mem_kfeat", lambda o: (backbones(), mem_args(o, "--nepoch", "1", "--query", "resnet18", "--K_feat_dim", "256"))[1],
+     "512")
 
 
 @case("train", "mem_pretrain_emnet_with_arch_dce")
