@@ -54,6 +54,13 @@ def run_case(name):
     return name, v, obs, time.time() - t0
 
 
+# defects of the project that this re-run found and that were fixed (each with a test that fails without it)
+FIXES = [
+    "visdom_no_server came out partial: visdom's own `Setting up a new session...` warning preceded the one-line "
+    "error. stages/vis.py sets the visdom logger to ERROR before connecting; "
+    "tests/test_visdom.py::test_unreachable_server_prints_only_the_error.",
+]
+
 # why a case that is not good is not a defect of the project (added to its observation)
 EXPLAIN = {
     "torchrun_nproc_0": "torch.distributed.run asserts on --nproc_per_node 0 while parsing its own arguments, before "
@@ -128,7 +135,9 @@ def main(argv=None):
              "noise; bad = traceback, hang, silent wrong result, lost data or exit 0 on failure. `not re-run` = not "
              "reconstructed here, with the reason (never counted as good).", "",
              f"Runs that produced this table (a later run's rows replace the earlier ones; wall time in all "
-             f"{total:.0f} s):", "", *runs, ""]
+             f"{total:.0f} s):", "", *runs, "",
+             "Project defects found by this re-run and fixed (the case re-run after the fix):", "",
+             *[f"- {x}" for x in FIXES], ""]
     summary: dict = {}
     body = ["| area | case | verdict then | verdict now | observation |", "|---|---|---|---|---|"]
     for area, name, then, obs0 in probe:
