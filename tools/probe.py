@@ -1,6 +1,9 @@
 """Re-run the new user's probe (../shared/probe-2026-12-07.txt) on tiny inputs and write a Markdown table.
 
-    OMP_NUM_THREADS=1 python tools/probe.py --out docs/probe.md [--only NAME[,NAME...]] [--jobs 1]
+    OMP_NUM_THREADS=1 python tools/probe.py --out docs/probe.md [--only NAME[,NAME...] [--merge]] [--jobs 1]
+
+The cases live in tools/probe_cases_*.py (shared inputs in probe_build.py, helpers and judges in probe_lib.py).
+--merge replaces only the re-run cases' rows of the existing table and adds the run to its list of runs.
 
 Each case runs the real command line in a subprocess (its own process group, under a time limit) on inputs
 built in a temporary folder, and is classified with the probe file's definitions:
@@ -120,7 +123,7 @@ def main(argv=None):
             parts = [p.strip() for p in re.split(r"(?<!\\)\|", ln)[1:-1]]
             key = f"{parts[0]}:{parts[1]}" if len(parts) == 5 and f"{parts[0]}:{parts[1]}" in CASES else \
                 (parts[1] if len(parts) == 5 else None)
-            if key in CASES and key not in results and parts[3] != "not re-run":
+            if key in CASES and key not in results and not parts[4].startswith("not reconstructed"):
                 results[key] = (parts[3], parts[4].replace("\\|", "|"))
     total = sum(float(m.group(1)) for ln in runs for m in [re.search(r"wall time (\d+) s", ln)] if m)
     probe = read_probe()
