@@ -1,6 +1,8 @@
 """Visdom plots (``--enable_vis``): one window per loss term and a window of input/output images."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -15,6 +17,9 @@ class Visualizer:
             import visdom
         except ImportError as e:  # pragma: no cover - visdom is in requirements.txt
             raise UserError("--enable_vis needs the visdom package: pip install visdom") from e
+        # visdom logs "Setting up a new session..." (and a warning when the server is away) to stderr: noise
+        # before this class's own one-line error
+        logging.getLogger("visdom").setLevel(logging.ERROR)
         try:
             self.viz = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
                                      use_incoming_socket=False)

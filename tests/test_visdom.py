@@ -69,3 +69,16 @@ def test_unreachable_server_is_one_line_error(tmp_path):
                     "32", "--num_workers", "0", "--device", "cpu", "--snapshots_folder", str(tmp_path / "s"),
                     "--total_itrs", "1", "--w_seg", "0", "--w_segexp", "0", "--w_feat", "0", "--w_percep", "0",
                     "--enable_vis", "--vis_port", str(_free_port())])
+
+
+def test_unreachable_server_prints_only_the_error(caplog):
+    """visdom's own 'Setting up a new session...' warning is not shown before the one-line error (probe:
+    visdom_no_server)."""
+    import logging
+
+    from stages.vis import Visualizer
+    from utils.errors import UserError
+
+    with caplog.at_level(logging.INFO), pytest.raises(UserError, match="no visdom server"):
+        Visualizer(port=_free_port())
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("visdom")] == []
