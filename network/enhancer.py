@@ -113,7 +113,7 @@ class Enhancer(nn.Module):
         if self.exposure is not None:
             s = solve_strength(x, r, self.exposure)
         else:
-            s = torch.full((x.shape[0],), self.strength, device=x.device)
+            s = self.strength  # one number for every image (a constant in traced and exported graphs)
         return apply_curves(x, r, s)
 
     @property
