@@ -32,8 +32,11 @@ from utils.image_io import unpack_8bit
 
 #: Largest accepted ``--curve_scale`` (the network would see fewer than 1/4096 of the pixels).
 MAX_SCALE = 64.0
-#: Full-width pixels of the source rows upsampled along the width at a time (24 maps: 25 MB in float32).
+#: Full-width pixels of the source rows upsampled along the width at a time (24 maps: 25 MB in float32),
+#: and input pixels of the rows :func:`downscale` reads at a time.
 CHUNK_PIXELS = 1 << 18
+#: Memory per full-size pixel beyond the input: the float32 output (the bands add a few MB).
+OUTPUT_BYTES_PER_PIXEL = 12
 
 
 def effective_scale(h: int, w: int, scale: float) -> float:
@@ -67,22 +70,27 @@ def _up_taps(n_in: int, n_out: int):
     return _taps(n_in, n_out, torch.arange(n_out, dtype=torch.float32) * ratio)
 
 
-def downscale(x: torch.Tensor, scale: float) -> torch.Tensor:
+def downscale(x: torch.Tensor, scale: float, chunk_pixels: int = CHUNK_PIXELS) -> torch.Tensor:
     """Zero-DCE++'s downscaled input (N,3,⌊H/S⌋,⌊W/S⌋) float32 of x (N,3,H,W), uint8 (``v/255``) or float
     in [0, 1]: ``F.interpolate(x, scale_factor=1/S, mode="bilinear")``, computed from the two rows and
-    columns each output pixel reads, so a uint8 image is never converted whole."""
-    h, w = x.shape[-2:]
+    columns each output pixel reads, a chunk of output rows at a time (about ``chunk_pixels`` input
+    pixels), so a uint8 image is never converted whole."""
+    n, c, h, w = x.shape
     s = effective_scale(h, w, scale)
     hs, ws = downscaled_size(h, w, scale)
     r0, r1, ry = _down_taps(h, hs, s)
     c0, c1, cx = _down_taps(w, ws, s)
-    rows = unpack_8bit(x.index_select(-2, torch.stack([r0, r1], 1).flatten().to(x.device)))
-    rows = rows.unflatten(-2, (hs, 2))
-    ry = ry.to(x.device).view(hs, 1)
-    y = rows[..., 0, :] * (1 - ry) + rows[..., 1, :] * ry  # (N,3,hs,W)
-    cols = y.index_select(-1, torch.stack([c0, c1], 1).flatten().to(x.device)).unflatten(-1, (ws, 2))
-    cx = cx.to(x.device)
-    return (cols[..., 0] * (1 - cx) + cols[..., 1] * cx).contiguous(memory_format=torch.channels_last)
+    taps, ry = torch.stack([r0, r1], 1).to(x.device), ry.to(x.device).view(hs, 1)
+    cols, cx = torch.stack([c0, c1], 1).flatten().to(x.device), cx.to(x.device)
+    out = torch.empty(n, hs, ws, c, device=x.device).permute(0, 3, 1, 2)  # channels-last, as the network runs
+    step = max(1, chunk_pixels // (2 * w))
+    for top in range(0, hs, step):
+        bottom = min(hs, top + step)
+        rows = unpack_8bit(x.index_select(-2, taps[top:bottom].flatten())).unflatten(-2, (bottom - top, 2))
+        y = rows[..., 0, :] * (1 - ry[top:bottom]) + rows[..., 1, :] * ry[top:bottom]  # (N,3,rows,W)
+        pairs = y.index_select(-1, cols).unflatten(-1, (ws, 2))
+        out[:, :, top:bottom] = pairs[..., 0] * (1 - cx) + pairs[..., 1] * cx
+    return out
 
 
 def small_maps(net: torch.nn.Module, xs: torch.Tensor, tile: int = 0, overlap: int = 8) -> torch.Tensor:
