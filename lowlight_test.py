@@ -335,6 +335,10 @@ def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.dev
     load_codecs()  # library imports, like the model, before the clock starts
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        from utils.threads import auto_threads
+
+        torch.set_num_threads(auto_threads() or torch.get_num_threads())  # the cores other processes leave free
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     start = time.time()
     try:
