@@ -5,7 +5,7 @@ DCE-Net's curve maps are smooth, so they can be estimated on a smaller image. Wi
 1. the input (N,3,H,W) is downscaled as Zero-DCE++ does it: bilinear, ``scale_factor = 1/S``,
    ``align_corners=False``, no antialiasing (``F.interpolate``), to (N,3,⌊H/S⌋,⌊W/S⌋);
 2. the network estimates the 24 curve maps there (in tiles of that image when ``tile`` asks for them;
-   DCE-Net's receptive radius is 7, so tiles give the same maps);
+   DCE-Net's receptive radius is 7, so tiles give the same maps up to float rounding);
 3. the maps are upsampled bilinearly back to H x W as Zero-DCE++ does it (``align_corners=True``, its
    ``UpsamplingBilinear2d``) and the eight curve steps run at full size, in bands of rows
    (:func:`apply_upsampled`), so the full-size maps (24 floats per pixel, 2.3 GB for 6000x4000) never
@@ -17,7 +17,7 @@ not handled here: :class:`network.enhancer.Enhancer` keeps its own path, bit for
 
 :func:`reference_scaled` is the same computation written with whole-image operators (the full-size
 maps materialised); it runs when tracing/exporting or with gradients, and is what the banded path is
-checked against (within float rounding, a few 1e-7).
+checked against (within float rounding: a few 1e-7 with the shipped weights).
 """
 from __future__ import annotations
 
