@@ -36,6 +36,7 @@ bench: venv
 	$(PY) benchmarks/bench_inference.py --repeats 3
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_export.py
+	$(PY) benchmarks/bench_curve_scale.py --repeats 2
 
 clean:
 	rm -rf datasets/result .pytest_cache

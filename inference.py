@@ -118,8 +118,15 @@ class OutputPlan:
 
 def _plan(model: torch.nn.Module, n: int, h: int, w: int, dtype: torch.dtype, budget: float,
           tile: int) -> tuple[int, int]:
-    """(images per forward pass, tile size or 0) keeping the estimated working memory under ``budget`` bytes."""
+    """(images per forward pass, tile size or 0) keeping the estimated working memory under ``budget`` bytes.
+    With a curve scale (:mod:`network.curve_scale`) the network sees the downscaled image, and the tiles are
+    of that image; the full-size float output comes out of the budget first (at least 1/8 of it is left)."""
     spec = spec_of(model)
+    if getattr(model, "curve_scale", 1.0) != 1.0:
+        from network.curve_scale import OUTPUT_BYTES_PER_PIXEL, downscaled_size
+
+        budget = max(budget - n * h * w * OUTPUT_BYTES_PER_PIXEL, budget / 8)
+        h, w = downscaled_size(h, w, model.curve_scale)
     bpp = spec.bytes_per_pixel.get(dtype, UNMEASURED_BYTES_PER_PIXEL)
     tileable = spec.tileable
     if tile and tileable and max(h, w) > tile:

@@ -30,6 +30,7 @@ import torch
 from inference import FORMAT_EXTENSIONS, OutputFormat, OutputPlan, enhance_folder
 from lowlight_model import UnknownEnhancer, load_enhancer
 from metrics.conventions import CONVENTION_NAMES, CropTooLarge
+from network.curve_scale import MAX_SCALE
 from network.registry import ARCH_NAMES, spec_of
 from utils.device import close_distributed, init_distributed, keep_freed_memory
 from utils.errors import UserError, run_cli
@@ -169,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default): reference numerics in channels-last layout (within one 8-bit level of "
                         "the plain forward); bf16: autocast, ~2x faster on CPUs with bf16, within three levels; "
                         "fp16: CUDA only; channels_last: old name of fp32")
+    g.add_argument("--curve_scale", type=between(1.0, MAX_SCALE), default=1.0, metavar="S",
+                   help="DCE-Net: estimate the curve maps on the image downscaled by S (Zero-DCE++'s bilinear "
+                        "resampling), upsample them and apply the curves at full size: about S² less network work "
+                        "(8: a 6000x4000 photo several times faster, docs/performance.md); default 1: full "
+                        "resolution, bit for bit")
     c = p.add_argument_group("brightness (DCE-Net: the curve maps scaled at test time, no retraining)")
     c.add_argument("--exposure", type=between(0.0, 1.0), default=None, metavar="E",
                    help="bring each image's mean output brightness to E (e.g. 0.45) by scaling its curve maps with "
@@ -244,7 +250,10 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         model = load_enhancer(args.arch, args.weights, device, args.embed_dim)
     except UnknownEnhancer as e:
         raise UserError(f"{e} with --arch ({', '.join(ARCH_NAMES)})") from e
-    return model.set_curve_control(args.strength, args.exposure)
+    model.set_curve_control(args.strength, args.exposure, args.curve_scale)
+    if args.curve_scale != 1.0:
+        print(f"curve maps estimated at 1/{args.curve_scale:g} of each image's size (--curve_scale)", file=sys.stderr)
+    return model
 
 
 def _load_memory(opts: PairedOptions, device: torch.device):
@@ -368,6 +377,10 @@ def _run_folder(args: argparse.Namespace, opts: FolderOptions, device: torch.dev
     load_codecs()  # library imports, like the model, before the clock starts
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        from utils.threads import auto_threads
+
+        torch.set_num_threads(auto_threads() or torch.get_num_threads())  # the cores other processes leave free
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     start = time.time()
     try:

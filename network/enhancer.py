@@ -75,12 +75,21 @@ class Enhancer(nn.Module):
         super().__init__()
         self.net = net
         self.spec = spec or spec_of(net, CUSTOM)
-        self.strength, self.exposure = 1.0, None
+        self.strength, self.exposure, self.curve_scale = 1.0, None, 1.0
 
-    def set_curve_control(self, strength: float = 1.0, exposure: float | None = None) -> "Enhancer":
+    def set_curve_control(self, strength: float = 1.0, exposure: float | None = None,
+                          curve_scale: float = 1.0) -> "Enhancer":
         """Scale the curve maps of every later forward pass (:mod:`network.curves`): by ``strength``, or per
-        image to reach the mean brightness ``exposure`` (which wins when both are given). ``strength`` 1 and
-        no ``exposure``: the model's own output, bit for bit. Curve-estimation networks only."""
+        image to reach the mean brightness ``exposure`` (which wins when both are given); ``curve_scale`` S > 1
+        estimates them on the image downscaled by S (:mod:`network.curve_scale`). ``strength`` 1, no
+        ``exposure`` and ``curve_scale`` 1: the model's own output, bit for bit. Curve-estimation networks only."""
+        from network.curve_scale import MAX_SCALE
+
+        if not 1.0 <= curve_scale <= MAX_SCALE:
+            raise UserError(f"--curve_scale {curve_scale}: must be >= 1 and <= {MAX_SCALE:g} (1: full resolution)")
+        if curve_scale != 1.0 and not self.spec.curve_maps:
+            raise UserError(f"--curve_scale estimates curve maps, and {self.spec.title} has none: use it with a "
+                            f"DCE-Net checkpoint")
         if not strength >= 0:
             raise UserError(f"--strength {strength}: must be >= 0 (1: the model's own output)")
         if exposure is not None and not 0.0 < exposure < 1.0:
@@ -88,7 +97,7 @@ class Enhancer(nn.Module):
         if (strength != 1.0 or exposure is not None) and not self.spec.curve_maps:
             raise UserError(f"--strength/--exposure scale curve maps, and {self.spec.title} has none: use them with a "
                             f"DCE-Net checkpoint")
-        self.strength, self.exposure = float(strength), exposure
+        self.strength, self.exposure, self.curve_scale = float(strength), exposure, float(curve_scale)
         return self
 
     @property
@@ -104,7 +113,7 @@ class Enhancer(nn.Module):
         if self.exposure is not None:
             s = solve_strength(x, r, self.exposure)
         else:
-            s = torch.full((x.shape[0],), self.strength, device=x.device)
+            s = self.strength  # one number for every image (a constant in traced and exported graphs)
         return apply_curves(x, r, s)
 
     @property
@@ -129,7 +138,18 @@ class Enhancer(nn.Module):
         out = final_image(x) if final_image is not None else self.net(x)
         return out[1] if isinstance(out, (tuple, list)) else out
 
+    def _scaled(self, x: torch.Tensor, tile: int = 0, overlap: int = TILE_OVERLAP) -> torch.Tensor:
+        """The enhanced image with the curve maps estimated at 1/``curve_scale`` (:mod:`network.curve_scale`):
+        in bands of rows at inference, with whole-image operators when tracing or with gradients."""
+        from network.curve_scale import enhance_scaled, reference_scaled
+
+        if torch.is_grad_enabled() or _tracing():
+            return reference_scaled(self.net, x, self.curve_scale, self.strength, self.exposure)
+        return enhance_scaled(self.net, x, self.curve_scale, self.strength, self.exposure, tile, overlap)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.curve_scale != 1.0:
+            return self._scaled(x)
         x = unpack_8bit(x)
         m = self.spec.size_multiple
         if m == 1:
@@ -143,6 +163,8 @@ class Enhancer(nn.Module):
         each side (``tile`` 0, or an image that fits: in one piece). Bounds memory on large images; for an
         architecture whose receptive radius is at most ``overlap`` (DCE-Net: 7) the stitched result equals the
         whole-image result up to float rounding (a few 1e-6; at most one 8-bit level)."""
+        if self.curve_scale != 1.0:  # the network runs on the downscaled image: tiles of that one
+            return self._scaled(x, tile, overlap)
         h, w = x.shape[-2:]
         if tile <= 0 or (h <= tile and w <= tile) or self.exposure is not None:  # exposure: solved on the whole image
             return self(x)

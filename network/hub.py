@@ -77,7 +77,8 @@ def _enhancer(spec: ArchSpec, weights, embed_dim: int | None, map_location) -> E
     return model
 
 
-def dce_net(weights: str | None = "shipped", map_location=None) -> Enhancer:
+def dce_net(weights: str | None = "shipped", map_location=None, strength: float = 1.0,
+            exposure: float | None = None, curve_scale: float = 1.0) -> Enhancer:
     """DCE-Net, SCL-LLE's curve-estimation enhancer (79,416 parameters), eval mode.
 
     Args:
@@ -85,13 +86,21 @@ def dce_net(weights: str | None = "shipped", map_location=None) -> Enhancer:
             (e.g. the official SCL-LLE or Zero-DCE release file), or None (the reference's random
             initialisation: conv weights ~ N(0, 0.02)).
         map_location: device for the model and the checkpoint's tensors (default CPU).
+        strength, exposure: the curve maps scaled by ``strength``, or per image to reach the mean
+            brightness ``exposure`` (``lowlight_test.py --strength/--exposure``; :mod:`network.curves`).
+        curve_scale: estimate the curve maps on the image downscaled by this factor (``--curve_scale``;
+            :mod:`network.curve_scale`). The defaults give the model's own output, bit for bit.
 
     Returns an :class:`network.enhancer.Enhancer`: ``model(x)`` maps an (N,3,H,W) image in [0,1] (or
     uint8), any H, W, to the enhanced image (N,3,H,W) (not clamped); ``model.enhance(x, tile=512)`` in
     tiles; ``model.net(x)`` is the reference network's ``(image after 4 curve steps, enhanced image,
     curve maps (N,24,H,W))``.
     """
-    return _enhancer(get_spec("dce"), weights, None, map_location)
+    model = _enhancer(get_spec("dce"), weights, None, map_location)
+    try:
+        return model.set_curve_control(strength, exposure, curve_scale)
+    except UserError as e:  # name the builder's arguments, not the command-line flags
+        raise UserError(f"dce_net: {str(e).replace('--', '')}") from None
 
 
 def emnet(weights: str | None = None, embed_dim: int | None = None, map_location=None) -> Enhancer:

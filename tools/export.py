@@ -9,12 +9,19 @@ its :class:`network.enhancer.Enhancer` (not clamped: clamp to [0,1] before conve
 reflect-pads H and W up to multiples of 8 and crops back, so any H, W >= 8 works. Before the file is
 moved into place (atomically), it is run on an input of another size than the export example and
 compared with PyTorch; a difference above ``--tol`` is an error and nothing is written.
+
+DCE-Net only: ``--strength S`` bakes a fixed scale of the curve maps into the graph and ``--curve_scale S``
+the downscaled curve estimation (``lowlight_test.py``'s flags; the graph downscales with ``Resize``,
+estimates the maps, upsamples them to the input size and applies the curves; H and W must be at least
+``S``). ``--exposure`` is refused: it finds one scale per image by a bisection on a subsample whose stride
+follows the image size, which a graph of fixed operations does not hold; export with ``--strength``, or
+run ``lowlight_test.py --exposure``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
+import math
 import os
 import warnings
 
@@ -23,9 +30,9 @@ from torch import nn
 
 from network.enhancer import Enhancer, as_enhancer, load_enhancer, reflect_pad
 from utils.errors import UserError, run_cli
-from utils.options import add_arch_arguments
+from network.curve_scale import MAX_SCALE
+from utils.options import add_arch_arguments, at_least, between, parse, parser
 from utils.fs import atomic_path, check_writable_dir
-from utils.help import HelpFormatter
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "input", "enhanced"
@@ -33,6 +40,9 @@ INPUT_NAME, OUTPUT_NAME = "input", "enhanced"
 EXAMPLE_SHAPE = (2, 64, 96)
 CHECK_SHAPE = (3, 45, 71)
 MIN_OPSET = 18  # the oldest opset torch.export-based ONNX export produces
+EXPOSURE_REFUSED = ("--exposure cannot be exported: it solves one curve scale per image at run time (a bisection "
+                    "on a subsample whose stride follows the image size); export a fixed --strength instead, or "
+                    "run lowlight_test.py --exposure")
 
 
 class _ScriptedPad(nn.Module):
@@ -55,7 +65,7 @@ def wrap(model: nn.Module) -> Enhancer:
 
 
 def _min_side(wrapper: Enhancer) -> int:
-    return max(2, wrapper.spec.size_multiple)
+    return max(2, wrapper.spec.size_multiple, math.ceil(wrapper.curve_scale))
 
 
 def _example(shape: tuple[int, int, int], seed: int) -> torch.Tensor:
@@ -139,6 +149,8 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
     _check_options(fmt, opset)
     _writable_target(out)
     wrapper = wrap(model)
+    if wrapper.exposure is not None:
+        raise UserError(EXPOSURE_REFUSED)
     with atomic_path(out) as tmp:  # the temporary file keeps --out's extension
         if fmt == "onnx":
             _export_onnx(wrapper, tmp, opset)
@@ -155,18 +167,22 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
 
 
 def export(weights: str, fmt: str, out: str, arch: str = "auto", embed_dim: int | None = None,
-           opset: int | None = None, tol: float = 1e-4) -> tuple[str, float]:
-    """Load ``weights`` on the CPU (``arch`` ``auto``: recognised from the checkpoint) and export it;
+           opset: int | None = None, tol: float = 1e-4, strength: float = 1.0, curve_scale: float = 1.0,
+           exposure: float | None = None) -> tuple[str, float]:
+    """Load ``weights`` on the CPU (``arch`` ``auto``: recognised from the checkpoint), with ``strength`` and
+    ``curve_scale`` baked in (DCE-Net; ``exposure`` is refused, see the module), and export it;
     returns ``(arch, max difference from PyTorch)``."""
     _check_options(fmt, opset)
+    if exposure is not None:
+        raise UserError(EXPOSURE_REFUSED)
     _writable_target(out)  # fail before loading anything
     model = load_enhancer(arch, weights, torch.device("cpu"), embed_dim=embed_dim)
+    model.set_curve_control(strength, None, curve_scale)
     return model.arch, export_model(model, fmt, out, opset=opset, tol=tol)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__.split("\n\n")[0],
-                                formatter_class=HelpFormatter)
+    p = parser(prog="python -m tools.export", description=__doc__.split("\n\n")[0])
     g = p.add_argument_group("what to export")
     g.add_argument("--weights", required=True, help="enhancer checkpoint (any layout the project loads)")
     g.add_argument("--format", required=True, choices=FORMATS)
@@ -175,11 +191,21 @@ def main(argv: list[str] | None = None) -> None:
     g = p.add_argument_group("export and check")
     g.add_argument("--opset", type=int, default=None, help="ONNX opset version (>= 18); None = the exporter's default")
     g.add_argument("--tol", type=float, default=1e-4, help="largest accepted difference from PyTorch")
-    args = p.parse_args(argv)
+    g = p.add_argument_group("curve control baked into the graph (DCE-Net)")
+    g.add_argument("--strength", type=at_least(0.0, float), default=1.0, metavar="S",
+                   help="every curve map scaled by S (default 1: the model's own output)")
+    g.add_argument("--curve_scale", type=between(1.0, MAX_SCALE), default=1.0, metavar="S",
+                   help="curve maps estimated on the input downscaled by S (default 1: full resolution)")
+    g.add_argument("--exposure", type=float, default=None, metavar="E",
+                   help="refused: a per-image solve (see above); use --strength")
+    args = parse(p, argv)
     with torch.no_grad():
-        arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol)
+        arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol,
+                            args.strength, args.curve_scale, args.exposure)
     n, h, w = CHECK_SHAPE
-    print(f"wrote {args.out} ({args.format}, {arch}, input '{INPUT_NAME}' (N,3,H,W) -> output '{OUTPUT_NAME}'); "
+    baked = "".join(f", {k} {v:g}" for k, v in (("strength", args.strength), ("curve_scale", args.curve_scale))
+                    if v != 1.0)
+    print(f"wrote {args.out} ({args.format}, {arch}{baked}, input '{INPUT_NAME}' (N,3,H,W) -> output '{OUTPUT_NAME}'); "
           f"max |diff| from PyTorch on {n}x3x{h}x{w}: {diff:.2e}")
 
 
