@@ -331,7 +331,8 @@ def _check_enhanced(args: argparse.Namespace) -> None:
     """--enhanced_dir scores another method's images as they are: the flags that change an enhancer's output
     would be ignored."""
     changed = [f for f, on in (("denoise", args.denoise), ("strength", args.strength != 1.0),
-                               ("exposure", args.exposure is not None)) if on]
+                               ("exposure", args.exposure is not None),
+                               ("curve_scale", args.curve_scale != 1.0)) if on]
     if changed:
         raise UserError(f"--{changed[0]} changes the enhancer's output, and --enhanced_dir's images are scored as "
                         f"given: remove it")
