@@ -96,7 +96,7 @@ def test_an_enhancer_memory_queries_the_low_image_with_its_own_enhancer(tmp_path
     assert "query enhancer: " + weights in (out / "result.txt").read_text()
 
 
-@pytest.mark.parametrize("problem", ["missing", "size", "not_a_folder", "denoise", "folder_mode"])
+@pytest.mark.parametrize("problem", ["missing", "size", "not_a_folder", "denoise", "curve_scale", "folder_mode"])
 def test_bad_enhanced_dirs_are_one_line(tmp_path, weights, problem):
     pairs = make_lol_v1(tmp_path / "eval", n=2)
     d = other_method(pairs, tmp_path / "D")
@@ -112,6 +112,9 @@ def test_bad_enhanced_dirs_are_one_line(tmp_path, weights, problem):
     elif problem == "denoise":
         argv += ["--denoise", "1"]
         needle = "--denoise changes the enhancer's output"
+    elif problem == "curve_scale":
+        argv += ["--curve_scale", "4"]
+        needle = "--curve_scale changes the enhancer's output"
     else:
         argv[1], needle = pairs / "low", "--enhanced_dir applies only to paired evaluation"
     lpips = [] if problem == "folder_mode" else ["--no_lpips"]
