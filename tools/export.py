@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--curve_scale", type=between(1.0, MAX_SCALE), default=1.0, metavar="S",
                    help="curve maps estimated on the input downscaled by S (default 1: full resolution)")
     g.add_argument("--exposure", type=float, default=None, metavar="E",
-                   help="refused: a per-image solve (see above); use --strength")
+                   help="refused: a per-image solve (see above); use --strength (default: none)")
     args = parse(p, argv)
     with torch.no_grad():
         arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol,
