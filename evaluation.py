@@ -134,6 +134,18 @@ def evaluate(model: torch.nn.Module | None, pairs, memory: ExternalMemory | None
     return acc
 
 
+def first_outputs(names: list[str], limit: int, method: str = "ori"):
+    """``(shown, each)``: ``each`` is an :func:`evaluate` callback keeping the first ``limit`` outputs of
+    ``method`` ((3,H,W) float in [0, 1], on the CPU) in ``shown`` by pair name (validation images for TensorBoard)."""
+    shown: dict[str, torch.Tensor] = {}
+
+    def each(i, low, gt, outputs, images) -> None:
+        if len(shown) < limit:
+            shown[names[i]] = outputs[method][0].clamp(0, 1).float().cpu()
+
+    return shown, each
+
+
 def _too_small(name: str, size, lpips: bool, ssim_side: int = MIN_SIDE["ssim"]) -> list[str]:
     """The metrics a pair of ``size`` (H, W) is too small for (left out of its row and of the means), with one
     note line on stderr naming the pair; SSIM needs ``ssim_side`` pixels (its window and the crop)."""

@@ -50,7 +50,7 @@ def downscaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
     return max(1, math.floor(h / s)), max(1, math.floor(w / s))
 
 
-def _taps(n_in: int, n_out: int, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _taps(n_in: int, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The two source indices and the weight of the second of bilinear sampling at positions ``src``."""
     src = src.clamp(min=0)
     i0 = src.floor().long().clamp(max=n_in - 1)
@@ -61,13 +61,13 @@ def _taps(n_in: int, n_out: int, src: torch.Tensor) -> tuple[torch.Tensor, torch
 def _down_taps(n_in: int, n_out: int, scale: float):
     """Taps of ``F.interpolate(scale_factor=1/scale, align_corners=False)``: source ``(d + 0.5)·S − 0.5``."""
     s = 1.0 / (1.0 / scale)  # the scale torch derives from the scale factor it is given
-    return _taps(n_in, n_out, (torch.arange(n_out, dtype=torch.float32) + 0.5) * s - 0.5)
+    return _taps(n_in, (torch.arange(n_out, dtype=torch.float32) + 0.5) * s - 0.5)
 
 
 def _up_taps(n_in: int, n_out: int):
     """Taps of ``F.interpolate(size=n_out, align_corners=True)``: source ``d·(n_in − 1)/(n_out − 1)``."""
     ratio = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-    return _taps(n_in, n_out, torch.arange(n_out, dtype=torch.float32) * ratio)
+    return _taps(n_in, torch.arange(n_out, dtype=torch.float32) * ratio)
 
 
 def downscale(x: torch.Tensor, scale: float, chunk_pixels: int = CHUNK_PIXELS) -> torch.Tensor:
@@ -135,24 +135,19 @@ def apply_upsampled(x: torch.Tensor, r: torch.Tensor, s: torch.Tensor | float | 
     rows = max(2, chunk_pixels // w)
     if s is not None:
         s = torch.as_tensor(s, dtype=torch.float32).reshape(-1).expand(n).tolist()
-    jobs = [(k, a) for k in range(n) for a in range(0, max(hs - 1, 1), rows - 1)]
-
-    def chunk(job: tuple[int, int]) -> None:  # source rows a..b of image k, overlapping the next chunk by one row
-        k, a = job
-        b = min(hs - 1, a + rows - 1)
-        xk, ok = x[k].permute(1, 2, 0), out[k].view(h, w * 3)
-        src = F.interpolate(r[k:k + 1, :, a:b + 1].float(), size=(b - a + 1, w), mode="bilinear",
-                            align_corners=True)
-        src = src[0].unflatten(0, (8, 3)).permute(2, 0, 3, 1).reshape(b - a + 1, 8, w * 3)  # (row, step, W·3)
-        diff = src[1:] - src[:-1]
-        for i in range(a, b if b < hs - 1 else b + 1):
-            if starts[i + 1] > starts[i]:
-                _band(xk, ok, starts[i], starts[i + 1], src[i - a], diff[i - a] if i < b else None, ry,
-                      None if s is None else s[k])
-
     with one_thread():
-        for job in jobs:
-            chunk(job)
+        for k in range(n):
+            xk, ok = x[k].permute(1, 2, 0), out[k].view(h, w * 3)
+            for a in range(0, max(hs - 1, 1), rows - 1):  # source rows a..b, overlapping the next chunk by one
+                b = min(hs - 1, a + rows - 1)
+                src = F.interpolate(r[k:k + 1, :, a:b + 1].float(), size=(b - a + 1, w), mode="bilinear",
+                                    align_corners=True)
+                src = src[0].unflatten(0, (8, 3)).permute(2, 0, 3, 1).reshape(b - a + 1, 8, w * 3)  # (row, step, W·3)
+                diff = src[1:] - src[:-1]
+                for i in range(a, b if b < hs - 1 else b + 1):
+                    if starts[i + 1] > starts[i]:
+                        _band(xk, ok, starts[i], starts[i + 1], src[i - a], diff[i - a] if i < b else None, ry,
+                              None if s is None else s[k])
     return out.permute(0, 3, 1, 2)
 
 

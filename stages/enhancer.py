@@ -16,7 +16,7 @@ import torch
 from lowlight_model import build_enhancer, enhance
 from network.registry import get_spec
 from losses import SupervisedLoss
-from evaluation import ENHANCER_VALIDATION, evaluate, mean_psnr_ssim
+from evaluation import ENHANCER_VALIDATION, evaluate, first_outputs, mean_psnr_ssim
 from stages.common import RunFolder, Session, add_run_arguments, check_flags, lr_factor
 from stages.loop import Stage, run_stage
 from stages.paired_data import add_common_arguments, check_fits, check_paired_arguments, load_pairs, run_dirs
@@ -148,12 +148,7 @@ class EnhancerStage(Stage):
 
     def validate(self, step: int) -> dict[str, float]:
         # the reference picks the best checkpoint by PSNR on the float images
-        shown = {}
-
-        def keep(i, low, gt, outputs, images):  # the first few outputs go to TensorBoard
-            if len(shown) < VAL_IMAGES:
-                shown[self.val_set.names[i]] = outputs["ori"][0].clamp(0, 1).float().cpu()
-
+        shown, keep = first_outputs(self.val_set.names, VAL_IMAGES)  # the first few outputs go to TensorBoard
         acc = evaluate(unwrap(self.model).eval(), self.val_set, policy=ENHANCER_VALIDATION, device=self.session.device,
                        each=keep)
         val_psnr, val_ssim = mean_psnr_ssim(acc, "ori")

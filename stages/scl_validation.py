@@ -33,10 +33,8 @@ def add_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    if args.val_dir is None:
-        for flag in ("val_every",):
-            if getattr(args, flag) is not None:
-                raise UserError(f"--{flag} applies to a validation: add --val_dir DIR or drop --{flag}")
+    if args.val_dir is None and args.val_every is not None:
+        raise UserError("--val_every applies to a validation: add --val_dir DIR or drop --val_every")
 
 
 class SclValidation:
@@ -48,9 +46,11 @@ class SclValidation:
         self.root, self.show = root, images
         self.paired = is_paired_dir(root)
         if self.paired:
+            from stages.batches import cache_dataset
+
             self.data = PairedDataset(root, cache=True)
             self.names = self.data.names
-            self.images = [self.data.stored(i) for i in range(len(self.data))]  # a corrupt file stops here
+            cache_dataset(self.data, root)  # every pair decoded (and kept) now: a corrupt file stops here
         else:
             from datasets.folder import ImageFolder
 
@@ -78,14 +78,9 @@ class SclValidation:
             model.train(was_training)
 
     def _paired(self, model, device):
-        from evaluation import VALIDATION, evaluate, mean_psnr_ssim
+        from evaluation import VALIDATION, evaluate, first_outputs, mean_psnr_ssim
 
-        shown: dict[str, torch.Tensor] = {}
-
-        def keep(i, low, gt, outputs, images):
-            if len(shown) < self.show:
-                shown[self.names[i]] = outputs["ori"][0].clamp(0, 1).float().cpu()
-
+        shown, keep = first_outputs(self.names, self.show)
         acc = evaluate(model, self.data, policy=VALIDATION, device=device, each=keep)
         psnr, ssim = mean_psnr_ssim(acc, "ori")
         return {"psnr": psnr, "ssim": ssim}, shown

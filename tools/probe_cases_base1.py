@@ -206,8 +206,8 @@ def _():
     if len(got) == 5:
         return "good", f"exit {r.rc}: 2 photos + 3 in the symlinked sub-folder enhanced; loops skipped"
     said = "sub" in r.err or "symlink" in r.err.lower()
-    return ("partial" if said else "partial"), (f"exit {r.rc}: {len(got)} of 5 outputs; symlinked sub-folder "
-                                               f"{'mentioned' if said else 'silently not enhanced'}")
+    return "partial", (f"exit {r.rc}: {len(got)} of 5 outputs; symlinked sub-folder "
+                       f"{'mentioned' if said else 'silently not enhanced'}")
 
 
 @case("infer", "symlinked_subfolder_in_input")
