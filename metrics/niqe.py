@@ -25,14 +25,31 @@ import math
 import os
 
 import numpy as np
-from scipy.ndimage import convolve
-from scipy.special import gamma as gamma_fn
 
 PARAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "niqe_pris_params.npz")
 BLOCK = 96
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))
 _SHAPES = np.arange(0.2, 10.001, 0.001)  # the release's grid of generalised-Gaussian shapes
-_RHO = gamma_fn(2 / _SHAPES) ** 2 / (gamma_fn(1 / _SHAPES) * gamma_fn(3 / _SHAPES))
+
+
+def gamma_fn(x):
+    """SciPy's gamma function, imported on first use (``import metrics`` stays free of SciPy)."""
+    from scipy.special import gamma
+
+    return gamma(x)
+
+
+def convolve(*args, **kwargs):
+    """SciPy's ``ndimage.convolve``, imported on first use."""
+    from scipy.ndimage import convolve as scipy_convolve
+
+    return scipy_convolve(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def _rho() -> np.ndarray:
+    """ρ(shape) of the release's shape grid: Γ(2/s)² / (Γ(1/s)·Γ(3/s))."""
+    return gamma_fn(2 / _SHAPES) ** 2 / (gamma_fn(1 / _SHAPES) * gamma_fn(3 / _SHAPES))
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,7 +109,7 @@ def aggd_fit(x: np.ndarray) -> tuple[float, float, float]:
         g = left / right
         r = np.mean(np.abs(x)) ** 2 / np.mean(x ** 2)
         r_norm = r * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
-        shape = _SHAPES[np.argmin((_RHO - r_norm) ** 2)]
+        shape = _SHAPES[np.argmin((_rho() - r_norm) ** 2)]
     else:
         shape = _SHAPES[0]
     spread = math.sqrt(gamma_fn(1 / shape) / gamma_fn(3 / shape))

@@ -22,6 +22,8 @@ checked against (within float rounding: a few 1e-7 with the shipped weights).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import sys
 import math
 
 import torch
@@ -212,4 +214,17 @@ def enhance_scaled(net: torch.nn.Module, x: torch.Tensor, scale: float, strength
     r = small_maps(net, xs, tile, overlap)
     s = solve_strength(xs, r, exposure) if exposure is not None else (None if strength == 1.0 else strength)
     del xs
+    release_freed_memory()
     return apply_upsampled(x, r, s)
+
+
+def release_freed_memory() -> None:
+    """glibc's ``malloc_trim(0)``: hand the pages the network's activations held back to the system before
+    the full-size output is allocated. ``utils.device.keep_freed_memory`` lets malloc keep freed blocks,
+    and the output (12 bytes a pixel) is larger than any of them, so without this it would be mapped on top
+    of them: measured at 6000x4000, S = 8, peak 1.40-1.51 GB RSS without, 1.2 GB with. Elsewhere nothing."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
