@@ -32,7 +32,7 @@ from lowlight_model import UnknownEnhancer, load_enhancer
 from metrics.conventions import CONVENTION_NAMES, CropTooLarge
 from network.curve_scale import MAX_SCALE
 from network.registry import ARCH_NAMES, spec_of
-from utils.device import close_distributed, init_distributed, keep_freed_memory
+from utils.device import close_distributed, cpu_has_bf16, init_distributed, keep_freed_memory
 from utils.errors import UserError, run_cli
 from utils.fs import check_writable_dir
 from utils.image_io import load_codecs
@@ -199,6 +199,9 @@ def _check_flags(args: argparse.Namespace, device: torch.device) -> None:
                         "from the checkpoint)")
     if args.precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16 needs a CUDA device; on the CPU use --precision bf16 (or fp32)")
+    if args.precision == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
+        print("note: this CPU has no bf16 instructions (AVX-512 BF16 or AMX), so --precision bf16 is emulated "
+              "and about 10x slower than fp32 here; drop it", file=sys.stderr)
 
 
 def _mode_options(args: argparse.Namespace, mode: str) -> FolderOptions | PairedOptions:

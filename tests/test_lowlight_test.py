@@ -121,6 +121,35 @@ def test_fast_precisions_stay_within_a_few_levels(tmp_path, dce_weights, precisi
     assert np.abs(outs["fp32"] - outs[precision]).max() <= max_levels
 
 
+@pytest.mark.parametrize("native", [False, True, None])
+def test_bf16_on_a_cpu_without_bf16_instructions_says_so(tmp_path, dce_weights, monkeypatch, native):
+    """bf16 is emulated (about 10x slower than fp32) where oneDNN has no native bf16: a note says so, and the
+    images are still written; a CPU with it (or one torch cannot describe) gets no note."""
+    weights, _ = dce_weights
+    write_rgb(tmp_path / "in" / "x.png", 24, 32, seed=1, scale=0.3)
+    monkeypatch.setattr(lowlight_test, "cpu_has_bf16", lambda: native)
+    code, err, _ = run_cli_in_process(lowlight_test.main, ["--input_dir", str(tmp_path / "in"), "--output_dir",
+                                                           str(tmp_path / "out"), "--weights", str(weights),
+                                                           "--device", "cpu", "--precision", "bf16"])
+    assert code == 0 and (tmp_path / "out" / "x.png").exists()
+    notes = [line for line in err if "no bf16 instructions" in line]
+    assert len(notes) == (1 if native is False else 0)
+
+
+def test_cpu_has_bf16_matches_the_cpu_flags():
+    from utils.device import cpu_has_bf16
+
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if not flags or torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("no /proc/cpuinfo to compare with")
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        assert cpu_has_bf16() is True
+    elif "avx512" not in flags:
+        assert cpu_has_bf16() is False  # AVX2-only CPUs (this project's CI machines) have none
+    else:
+        pytest.skip("AVX-512 without BF16: oneDNN decides by its own ISA rules")
+
+
 def test_default_run_enhances_the_shipped_samples(tmp_path):
     """No arguments but the output folder: shipped samples, shipped checkpoint, visibly brighter outputs."""
     samples = ROOT / "datasets" / "test_data"

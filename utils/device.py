@@ -44,9 +44,10 @@ def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed blocks below 256 MB for reuse instead of returning them to the system.
 
     Large tensors are otherwise mapped and unmapped on every allocation, and the page faults of fresh
-    pages cost inference about as much as the convolutions (benchmarks/bench_inference.py). Peak memory is
-    unchanged; memory freed after the peak is kept by the process. Linux/glibc only; returns whether it
-    took effect.
+    pages cost inference about as much as the convolutions (benchmarks/bench_inference.py). Memory freed
+    after the peak is kept by the process; a later allocation larger than the freed blocks is mapped on top
+    of them, so code that frees a lot before one larger allocation hands the pages back first
+    (:func:`network.curve_scale.release_freed_memory`). Linux/glibc only; returns whether it took effect.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -56,6 +57,17 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, 256 << 20)) and bool(mallopt(m_trim_threshold, 512 << 20))
+
+
+def cpu_has_bf16() -> bool | None:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX; ``torch.ops.mkldnn``'s own check),
+    None where torch cannot say. Without it bf16 convolutions are emulated: measured on an AVX2-only AMD
+    EPYC, ``lowlight_test.py --precision bf16`` took 5.0 s per 600x400 image against 0.50 s in fp32
+    (docs/performance.md)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def init_distributed(device: torch.device, timeout: float = DIST_TIMEOUT_S) -> tuple[int, int]:
