@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 PY = sys.executable
 WEIGHTS = os.path.join(ROOT, "checkpoints", "LLE_model.pth")
 SUMMARY = re.compile(r"in ([\d.]+)s, (\d+) ms/image; peak memory ([\d.]+) GB RSS")
-DATA = os.path.join(os.path.dirname(ROOT), "main", "datasets", "data")
+DATA = os.path.join(ROOT, "datasets", "data")
 
 ENHANCE_ONLY = r"""
 import json, sys, time
@@ -133,7 +133,6 @@ def speed(photo: str, scales: list[float], repeats: int) -> None:
 def quality(pairs: list[str], scales: list[float]) -> None:
     import torch
 
-    from datasets.lol import is_paired_dir  # noqa: F401 (the layouts the project reads)
     from lowlight_model import enhance, load_enhancer
     from metrics.image import psnr, ssim
     from utils.image_io import read_image_tensor, to_uint8

@@ -22,14 +22,13 @@ checked against (within float rounding: a few 1e-7 with the shipped weights).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import sys
 import math
 
 import torch
 import torch.nn.functional as F
 
 from network.curves import apply_curves, solve_strength
+from utils.device import release_freed_memory
 from utils.image_io import unpack_8bit
 
 #: Largest accepted ``--curve_scale`` (the network would see fewer than 1/4096 of the pixels).
@@ -217,14 +216,3 @@ def enhance_scaled(net: torch.nn.Module, x: torch.Tensor, scale: float, strength
     release_freed_memory()
     return apply_upsampled(x, r, s)
 
-
-def release_freed_memory() -> None:
-    """glibc's ``malloc_trim(0)``: hand the pages the network's activations held back to the system before
-    the full-size output is allocated. ``utils.device.keep_freed_memory`` lets malloc keep freed blocks,
-    and the output (12 bytes a pixel) is larger than any of them, so without this it would be mapped on top
-    of them: measured at 6000x4000, S = 8, peak 1.40-1.51 GB RSS without, 1.2 GB with. Elsewhere nothing."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass

@@ -87,15 +87,14 @@ class Enhancer(nn.Module):
 
         if not 1.0 <= curve_scale <= MAX_SCALE:
             raise UserError(f"--curve_scale {curve_scale}: must be >= 1 and <= {MAX_SCALE:g} (1: full resolution)")
-        if curve_scale != 1.0 and not self.spec.curve_maps:
-            raise UserError(f"--curve_scale estimates curve maps, and {self.spec.title} has none: use it with a "
-                            f"DCE-Net checkpoint")
         if not strength >= 0:
             raise UserError(f"--strength {strength}: must be >= 0 (1: the model's own output)")
         if exposure is not None and not 0.0 < exposure < 1.0:
             raise UserError(f"--exposure {exposure}: must be a mean brightness between 0 and 1 (e.g. 0.45)")
-        if (strength != 1.0 or exposure is not None) and not self.spec.curve_maps:
-            raise UserError(f"--strength/--exposure scale curve maps, and {self.spec.title} has none: use them with a "
+        used = [f for f, on in (("strength", strength != 1.0), ("exposure", exposure is not None),
+                                ("curve_scale", curve_scale != 1.0)) if on]
+        if used and not self.spec.curve_maps:
+            raise UserError(f"--{used[0]} acts on curve maps, and {self.spec.title} has none: use it with a "
                             f"DCE-Net checkpoint")
         self.strength, self.exposure, self.curve_scale = float(strength), exposure, float(curve_scale)
         return self

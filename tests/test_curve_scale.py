@@ -108,7 +108,7 @@ def test_bad_curve_scale_is_one_line(tmp_path, value, message):
 def test_curve_scale_is_refused_for_emnet():
     from network.emnet import EMNet
 
-    with pytest.raises(UserError, match="--curve_scale estimates curve maps, and EMNet has none"):
+    with pytest.raises(UserError, match="--curve_scale acts on curve maps, and EMNet has none"):
         Enhancer(EMNet(dim=2)).set_curve_control(curve_scale=4)
 
 

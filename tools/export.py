@@ -167,14 +167,12 @@ def export_model(model: nn.Module, fmt: str, out: str, opset: int | None = None,
 
 
 def export(weights: str, fmt: str, out: str, arch: str = "auto", embed_dim: int | None = None,
-           opset: int | None = None, tol: float = 1e-4, strength: float = 1.0, curve_scale: float = 1.0,
-           exposure: float | None = None) -> tuple[str, float]:
+           opset: int | None = None, tol: float = 1e-4, strength: float = 1.0,
+           curve_scale: float = 1.0) -> tuple[str, float]:
     """Load ``weights`` on the CPU (``arch`` ``auto``: recognised from the checkpoint), with ``strength`` and
-    ``curve_scale`` baked in (DCE-Net; ``exposure`` is refused, see the module), and export it;
+    ``curve_scale`` baked in (DCE-Net), and export it;
     returns ``(arch, max difference from PyTorch)``."""
     _check_options(fmt, opset)
-    if exposure is not None:
-        raise UserError(EXPOSURE_REFUSED)
     _writable_target(out)  # fail before loading anything
     model = load_enhancer(arch, weights, torch.device("cpu"), embed_dim=embed_dim)
     model.set_curve_control(strength, None, curve_scale)
@@ -199,9 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--exposure", type=float, default=None, metavar="E",
                    help="refused: a per-image solve (see above); use --strength (default: none)")
     args = parse(p, argv)
+    if args.exposure is not None:
+        raise UserError(EXPOSURE_REFUSED)
     with torch.no_grad():
         arch, diff = export(args.weights, args.format, args.out, args.arch, args.embed_dim, args.opset, args.tol,
-                            args.strength, args.curve_scale, args.exposure)
+                            args.strength, args.curve_scale)
     n, h, w = CHECK_SHAPE
     baked = "".join(f", {k} {v:g}" for k, v in (("strength", args.strength), ("curve_scale", args.curve_scale))
                     if v != 1.0)
