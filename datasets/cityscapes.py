@@ -15,6 +15,12 @@ EXIF orientation: the image is read upright (its EXIF orientation applied, as ev
 and its label, a map of the *stored* pixels, takes the image's orientation too, so the two stay aligned
 pixel for pixel. Cityscapes PNGs carry no orientation (nothing changes for them); a phone photo with one
 gets an upright image and label. A label must have the image's stored size.
+
+Exposure references (this project's addition, ``references=True``): an image may have a normally exposed
+frame of the same scene, aligned pixel for pixel, at ``root/reference/<split>/<same relative path>`` (the
+real brackets that :func:`datasets.sice.add_to_scl` links there). Items then are ``(image, label,
+reference)``: the reference cropped and flipped with the image, or all −1 (:data:`NO_REFERENCE`) where an
+image has none, so a batch mixes both.
 """
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ _LUT = np.full(256, IGNORE_INDEX, dtype=np.int64)
 for _id, _train in ID_TO_TRAINID.items():
     _LUT[_id] = _train
 
+NO_REFERENCE = -1.0  # the value of every pixel of an item's reference when its image has none
+REFERENCE_DIR = "reference"
 IMAGE_SUFFIX = "_leftImg8bit"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 
@@ -81,7 +89,8 @@ class Cityscapes(Dataset):
     """
 
     def __init__(self, root: str, split: str = "train", crop_size: int | None = 384, train: bool = True,
-                 require_labels: bool = True, hint: str = NO_LABELS_HINT, cache_mb: float = 0) -> None:
+                 require_labels: bool = True, hint: str = NO_LABELS_HINT, cache_mb: float = 0,
+                 references: bool = False) -> None:
         self.root, self.split, self.train = root, split, train
         self.crop_size = crop_size
         self.require_labels = require_labels
@@ -106,6 +115,16 @@ class Cityscapes(Dataset):
                     raise UserError(f"{label}: label file not found for {path}; add it or {hint}")
                 label = None
             self.files.append((path, label))
+        self.references: list[str | None] | None = None
+        if references:
+            ref_dir = os.path.join(root, REFERENCE_DIR, split)
+            if not os.path.isdir(ref_dir):
+                raise UserError(f"{ref_dir}: folder of exposure references not found; add the real pairs with "
+                                f"python -m datasets.sice --scl_into {os.path.dirname(root.rstrip(os.sep)) or '.'} "
+                                f"(or drop --w_expref)")
+            self.references = [_reference_of(path, img_dir, ref_dir) for path, _ in self.files]
+            if not any(self.references):
+                raise UserError(f"{ref_dir}: no image of {img_dir} has a reference of the same relative path")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -120,6 +139,8 @@ class Cityscapes(Dataset):
         if index in self._cache:
             return self._cache[index]
         image, label = self._read(index)
+        if self.references is not None and self.references[index] is not None:  # cached as 6 channels
+            image = _with_reference(image, self.references[index], self.files[index][0])
         label = label.to(torch.uint8)  # train ids and 255 (ignore)
         size = image.numel() * image.element_size() + label.numel()
         if self._cached_bytes + size <= self.cache_bytes:
@@ -137,11 +158,35 @@ class Cityscapes(Dataset):
             label = torch.from_numpy(_oriented_label(lbl_path, img_path, h, w))
         return image, label
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         image, label = self.stored(index)
         if self.train:  # crop first: only the crop is converted to float
             image, label = random_crop_flip(image, label, self.crop_size)
-        return _as_float(image, label)
+        image, label = _as_float(image, label)
+        if self.references is None:
+            return image, label
+        if image.shape[0] == 6:
+            return image[:3].contiguous(), label, image[3:].contiguous()
+        return image, label, torch.full_like(image, NO_REFERENCE)
+
+
+def _reference_of(path: str, img_dir: str, ref_dir: str) -> str | None:
+    """The reference file of the image ``path`` (same path relative to ``ref_dir``), or None."""
+    ref = os.path.join(ref_dir, os.path.relpath(path, img_dir))
+    return ref if os.path.isfile(ref) else None
+
+
+def _with_reference(image: torch.Tensor, ref_path: str, img_path: str) -> torch.Tensor:
+    """``image`` (3,H,W) of ``img_path`` with its reference stacked below it (6,H,W), both uint8 when both files
+    are 8-bit, else float; the reference must be as large."""
+    ref = read_image_tensor(ref_path, keep_8bit=True)
+    if ref.shape != image.shape:
+        raise UserError(f"{ref_path}: reference is {ref.shape[-1]}x{ref.shape[-2]} but image {img_path} is "
+                        f"{image.shape[-1]}x{image.shape[-2]}; a reference must be the same scene, aligned, "
+                        f"at the same size")
+    if ref.dtype != image.dtype:
+        ref, image = unpack_8bit(ref), unpack_8bit(image)
+    return torch.cat([image, ref])
 
 
 def _oriented_label(lbl_path: str, img_path: str, h: int, w: int) -> np.ndarray:

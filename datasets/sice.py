@@ -136,6 +136,8 @@ def add_to_scl(split_part: str, into: str, repeat: int = 1) -> int:
     * each low frame ``repeat`` times as an unlabelled training image
       (``cityscapes/leftImg8bit/train/sice/NNNN_rK_leftImg8bit.jpg``): random crops of a 512x512 frame
       differ, so repeating weighs the real frames against the synthetic crops;
+    * its normally exposed frame as that image's exposure reference, under the same name in
+      ``cityscapes/reference/train/sice/`` (read only with ``train.py --stage scl --w_expref W``);
     * each normally exposed frame as a contrast positive (``Contrast/GT/sice_NNNN.jpg``) and each low frame
       as a contrast negative (``Contrast/low/sice_NNNN.jpg``), as SCL-LLE's contrast set pairs normal-light
       photos with badly exposed ones.
@@ -150,12 +152,15 @@ def add_to_scl(split_part: str, into: str, repeat: int = 1) -> int:
             raise UserError(f"{into}: no {sub}/ folder; create the SCL data first (python -m datasets.prepare_demo "
                             f"--out {into})")
     train_dir = os.path.join(into, "cityscapes", "leftImg8bit", "train", "sice")
+    ref_dir = os.path.join(into, "cityscapes", "reference", "train", "sice")
     os.makedirs(train_dir, exist_ok=True)
+    os.makedirs(ref_dir, exist_ok=True)
     pairs = find_pairs(split_part)
     for low, high in pairs:
         stem, ext = os.path.splitext(os.path.basename(low))
         for k in range(repeat):
             _link(os.path.abspath(low), os.path.join(train_dir, f"{stem}_r{k}_leftImg8bit{ext}"))
+            _link(os.path.abspath(high), os.path.join(ref_dir, f"{stem}_r{k}_leftImg8bit{ext}"))
         _link(os.path.abspath(high), os.path.join(into, "Contrast", "GT", f"sice_{os.path.basename(high)}"))
         _link(os.path.abspath(low), os.path.join(into, "Contrast", "low", f"sice_{os.path.basename(low)}"))
     return len(pairs)

@@ -8,7 +8,7 @@ from torch import nn
 from losses.colour import L_balance, L_chroma
 from losses.scl import L_segexp, SegmentationLoss, contrastive_loss
 from losses.vgg import GramDict, PerceptualLoss, feature_contrastive_loss, get_vgg_features, perception_loss
-from losses.zero_dce import L_TV, L_color, L_exp, L_spa
+from losses.zero_dce import L_TV, L_color, L_exp, L_exp_ref, L_spa
 
 # name -> (default weight, what it is); the flag is --w_<name>, 0 turns the term off.
 LOSS_WEIGHTS = {
@@ -23,6 +23,8 @@ LOSS_WEIGHTS = {
     "balance": (0.0, "L_balance: image-level channel proportions of output vs input (this project's addition)"),
     "spa": (0.0, "Zero-DCE spatial consistency L_spa (not in SCL-LLE's total)"),
     "exp": (0.0, "exposure control L_exp(--exp_patch, --exp_level) (not in SCL-LLE's total)"),
+    "expref": (0.0, "L_exp_ref: --exp_patch brightness of the output vs the aligned normally exposed frame, on "
+                    "the images that have one (<data_root>/reference/; this project's addition)"),
 }
 
 
@@ -50,6 +52,7 @@ class SCLLoss(nn.Module):
                                linear_share=chroma_linear_share, linear_fade=chroma_linear_fade)
         self.balance = L_balance(colour_only=balance_colour_only)
         self.spa, self.exp = L_spa(), L_exp(exp_patch, exp_level, exp_variant)
+        self.expref = L_exp_ref(exp_patch)
         self.vgg = get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:
             self.gram, self.percep = PerceptualLoss(vgg=self.vgg), perception_loss(vgg=self.vgg)
@@ -84,10 +87,10 @@ class SCLLoss(nn.Module):
 
     def forward(self, I: torch.Tensor, E: torch.Tensor, A: torch.Tensor, y: torch.Tensor | None = None,
                 P: torch.Tensor | None = None, Q: torch.Tensor | None = None,
-                contrast_ids: list | None = None) -> dict[str, torch.Tensor]:
+                contrast_ids: list | None = None, R: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """I input, E enhanced (N,3,H,W) in [0,1]; A curve maps (N,24,H,W); y labels (N,H,W);
         P positives, Q negatives (N,3,H,W); ``contrast_ids`` keys naming P's and Q's images (enables the
-        Gram cache)."""
+        Gram cache); R exposure references (N,3,H,W), negative where an image has none."""
         w, t = self.w, {}
         if "tv" in w:
             t["tv"] = w["tv"] * self.tv(A)
@@ -116,4 +119,8 @@ class SCLLoss(nn.Module):
             t["spa"] = w["spa"] * self.spa(I, E).mean()
         if "exp" in w:
             t["exp"] = w["exp"] * self.exp(E)
+        if "expref" in w:
+            if R is None:
+                raise ValueError("the expref term needs the exposure references R")
+            t["expref"] = w["expref"] * self.expref(E, R)
         return t

@@ -82,6 +82,25 @@ class L_exp(nn.Module):
         return torch.mean((low - self.mean_val) ** 2) + torch.mean((high - self.mean_val) ** 2)
 
 
+class L_exp_ref(nn.Module):
+    """Exposure towards a reference (this project's addition): x, ref (N,3,H,W) → scalar
+    Σ_n valid_n · mean((avgpool(mean_c(x_n)) − avgpool(mean_c(ref_n)))²) / N, the mean over patches of
+    ``patch_size`` pixels. An item whose reference is negative (``datasets.cityscapes.NO_REFERENCE``, no
+    reference) has valid_n = 0: it adds 0 and still counts in N, so the term's scale follows the share of
+    the batch that has references. The reference is a target: no gradient flows into it."""
+
+    def __init__(self, patch_size: int) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(patch_size)
+
+    def forward(self, x: Tensor, ref: Tensor) -> Tensor:
+        ref = ref.detach()
+        valid = (ref.flatten(1).amin(dim=1) >= 0).to(x.dtype).view(-1, 1, 1, 1)
+        m = self.pool(x.mean(dim=1, keepdim=True))
+        target = self.pool(ref.clamp(min=0).mean(dim=1, keepdim=True)).to(m.dtype)
+        return torch.mean(valid * (m - target) ** 2)
+
+
 class L_TV(nn.Module):
     """Illumination smoothness of the curve maps A (N,C,H,W) → scalar.
 

@@ -16,11 +16,11 @@ from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
 from network.registry import get_spec
 from stages.common import RunFolder, Session, add_run_arguments, check_flags, lr_factor
 from stages.runlog import log
-from stages.state import restore, training_state
+from stages.state import read_file, restore, training_state
 from stages.loop import Stage, run_stage
 from losses import LOSS_WEIGHTS, SCLLoss
 from stages import scl_validation
-from utils.checkpoint import load_weights
+from utils.checkpoint import extract_state_dict, load_state, load_weights
 from utils.device import unwrap
 from utils.errors import UserError
 from utils.options import (add_arch_arguments, add_seed_argument, add_workers_argument, at_least, between, positive,
@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="corrected L_segexp (each image's own labels) instead of the reference's cross-batch broadcast")
     g = p.add_argument_group("optimisation")
     add_arch_arguments(g, default="dce")
+    g.add_argument("--init_weights", default=None,
+                   help="start from these enhancer weights (fine-tuning; default: none, the reference's random "
+                        "initialisation)")
     g.add_argument("--total_itrs", type=at_least(1), default=50000)
     g.add_argument("--lowlight_lr", type=positive(), default=1e-4)
     g.add_argument("--lowlight_weight_decay", type=at_least(0.0, float), default=1e-4)
@@ -137,7 +140,7 @@ def _data(args, needs_labels: bool):
 
     train = Cityscapes(args.data_root, split="train", crop_size=args.crop_size, train=True,
                        require_labels=needs_labels, hint="train without labels with --w_seg 0 --w_segexp 0",
-                       cache_mb=args.cache_mb)
+                       cache_mb=args.cache_mb, references=bool(args.w_expref))
     smallest = min(min(image_size(path)) for path, _ in train.files)  # headers only, upright
     if args.crop_size > smallest:  # the reference pads silently: crops of black borders and ignored labels
         raise UserError(f"--crop_size {args.crop_size}: larger than the smallest training image side ({smallest} "
@@ -194,12 +197,18 @@ class SclStage(Stage):
             self.val_every = self.args.val_every or self.args.snapshot_iter
 
     def load_fixed(self) -> None:
-        self.criterion = _criterion(self.args, self.weights, self.session.device)  # VGG/DeepLab
+        args = self.args
+        self.init = None if self.session.resume or not args.init_weights else \
+            extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
+        self.criterion = _criterion(args, self.weights, self.session.device)  # VGG/DeepLab
 
     def build(self) -> None:
         args, session = self.args, self.session
         model = build_enhancer(args.arch, args.embed_dim)  # first, so its init depends on the seed alone
         model.apply(weights_init)
+        if self.init is not None:
+            load_state(model, self.init, args.init_weights)
+            log.info("starting from %s", args.init_weights)
         self.fmt = session.memory_format(args.arch)
         model.to(session.device, memory_format=self.fmt)
         if self.criterion.vgg is not None:
@@ -221,8 +230,9 @@ class SclStage(Stage):
 
     def train_step(self, batch, it: int) -> dict[str, torch.Tensor]:
         args, device, fmt = self.args, self.session.device, self.fmt
-        images, labels = batch
+        images, labels, *refs = batch  # refs: [exposure references] with --w_expref
         images, labels = images.to(device, memory_format=fmt), labels.to(device)
+        refs = refs[0].to(device, memory_format=fmt) if refs else None
         positives = negatives = ids = None
         if self.contrast is not None:
             positives, negatives, ids = self.contrast.sample(images.shape[0], generator=self.gens["contrast"])
@@ -234,7 +244,7 @@ class SclStage(Stage):
         with self.session.autocast():
             out = self.model(images)
             enhanced, curves = (out[1], out[2]) if isinstance(out, tuple) else (out, None)
-            terms = self.criterion(images, enhanced, curves, labels, positives, negatives, contrast_ids=ids)
+            terms = self.criterion(images, enhanced, curves, labels, positives, negatives, contrast_ids=ids, R=refs)
         self.shown = (images[:1], enhanced[:1])
         return terms
 

@@ -148,6 +148,12 @@ def test_add_to_scl_links_real_frames_into_the_scl_data(tmp_path):
     assert len(train) == 3 + 6  # the synthetic images and each real frame three times
     contrast = ContrastSet(str(into / "Contrast"), crop_size=32)
     assert len(contrast.positives) == 3 + 2 and len(contrast.negatives) == 3 + 2
+    refs = sorted(p.name for p in (into / "cityscapes" / "reference" / "train" / "sice").iterdir())
+    assert refs == frames  # each training link has its normally exposed frame as exposure reference
+    assert os.readlink(into / "cityscapes" / "reference" / "train" / "sice" / "0020_r1_leftImg8bit.jpg") == \
+        str((part / "high" / "0020.jpg").resolve())
+    with_refs = Cityscapes(str(into / "cityscapes"), crop_size=32, require_labels=False, references=True)
+    assert sum(r is not None for r in with_refs.references) == 6
     assert add_to_scl(str(part), str(into), repeat=3) == 2  # again: the links are kept
     with pytest.raises(UserError, match="--repeat 0"):
         add_to_scl(str(part), str(into), repeat=0)
