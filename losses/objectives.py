@@ -43,7 +43,8 @@ class SCLLoss(nn.Module):
                  seg_train_mode: bool = False, exp_patch: int = 16, exp_level: float = 0.6,
                  exp_variant: str = "scl", chroma_weighting: str = "uniform",
                  chroma_space: str = "srgb", chroma_linear_share: float = 1.0,
-                 balance_colour_only: bool = False, chroma_linear_fade: tuple[float, float] | None = None) -> None:
+                 balance_colour_only: bool = False, chroma_linear_fade: tuple[float, float] | None = None,
+                 exp_skip_referenced: bool = False) -> None:
         super().__init__()
         self.w = {k: float(v) for k, v in weights.items() if v}
         self.tv, self.color = L_TV(), L_color()
@@ -52,7 +53,7 @@ class SCLLoss(nn.Module):
                                linear_share=chroma_linear_share, linear_fade=chroma_linear_fade)
         self.balance = L_balance(colour_only=balance_colour_only)
         self.spa, self.exp = L_spa(), L_exp(exp_patch, exp_level, exp_variant)
-        self.expref = L_exp_ref(exp_patch)
+        self.expref, self.exp_skip_referenced = L_exp_ref(exp_patch), exp_skip_referenced
         self.vgg = get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:
             self.gram, self.percep = PerceptualLoss(vgg=self.vgg), perception_loss(vgg=self.vgg)
@@ -118,7 +119,8 @@ class SCLLoss(nn.Module):
         if "spa" in w:
             t["spa"] = w["spa"] * self.spa(I, E).mean()
         if "exp" in w:
-            t["exp"] = w["exp"] * self.exp(E)
+            keep = ~L_exp_ref.has_reference(R) if self.exp_skip_referenced and R is not None else None
+            t["exp"] = w["exp"] * self.exp(E, keep)
         if "expref" in w:
             if R is None:
                 raise ValueError("the expref term needs the exposure references R")

@@ -74,12 +74,18 @@ class L_exp(nn.Module):
         self.mean_val = float(mean_val)
         self.variant = variant
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """``keep`` (N,) bool, optional: the items that count; the others add 0 and still count in the mean
+        over the batch (None: every item, the reference)."""
         m = self.pool(x.mean(dim=1, keepdim=True))
         if self.variant == "zero_dce":
-            return torch.mean((m - self.mean_val) ** 2)
-        low, high = m.clamp(0.0, 0.55), m.clamp(0.55, 1.0)
-        return torch.mean((low - self.mean_val) ** 2) + torch.mean((high - self.mean_val) ** 2)
+            sq = (m - self.mean_val) ** 2
+        else:
+            low, high = m.clamp(0.0, 0.55), m.clamp(0.55, 1.0)
+            sq = (low - self.mean_val) ** 2 + (high - self.mean_val) ** 2
+        if keep is not None:
+            sq = sq * keep.to(sq.dtype).view(-1, 1, 1, 1)
+        return torch.mean(sq)
 
 
 class L_exp_ref(nn.Module):
@@ -93,9 +99,14 @@ class L_exp_ref(nn.Module):
         super().__init__()
         self.pool = nn.AvgPool2d(patch_size)
 
+    @staticmethod
+    def has_reference(ref: Tensor) -> Tensor:
+        """(N,) bool: the items of ``ref`` (N,3,H,W) that have a reference."""
+        return ref.flatten(1).amin(dim=1) >= 0
+
     def forward(self, x: Tensor, ref: Tensor) -> Tensor:
         ref = ref.detach()
-        valid = (ref.flatten(1).amin(dim=1) >= 0).to(x.dtype).view(-1, 1, 1, 1)
+        valid = self.has_reference(ref).to(x.dtype).view(-1, 1, 1, 1)
         m = self.pool(x.mean(dim=1, keepdim=True))
         target = self.pool(ref.clamp(min=0).mean(dim=1, keepdim=True)).to(m.dtype)
         return torch.mean(valid * (m - target) ** 2)

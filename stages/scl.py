@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--exp_level", type=between(0.0, 1.0), default=0.6, help="L_exp target brightness")
     g.add_argument("--exp_variant", choices=["scl", "zero_dce"], default="scl",
                    help="L_exp: SCL-LLE's clamped two-term form (reference) or Zero-DCE's original")
+    g.add_argument("--exp_skip_referenced", action="store_true",
+                   help="L_exp only on the images without an exposure reference (those with one follow --w_expref)")
     g.add_argument("--chroma_weighting", choices=["uniform", "brightness"], default="uniform",
                    help="L_chroma: every 4x4 cell alike, or cells weighted by the output's brightness")
     g.add_argument("--chroma_space", choices=["srgb", "linear"], default="srgb",
@@ -104,6 +106,9 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     if args.arch != "dce" and weights["tv"]:
         raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
                         f"pass --w_tv 0")
+    if args.exp_skip_referenced and not (weights["exp"] and weights["expref"]):
+        raise UserError("--exp_skip_referenced divides the images between L_exp and L_exp_ref: it needs both "
+                        "--w_exp and --w_expref above 0")
     if args.chroma_linear_share != 1.0 and args.chroma_space != "linear":
         raise UserError(f"--chroma_linear_share {args.chroma_linear_share:g} applies to --chroma_space linear "
                         f"(here {args.chroma_space}): add --chroma_space linear or drop it")
@@ -161,7 +166,8 @@ def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss
                        chroma_weighting=args.chroma_weighting, chroma_space=args.chroma_space,
                        chroma_linear_share=args.chroma_linear_share,
                        balance_colour_only=args.balance_colour_only,
-                       chroma_linear_fade=tuple(args.chroma_linear_fade) if args.chroma_linear_fade else None)
+                       chroma_linear_fade=tuple(args.chroma_linear_fade) if args.chroma_linear_fade else None,
+                       exp_skip_referenced=args.exp_skip_referenced)
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 

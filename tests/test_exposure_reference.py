@@ -115,3 +115,31 @@ def test_scl_init_weights_starts_from_the_given_weights(tmp_path):
     with pytest.raises(UserError, match="text.pth"):
         train.main(_scl_args(tmp_path, city, "--init_weights", str(tmp_path / "text.pth"), "--total_itrs", "1",
                              "--snapshots_folder", str(tmp_path / "s3")))
+
+
+def test_exp_skip_referenced_leaves_the_referenced_images_to_l_exp_ref():
+    from losses import SCLLoss
+    from losses.zero_dce import L_exp
+
+    E = torch.stack([torch.full((3, 8, 8), 0.3), torch.full((3, 8, 8), 0.7)])
+    R = torch.stack([torch.full((3, 8, 8), 0.5), torch.full((3, 8, 8), -1.0)])
+    # zero_dce variant, level 0.5: item 0 alone (0.04), item 1 alone (0.04), both (mean 0.04)
+    assert L_exp(4, 0.5, "zero_dce")(E).item() == pytest.approx(0.04, rel=1e-5)
+    assert L_exp(4, 0.5, "zero_dce")(E, torch.tensor([False, True])).item() == pytest.approx(0.02, rel=1e-5)
+    # scl variant: (clamp(m, 0, .55) − .5)² + (clamp(m, .55, 1) − .5)², by hand for item 1 (m = 0.7)
+    want_1 = (0.55 - 0.5) ** 2 + (0.7 - 0.5) ** 2
+    assert L_exp(4, 0.5)(E, torch.tensor([False, True])).item() == pytest.approx(want_1 / 2, rel=1e-5)
+    weights = {"exp": 2.0, "expref": 3.0}
+    both = SCLLoss(weights, exp_patch=4, exp_level=0.5)(E, E, None, R=R)
+    skip = SCLLoss(weights, exp_patch=4, exp_level=0.5, exp_skip_referenced=True)(E, E, None, R=R)
+    assert both["expref"].item() == skip["expref"].item() == pytest.approx(3.0 * 0.04 / 2, rel=1e-5)
+    want_0 = (0.3 - 0.5) ** 2 + (0.55 - 0.5) ** 2
+    assert both["exp"].item() == pytest.approx(2.0 * (want_0 + want_1) / 2, rel=1e-5)
+    assert skip["exp"].item() == pytest.approx(2.0 * want_1 / 2, rel=1e-5)
+
+
+def test_exp_skip_referenced_needs_both_terms(tmp_path):
+    city = _with_references(make_cityscapes(tmp_path / "cs", n=2, labels=False))
+    with pytest.raises(UserError, match="--exp_skip_referenced .* needs both --w_exp and --w_expref"):
+        train.main(_scl_args(tmp_path, city, "--exp_skip_referenced", "--w_exp", "1", "--total_itrs", "1",
+                             "--snapshots_folder", str(tmp_path / "s")))
