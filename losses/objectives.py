@@ -44,7 +44,7 @@ class SCLLoss(nn.Module):
                  exp_variant: str = "scl", chroma_weighting: str = "uniform",
                  chroma_space: str = "srgb", chroma_linear_share: float = 1.0,
                  balance_colour_only: bool = False, chroma_linear_fade: tuple[float, float] | None = None,
-                 exp_skip_referenced: bool = False) -> None:
+                 exp_skip_referenced: bool = False, expref_relative: bool = False) -> None:
         super().__init__()
         self.w = {k: float(v) for k, v in weights.items() if v}
         self.tv, self.color = L_TV(), L_color()
@@ -53,7 +53,7 @@ class SCLLoss(nn.Module):
                                linear_share=chroma_linear_share, linear_fade=chroma_linear_fade)
         self.balance = L_balance(colour_only=balance_colour_only)
         self.spa, self.exp = L_spa(), L_exp(exp_patch, exp_level, exp_variant)
-        self.expref, self.exp_skip_referenced = L_exp_ref(exp_patch), exp_skip_referenced
+        self.expref, self.exp_skip_referenced = L_exp_ref(exp_patch, expref_relative), exp_skip_referenced
         self.vgg = get_vgg_features(device) if ("feat" in self.w or "percep" in self.w) else None
         if self.vgg is not None:
             self.gram, self.percep = PerceptualLoss(vgg=self.vgg), perception_loss(vgg=self.vgg)

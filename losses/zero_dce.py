@@ -93,11 +93,14 @@ class L_exp_ref(nn.Module):
     Σ_n valid_n · mean((avgpool(mean_c(x_n)) − avgpool(mean_c(ref_n)))²) / N, the mean over patches of
     ``patch_size`` pixels. An item whose reference is negative (``datasets.cityscapes.NO_REFERENCE``, no
     reference) has valid_n = 0: it adds 0 and still counts in N, so the term's scale follows the share of
-    the batch that has references. The reference is a target: no gradient flows into it."""
+    the batch that has references. The reference is a target: no gradient flows into it. ``relative``: both
+    sides' patch means are divided by their image's mean patch mean first, so the term asks for the
+    reference's pattern of light and shade and leaves the overall level to the other terms."""
 
-    def __init__(self, patch_size: int) -> None:
+    def __init__(self, patch_size: int, relative: bool = False) -> None:
         super().__init__()
         self.pool = nn.AvgPool2d(patch_size)
+        self.relative = relative
 
     @staticmethod
     def has_reference(ref: Tensor) -> Tensor:
@@ -109,6 +112,9 @@ class L_exp_ref(nn.Module):
         valid = self.has_reference(ref).to(x.dtype).view(-1, 1, 1, 1)
         m = self.pool(x.mean(dim=1, keepdim=True))
         target = self.pool(ref.clamp(min=0).mean(dim=1, keepdim=True)).to(m.dtype)
+        if self.relative:  # each image's patch means over their mean: the pattern, not the level
+            m = m / m.mean(dim=(2, 3), keepdim=True).clamp(min=1e-3)
+            target = target / target.mean(dim=(2, 3), keepdim=True).clamp(min=1e-3)
         return torch.mean(valid * (m - target) ** 2)
 
 

@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="L_exp: SCL-LLE's clamped two-term form (reference) or Zero-DCE's original")
     g.add_argument("--exp_skip_referenced", action="store_true",
                    help="L_exp only on the images without an exposure reference (those with one follow --w_expref)")
+    g.add_argument("--expref_relative", action="store_true",
+                   help="L_exp_ref on each image's patch means over their mean: the reference's pattern of light "
+                        "and shade, not its level")
     g.add_argument("--chroma_weighting", choices=["uniform", "brightness"], default="uniform",
                    help="L_chroma: every 4x4 cell alike, or cells weighted by the output's brightness")
     g.add_argument("--chroma_space", choices=["srgb", "linear"], default="srgb",
@@ -167,7 +170,7 @@ def _criterion(args, weights: dict[str, float], device: torch.device) -> SCLLoss
                        chroma_linear_share=args.chroma_linear_share,
                        balance_colour_only=args.balance_colour_only,
                        chroma_linear_fade=tuple(args.chroma_linear_fade) if args.chroma_linear_fade else None,
-                       exp_skip_referenced=args.exp_skip_referenced)
+                       exp_skip_referenced=args.exp_skip_referenced, expref_relative=args.expref_relative)
     except UserError as e:
         raise UserError(f"{e} (or pass --w_feat 0 --w_percep 0 to train without the VGG terms)") from None
 

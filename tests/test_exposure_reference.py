@@ -143,3 +143,13 @@ def test_exp_skip_referenced_needs_both_terms(tmp_path):
     with pytest.raises(UserError, match="--exp_skip_referenced .* needs both --w_exp and --w_expref"):
         train.main(_scl_args(tmp_path, city, "--exp_skip_referenced", "--w_exp", "1", "--total_itrs", "1",
                              "--snapshots_folder", str(tmp_path / "s")))
+
+
+def test_l_exp_ref_relative_compares_the_pattern_not_the_level():
+    x = torch.full((1, 3, 4, 8), 0.2)
+    ref = torch.full((1, 3, 4, 8), 0.1)
+    ref[..., 4:] = 0.3  # patches 0.1 | 0.3: relative 0.5 | 1.5; the output's 0.2 | 0.2: 1 | 1
+    assert L_exp_ref(4, relative=True)(x, ref).item() == pytest.approx(0.25, rel=1e-5)
+    assert L_exp_ref(4)(x, ref).item() == pytest.approx(0.01, rel=1e-5)  # absolute: (0.1² + 0.1²) / 2
+    x[..., 4:] = 0.6  # 0.2 | 0.6: the reference's pattern at twice its level
+    assert L_exp_ref(4, relative=True)(x, ref).item() == pytest.approx(0.0, abs=1e-10)
