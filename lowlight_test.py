@@ -176,9 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(8: a 6000x4000 photo several times faster, docs/performance.md); default 1: full "
                         "resolution, bit for bit")
     c = p.add_argument_group("brightness (DCE-Net: the curve maps scaled at test time, no retraining)")
-    c.add_argument("--exposure", type=between(0.0, 1.0), default=None, metavar="E",
+    c.add_argument("--exposure", type=_exposure_value, default=None, metavar="E",
                    help="bring each image's mean output brightness to E (e.g. 0.45) by scaling its curve maps with "
-                        "one number found per image (default: off, the model's own brightness)")
+                        "one number found per image; off: the model's own brightness (default: the checkpoint's "
+                        "card, <weights>.json, if it has one, else off)")
+    c.add_argument("--highlight_guard", type=between(0.0, 100.0), default=None, metavar="PTS",
+                   help="with --exposure: brighten no further than clipping PTS percentage points more pixels "
+                        "than the model's own output (e.g. 0.5; default: the card's, else no guard)")
     c.add_argument("--strength", type=at_least(0.0, float), default=1.0, metavar="S",
                    help="scale every curve map by S: below 1 gentler, above 1 stronger, 0 the input (default 1: the "
                         "model's own output, bit for bit); ignored with --exposure")
@@ -242,6 +246,29 @@ def _detect_mode(args: argparse.Namespace) -> str:
     return "folder"
 
 
+def _exposure_value(v: str) -> float | str:
+    """``--exposure``: a mean brightness in [0, 1], or ``off`` (the model's own brightness, whatever its card says)."""
+    return "off" if v.strip().lower() == "off" else between(0.0, 1.0)(v)
+
+
+def _brightness_control(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """(exposure, guard as a share of pixels) for the checkpoint: the flags, else its card's defaults (said on
+    stderr). With --strength or --exposure on the command line the card is not read."""
+    from utils.model_card import card_path, describe, inference_defaults
+
+    if args.exposure == "off":
+        return None, None
+    exposure, guard = args.exposure, args.highlight_guard
+    if exposure is None and args.strength == 1.0:
+        card = inference_defaults(args.weights)
+        if "exposure" in card:
+            exposure = card["exposure"]
+            guard = card.get("highlight_guard") if guard is None else guard
+            print(f"{args.weights}: {describe(card)} from its card {card_path(args.weights)} (--exposure off: the "
+                  f"network's own output)", file=sys.stderr)
+    return exposure, (None if guard is None else guard / 100.0)
+
+
 def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     if not os.path.exists(args.weights):
         hint = (" (the shipped checkpoint is missing: `git checkout checkpoints/LLE_model.pth`)"
@@ -253,7 +280,8 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         model = load_enhancer(args.arch, args.weights, device, args.embed_dim)
     except UnknownEnhancer as e:
         raise UserError(f"{e} with --arch ({', '.join(ARCH_NAMES)})") from e
-    model.set_curve_control(args.strength, args.exposure, args.curve_scale)
+    exposure, guard = _brightness_control(args)
+    model.set_curve_control(args.strength, exposure, args.curve_scale, guard)
     if args.curve_scale != 1.0:
         print(f"curve maps estimated at 1/{args.curve_scale:g} of each image's size (--curve_scale)", file=sys.stderr)
     return model
@@ -334,7 +362,8 @@ def _check_enhanced(args: argparse.Namespace) -> None:
     """--enhanced_dir scores another method's images as they are: the flags that change an enhancer's output
     would be ignored."""
     changed = [f for f, on in (("denoise", args.denoise), ("strength", args.strength != 1.0),
-                               ("exposure", args.exposure is not None),
+                               ("exposure", args.exposure not in (None, "off")),
+                               ("highlight_guard", args.highlight_guard is not None),
                                ("curve_scale", args.curve_scale != 1.0)) if on]
     if changed:
         raise UserError(f"--{changed[0]} changes the enhancer's output, and --enhanced_dir's images are scored as "

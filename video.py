@@ -93,7 +93,7 @@ class FrameEnhancer:
             self._state.mul_(self.temporal).add_(r, alpha=1.0 - self.temporal)
         xf = unpack_8bit(x)
         e = self.model
-        s = solve_strength(xf, self._state, e.exposure) if e.exposure is not None else (
+        s = solve_strength(xf, self._state, e.exposure, guard=e.guard) if e.exposure is not None else (
             e.strength if e.strength != 1.0 else None)
         return apply_curves(xf, self._state, s).clamp_(0, 1)
 

@@ -1,7 +1,7 @@
 """Flicker of the video mode, with and without ``--temporal``, on clips built from real photos.
 
     python benchmarks/flicker.py [--photos /work/shared/data/kodak-train] [--n 4] [--frames 16]
-        [--alphas 0.5 0.8 0.9] [--weights checkpoints/LLE_model.pth]
+        [--alphas 0.5 0.8 0.9] [--weights checkpoints/LLE_model.pth] [--card]
 
 Two clips per photo, darkened with the project's low-light model (:mod:`datasets.synthesis`: one draw of
 exposure, gain and read noise per clip, fresh Poisson-Gaussian noise in every frame, 8-bit):
@@ -32,6 +32,7 @@ from datasets.synthesis import draw_params, rng_for, synthesize_lowlight  # noqa
 from lowlight_model import load_enhancer  # noqa: E402
 from utils.help import HelpFormatter  # noqa: E402
 from utils.image_io import list_images, read_image  # noqa: E402
+from utils.model_card import describe, inference_defaults  # noqa: E402
 from video import FrameEnhancer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,9 +85,16 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--alphas", type=float, nargs="+", default=[0.5, 0.8, 0.9])
     p.add_argument("--weights", default=os.path.join(REPO, "checkpoints", "LLE_model.pth"))
+    p.add_argument("--card", action="store_true",
+                   help="run the checkpoint with its card's inference defaults, as lowlight_test.py does (default: "
+                        "the network's own output)")
     a = p.parse_args()
     torch.manual_seed(0)
     model = load_enhancer("auto", a.weights, "cpu")
+    card = inference_defaults(a.weights) if a.card else {}
+    if "exposure" in card:
+        guard = card["highlight_guard"] / 100 if "highlight_guard" in card else None
+        model.set_curve_control(exposure=card["exposure"], guard=guard)
     photos = list_images(a.photos)[:a.n]
     rows = {alpha: {"static": [], "pan": [], "psnr_static": [], "psnr_pan": []} for alpha in [0.0, *a.alphas]}
     for path in photos:
@@ -102,7 +110,8 @@ def main() -> None:
                 rows[alpha]["psnr_" + kind].append(_psnr(out, base))
             print(f"{os.path.basename(path)} {kind}: " + ", ".join(f"α={al:g} {rows[al][kind][-1]:.3f}" for al in rows),
                   file=sys.stderr)
-    print(f"{len(photos)} photos of {a.photos}, {a.frames} frames per clip, {os.path.basename(a.weights)}\n")
+    print(f"{len(photos)} photos of {a.photos}, {a.frames} frames per clip, {os.path.basename(a.weights)}"
+          + (f" with its card ({describe(card)})" if card else "") + "\n")
     print("| --temporal | static: temporal std, output / input | pan: Δ mean brightness, output / input "
           "| PSNR to per-frame (static / pan) |")
     print("|---|---|---|---|")

@@ -94,12 +94,13 @@ def clahe_method(clip: float = 2.0, tiles: int = 8) -> Method:
 
 
 def enhancer_method(source, device: torch.device, denoise: float = 0.0, memory=None,
-                    exposure: float | None = None) -> Method:
+                    exposure: float | None = None, guard: float | None = None) -> Method:
     """A DCE-Net / EMNet checkpoint (a path, or an :class:`network.enhancer.Enhancer` already loaded) as a
     uint8 → uint8 method (fp32, whole image); ``denoise`` > 0 adds the noise option (:mod:`utils.denoise`),
     ``memory`` (a path or an :class:`network.memory.ExternalMemory`) an EMNet memory read with its own query
     (top-1, as the reference test) and refining the raw output; ``exposure`` scales DCE-Net's curve maps to
-    that mean brightness (``lowlight_test.py --exposure``; the loaded enhancer itself is left as it is)."""
+    that mean brightness (``lowlight_test.py --exposure``, with ``guard`` its ``--highlight_guard`` as a share of
+    pixels; the loaded enhancer itself is left as it is)."""
     from lowlight_model import enhance, load_enhancer
     from network.enhancer import Enhancer
     from network.memory import ExternalMemory, query
@@ -108,7 +109,7 @@ def enhancer_method(source, device: torch.device, denoise: float = 0.0, memory=N
 
     model = load_enhancer("auto", source, device) if isinstance(source, str) else source
     if exposure is not None:
-        model = Enhancer(model.net, model.spec).set_curve_control(exposure=exposure)
+        model = Enhancer(model.net, model.spec).set_curve_control(exposure=exposure, guard=guard)
     mem = ExternalMemory.from_checkpoint(memory, map_location=device) if isinstance(memory, str) else memory
     qnet = build_query(mem.query_kind, model).to(device) if mem is not None else None
 
@@ -135,10 +136,14 @@ def default_weights() -> list[tuple[str, str]]:
 
 def build_methods(weights: list[tuple[str, str]], device: torch.device, baselines: bool = True,
                   denoise: float = 0.0, memories: list[tuple[str, str, str]] = (),
-                  exposures: list[float] = ()) -> dict[str, Method]:
+                  exposures: list[float] = (), guard: float | None = None) -> dict[str, Method]:
     """The baselines, each checkpoint (with ``denoise`` > 0 each again with the noise option, labelled
-    ``+ denoise``; with ``exposures`` each DCE-Net again at each exposure, ``E=...``), and each
-    ``(label, enhancer, memory)`` of ``memories``. Every file is read once."""
+    ``+ denoise``; a DCE-Net with a card (:mod:`utils.model_card`) again with its card's defaults, as
+    ``lowlight_test.py`` runs it, labelled ``with its card``; with ``exposures`` each DCE-Net again at each
+    exposure, ``E=...``, with the highlight ``guard`` (percentage points) if given), and each ``(label,
+    enhancer, memory)`` of ``memories``. Every file is read once."""
+    from utils.model_card import describe, inference_defaults
+
     from lowlight_model import load_enhancer
     from network.memory import ExternalMemory
 
@@ -155,8 +160,17 @@ def build_methods(weights: list[tuple[str, str]], device: torch.device, baseline
         if denoise:
             methods[f"{label} + denoise"] = enhancer_method(model, device, denoise, mem)
         if mem is None and model.spec.curve_maps:
+            card = inference_defaults(path)
+            if "exposure" in card:
+                share = card["highlight_guard"] / 100 if "highlight_guard" in card else None
+                name = f"{label} with its card ({describe(card)})"
+                methods[name] = enhancer_method(model, device, exposure=card["exposure"], guard=share)
+                if denoise:
+                    methods[f"{name} + denoise"] = enhancer_method(model, device, denoise, exposure=card["exposure"],
+                                                                   guard=share)
             for e in exposures:
-                methods[f"{label} E={e:g}"] = enhancer_method(model, device, exposure=e)
+                methods[f"{label} E={e:g}" + (f" guard {guard:g}" if guard is not None else "")] = enhancer_method(
+                    model, device, exposure=e, guard=None if guard is None else guard / 100)
     return methods
 
 
@@ -303,6 +317,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--exposure", nargs="+", type=float, default=[], metavar="E",
                    help="also score each DCE-Net checkpoint with lowlight_test.py's --exposure E, for each E "
                         "(default: none)")
+    g.add_argument("--highlight_guard", type=at_least(0.0, float), default=None, metavar="PTS",
+                   help="with --exposure: lowlight_test.py's --highlight_guard PTS for those rows (default: none)")
     g.add_argument("--memory", nargs="+", default=[], metavar="LABEL=ENHANCER,MEMORY",
                    help="an EMNet enhancer refined by its memory checkpoint, as one more method")
     g = p.add_argument_group("data")
@@ -345,7 +361,7 @@ def _main(argv: list[str] | None) -> None:
             raise UserError(f"--memory {m}: expected LABEL=ENHANCER.pth,MEMORY.pth")
         memories.append((label or "memory", *files.split(",")))
     methods = build_methods(weights, device, baselines=not args.no_baselines, denoise=args.denoise,
-                            memories=memories, exposures=args.exposure)
+                            memories=memories, exposures=args.exposure, guard=args.highlight_guard)
     if not methods:
         raise UserError("nothing to score: pass --weights or drop --no_baselines")
     pairs = find_pairs(args.pairs) if args.pairs and os.path.isdir(args.pairs) else []

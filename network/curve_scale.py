@@ -190,28 +190,29 @@ def _band(x: torch.Tensor, out: torch.Tensor, top: int, bottom: int, p: torch.Te
 
 
 def reference_scaled(net: torch.nn.Module, x: torch.Tensor, scale: float, strength: float = 1.0,
-                     exposure: float | None = None) -> torch.Tensor:
+                     exposure: float | None = None, guard: float | None = None) -> torch.Tensor:
     """The scaled enhancement with whole-image operators (traceable; the full-size maps materialised):
     ``F.interpolate`` down (Zero-DCE++'s), the network's maps, ``F.interpolate`` up to H x W
     (``align_corners=True``), :func:`network.curves.apply_curves`. Not capped at small sizes."""
     x = unpack_8bit(x)
     xs = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
     r = net.curve_maps(xs)
-    s = solve_strength(xs, r, exposure) if exposure is not None else (None if strength == 1.0 else strength)
+    s = solve_strength(xs, r, exposure, guard=guard) if exposure is not None else (None if strength == 1.0 else strength)
     r = F.interpolate(r, size=(x.shape[-2], x.shape[-1]), mode="bilinear", align_corners=True)
     return apply_curves(x, r, s)
 
 
 def enhance_scaled(net: torch.nn.Module, x: torch.Tensor, scale: float, strength: float = 1.0,
-                   exposure: float | None = None, tile: int = 0, overlap: int = 8) -> torch.Tensor:
+                   exposure: float | None = None, tile: int = 0, overlap: int = 8,
+                   guard: float | None = None) -> torch.Tensor:
     """The enhanced image (N,3,H,W) float32 (not clamped) of x (N,3,H,W) uint8 or float in [0, 1], its
     curve maps estimated at 1/``scale`` (see the module); ``strength``/``exposure`` as
-    :meth:`network.enhancer.Enhancer.set_curve_control` (the exposure solved on the downscaled image and
-    its maps). ``tile``: the network's tiles on the downscaled image (0: whole)."""
+    :meth:`network.enhancer.Enhancer.set_curve_control` (the exposure, and its highlight ``guard``, solved on
+    the downscaled image and its maps). ``tile``: the network's tiles on the downscaled image (0: whole)."""
     with one_thread():
         xs = downscale(x, scale)
     r = small_maps(net, xs, tile, overlap)
-    s = solve_strength(xs, r, exposure) if exposure is not None else (None if strength == 1.0 else strength)
+    s = solve_strength(xs, r, exposure, guard=guard) if exposure is not None else (None if strength == 1.0 else strength)
     del xs
     release_freed_memory()
     return apply_upsampled(x, r, s)

@@ -40,11 +40,25 @@ def apply_curves(x: torch.Tensor, r: torch.Tensor, s: torch.Tensor | float | Non
     return y
 
 
+CLIP_LEVEL = 254  # an 8-bit channel at or above it counts as clipped (metrics.exposure.clipped_fraction)
+
+
+def clipped_share(y: torch.Tensor) -> torch.Tensor:
+    """Per image (N,), the share of pixels of ``y`` (N,3,H,W) whose 8-bit value (``lowlight_test.py``'s
+    rounding, ``y·255 + 0.5`` truncated) reaches :data:`CLIP_LEVEL` in any channel."""
+    return (y * 255.0 + 0.5 >= CLIP_LEVEL).any(dim=1).float().mean(dim=(1, 2))
+
+
 @torch.no_grad()
 def solve_strength(x: torch.Tensor, r: torch.Tensor, exposure: float, steps: int = STEPS, s_min: float = S_MIN,
-                   s_max: float = S_MAX, pixels: int = SOLVE_PIXELS) -> torch.Tensor:
+                   s_max: float = S_MAX, pixels: int = SOLVE_PIXELS, guard: float | None = None) -> torch.Tensor:
     """Per image (N,), the scale ``s`` in [s_min, s_max] of the maps ``r`` whose clamped output of ``x`` has mean
-    brightness ``exposure`` (bisection on a subsample of at most ``pixels`` pixels; see the module)."""
+    brightness ``exposure`` (bisection on a subsample of at most ``pixels`` pixels; see the module).
+
+    ``guard`` (a share of pixels, e.g. 0.005; None: off) protects highlights: where that ``s`` is above 1 and
+    its output clips more than ``guard`` more pixels (:func:`clipped_share`) than the model's own output
+    (``s = 1``), ``s`` is lowered to the largest value in [1, s] that clips at most that many (a second
+    bisection). The guard never darkens below the model's own output, and changes nothing where ``s ≤ 1``."""
     h, w = x.shape[-2:]
     stride = max(1, math.ceil(math.sqrt(h * w / pixels)))
     xs, rs = x[..., ::stride, ::stride].float(), r[..., ::stride, ::stride].float()
@@ -54,4 +68,16 @@ def solve_strength(x: torch.Tensor, r: torch.Tensor, exposure: float, steps: int
         mid = (lo + hi) / 2
         dark = apply_curves(xs, rs, mid).clamp_(0, 1).mean(dim=(1, 2, 3)) < exposure
         lo, hi = torch.where(dark, mid, lo), torch.where(dark, hi, mid)
-    return (lo + hi) / 2
+    s = (lo + hi) / 2
+    if guard is None:
+        return s
+    limit = clipped_share(apply_curves(xs, rs, 1.0)) + guard
+    over = (s > 1) & (clipped_share(apply_curves(xs, rs, s)) > limit)
+    if not bool(over.any()):
+        return s
+    lo, hi = torch.ones_like(s), s.clone()
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok = clipped_share(apply_curves(xs, rs, mid)) <= limit
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return torch.where(over, lo, s)

@@ -75,12 +75,13 @@ class Enhancer(nn.Module):
         super().__init__()
         self.net = net
         self.spec = spec or spec_of(net, CUSTOM)
-        self.strength, self.exposure, self.curve_scale = 1.0, None, 1.0
+        self.strength, self.exposure, self.curve_scale, self.guard = 1.0, None, 1.0, None
 
     def set_curve_control(self, strength: float = 1.0, exposure: float | None = None,
-                          curve_scale: float = 1.0) -> "Enhancer":
+                          curve_scale: float = 1.0, guard: float | None = None) -> "Enhancer":
         """Scale the curve maps of every later forward pass (:mod:`network.curves`): by ``strength``, or per
-        image to reach the mean brightness ``exposure`` (which wins when both are given); ``curve_scale`` S > 1
+        image to reach the mean brightness ``exposure`` (which wins when both are given), clipping at most
+        ``guard`` (a share of pixels) more than the model's own output where given; ``curve_scale`` S > 1
         estimates them on the image downscaled by S (:mod:`network.curve_scale`). ``strength`` 1, no
         ``exposure`` and ``curve_scale`` 1: the model's own output, bit for bit. Curve-estimation networks only."""
         from network.curve_scale import MAX_SCALE
@@ -91,12 +92,16 @@ class Enhancer(nn.Module):
             raise UserError(f"--strength {strength}: must be >= 0 (1: the model's own output)")
         if exposure is not None and not 0.0 < exposure < 1.0:
             raise UserError(f"--exposure {exposure}: must be a mean brightness between 0 and 1 (e.g. 0.45)")
+        if guard is not None and (exposure is None or not 0.0 <= guard <= 1.0):
+            raise UserError(f"--highlight_guard {100 * guard:g}: " + ("applies to --exposure; add it or drop the guard"
+                            if exposure is None else "must be between 0 and 100 percentage points"))
         used = [f for f, on in (("strength", strength != 1.0), ("exposure", exposure is not None),
                                 ("curve_scale", curve_scale != 1.0)) if on]
         if used and not self.spec.curve_maps:
             raise UserError(f"--{used[0]} acts on curve maps, and {self.spec.title} has none: use it with a "
                             f"DCE-Net checkpoint")
         self.strength, self.exposure, self.curve_scale = float(strength), exposure, float(curve_scale)
+        self.guard = guard
         return self
 
     @property
@@ -110,7 +115,7 @@ class Enhancer(nn.Module):
         r = None if torch.is_grad_enabled() or _tracing() else self.net._fused_curve_maps(x)
         r = self.net.curve_maps(x) if r is None else r
         if self.exposure is not None:
-            s = solve_strength(x, r, self.exposure)
+            s = solve_strength(x, r, self.exposure, guard=self.guard)
         else:
             s = self.strength  # one number for every image (a constant in traced and exported graphs)
         return apply_curves(x, r, s)
@@ -143,8 +148,8 @@ class Enhancer(nn.Module):
         from network.curve_scale import enhance_scaled, reference_scaled
 
         if torch.is_grad_enabled() or _tracing():
-            return reference_scaled(self.net, x, self.curve_scale, self.strength, self.exposure)
-        return enhance_scaled(self.net, x, self.curve_scale, self.strength, self.exposure, tile, overlap)
+            return reference_scaled(self.net, x, self.curve_scale, self.strength, self.exposure, self.guard)
+        return enhance_scaled(self.net, x, self.curve_scale, self.strength, self.exposure, tile, overlap, self.guard)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.curve_scale != 1.0:

@@ -78,7 +78,8 @@ def _enhancer(spec: ArchSpec, weights, embed_dim: int | None, map_location) -> E
 
 
 def dce_net(weights: str | None = "shipped", map_location=None, strength: float = 1.0,
-            exposure: float | None = None, curve_scale: float = 1.0) -> Enhancer:
+            exposure: float | str | None = None, curve_scale: float = 1.0,
+            highlight_guard: float | None = None) -> Enhancer:
     """DCE-Net, SCL-LLE's curve-estimation enhancer (79,416 parameters), eval mode.
 
     Args:
@@ -86,19 +87,34 @@ def dce_net(weights: str | None = "shipped", map_location=None, strength: float 
             (e.g. the official SCL-LLE or Zero-DCE release file), or None (the reference's random
             initialisation: conv weights ~ N(0, 0.02)).
         map_location: device for the model and the checkpoint's tensors (default CPU).
-        strength, exposure: the curve maps scaled by ``strength``, or per image to reach the mean
-            brightness ``exposure`` (``lowlight_test.py --strength/--exposure``; :mod:`network.curves`).
+        strength, exposure, highlight_guard: the curve maps scaled by ``strength``, or per image to reach the
+            mean brightness ``exposure``, brightening no further than clipping ``highlight_guard`` percentage
+            points more pixels than the model's own output (``lowlight_test.py --strength/--exposure/
+            --highlight_guard``; :mod:`network.curves`). With neither ``strength`` nor ``exposure`` given, a
+            checkpoint's card (``<weights>.json``, :mod:`utils.model_card`; the shipped one has one) sets
+            them, as in ``lowlight_test.py``; ``exposure="off"``: the network's own output.
         curve_scale: estimate the curve maps on the image downscaled by this factor (``--curve_scale``;
-            :mod:`network.curve_scale`). The defaults give the model's own output, bit for bit.
+            :mod:`network.curve_scale`). Without a card, the defaults give the model's own output, bit for bit.
 
     Returns an :class:`network.enhancer.Enhancer`: ``model(x)`` maps an (N,3,H,W) image in [0,1] (or
     uint8), any H, W, to the enhanced image (N,3,H,W) (not clamped); ``model.enhance(x, tile=512)`` in
     tiles; ``model.net(x)`` is the reference network's ``(image after 4 curve steps, enhanced image,
     curve maps (N,24,H,W))``.
     """
-    model = _enhancer(get_spec("dce"), weights, None, map_location)
+    from utils.model_card import inference_defaults
+
+    spec = get_spec("dce")
+    model = _enhancer(spec, weights, None, map_location)
+    path = _weights_path(spec.hub, weights, spec.shipped_path() if spec.shipped else None)
+    if exposure is None and strength == 1.0 and path is not None:
+        card = inference_defaults(path)
+        exposure = card.get("exposure")
+        if exposure is not None and highlight_guard is None:
+            highlight_guard = card.get("highlight_guard")
+    exposure = None if exposure == "off" else exposure
+    guard = None if highlight_guard is None else highlight_guard / 100
     try:
-        return model.set_curve_control(strength, exposure, curve_scale)
+        return model.set_curve_control(strength, exposure, curve_scale, guard)
     except UserError as e:  # name the builder's arguments, not the command-line flags
         raise UserError(f"dce_net: {str(e).replace('--', '')}") from None
 

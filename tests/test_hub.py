@@ -13,6 +13,7 @@ from network.emnet import EMNet
 from network.modeling import deeplabv3plus_mobilenet
 from utils.checkpoint import load_weights
 from utils.errors import UserError
+from utils.model_card import inference_defaults
 
 REPO = str(ROOT)
 ENTRIES = ["dce_net", "deeplabv3plus_mobilenet", "emnet"]
@@ -39,8 +40,11 @@ def test_dce_net_shipped_equals_direct_load():
     direct = load_enhancer("auto", str(ROOT / "checkpoints" / "LLE_model.pth"), torch.device("cpu"))
     assert not model.training and model.arch == "dce"
     x = _x()
+    card = inference_defaults(str(ROOT / "checkpoints" / "LLE_model.pth"))  # the shipped card's exposure
     with torch.inference_mode():
-        got, ref = model(x), enhance(direct, x)
+        got, ref = model(x), enhance(direct, x, exposure=card["exposure"], guard=card["highlight_guard"] / 100)
+        own = hub("dce_net", weights="shipped", exposure="off")(x)
+        assert torch.equal(own, enhance(direct, x))
     assert (got - ref).abs().max() <= 1e-6  # enhance() fuses the activations on the CPU: float rounding
     assert (got - x).abs().max() > 0.05  # a trained model, not an identity
     assert hub("dce_net").state_dict().keys() == direct.state_dict().keys()  # "shipped" is the default
@@ -149,7 +153,7 @@ def test_wrong_checkpoint_kind(tmp_path):
 
 def test_load_from_another_folder(tmp_path):
     """A fresh interpreter outside the repository: torch.hub puts the clone on sys.path itself."""
-    code = (f"import torch; m = torch.hub.load({REPO!r}, 'dce_net', source='local'); "
+    code = (f"import torch; m = torch.hub.load({REPO!r}, 'dce_net', source='local', exposure='off'); "
             "x = torch.full((1, 3, 8, 8), 0.2); print(type(m.net).__name__, round(m(x).mean().item(), 6))")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     model = load_enhancer("auto", str(ROOT / "checkpoints" / "LLE_model.pth"), torch.device("cpu"))

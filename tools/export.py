@@ -23,6 +23,7 @@ import contextlib
 import io
 import math
 import os
+import sys
 import warnings
 
 import torch
@@ -33,6 +34,7 @@ from utils.errors import UserError, run_cli
 from network.curve_scale import MAX_SCALE
 from utils.options import add_arch_arguments, at_least, between, parse, parser
 from utils.fs import atomic_path, check_writable_dir
+from utils.model_card import card_path, describe, inference_defaults
 
 FORMATS = ("onnx", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "input", "enhanced"
@@ -207,6 +209,11 @@ def main(argv: list[str] | None = None) -> None:
                     if v != 1.0)
     print(f"wrote {args.out} ({args.format}, {arch}{baked}, input '{INPUT_NAME}' (N,3,H,W) -> output '{OUTPUT_NAME}'); "
           f"max |diff| from PyTorch on {n}x3x{h}x{w}: {diff:.2e}")
+    card = inference_defaults(args.weights)
+    if card:
+        print(f"note: the card {card_path(args.weights)} ({describe(card)}) is not in the exported graph, which "
+              f"gives the network's own output (lowlight_test.py --exposure off); --exposure solves per image",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

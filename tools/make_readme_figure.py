@@ -1,4 +1,5 @@
-"""The README picture: input | output of the shipped checkpoint on the samples and the LIME photos.
+"""The README picture: input | output of the shipped checkpoint (with its card, as lowlight_test.py runs it) on the
+samples and the LIME photos.
 
     python tools/make_readme_figure.py [--weights checkpoints/LLE_model.pth] [--out docs/demo_grid.jpg]
 
@@ -20,6 +21,7 @@ sys.path.insert(0, REPO)
 from lowlight_model import enhance, load_enhancer  # noqa: E402
 from utils.image_io import list_images, read_image_tensor, save_grid_rows  # noqa: E402
 from utils.help import HelpFormatter  # noqa: E402
+from utils.model_card import describe, inference_defaults  # noqa: E402
 
 
 def main() -> None:
@@ -30,6 +32,11 @@ def main() -> None:
     p.add_argument("--per_row", type=int, default=3, help="input|output pairs per row")
     args = p.parse_args()
     model = load_enhancer("auto", args.weights, torch.device("cpu"))
+    card = inference_defaults(args.weights)  # as lowlight_test.py runs the checkpoint
+    if "exposure" in card:
+        guard = card["highlight_guard"] / 100 if "highlight_guard" in card else None
+        model.set_curve_control(exposure=card["exposure"], guard=guard)
+        print(f"with its card: {describe(card)}")
     paths = list_images(os.path.join(REPO, "datasets", "test_data"), recursive=True)[::2]
     lime = os.path.join(os.path.dirname(REPO), "shared", "data", "LIME")
     if os.path.isdir(lime):
