@@ -74,7 +74,8 @@ def run_reference(src: str, dst: str, weights: str, device: str) -> tuple[float,
 
 def run_ours(src: str, dst: str, weights: str, device: str, flags: list[str]) -> tuple[float, float]:
     r = subprocess.run([PY, os.path.join(ROOT, "lowlight_test.py"), "--input_dir", src, "--output_dir", dst,
-                        "--weights", weights, "--device", device, *flags], capture_output=True, text=True)
+                        "--weights", weights, "--device", device, "--exposure", "off", *flags],  # as the reference
+                       capture_output=True, text=True)
     m = SUMMARY.search(r.stdout)
     if r.returncode or not m:
         sys.exit(f"lowlight_test.py {' '.join(flags)} failed: {(r.stderr or r.stdout).strip().splitlines()[-1]}")

@@ -112,13 +112,54 @@ class Enhancer(nn.Module):
     def _controlled_final(self, x: torch.Tensor) -> torch.Tensor:
         from network.curves import apply_curves, solve_strength
 
-        r = None if torch.is_grad_enabled() or _tracing() else self.net._fused_curve_maps(x)
-        r = self.net.curve_maps(x) if r is None else r
+        r = self._curve_maps(x)
         if self.exposure is not None:
             s = solve_strength(x, r, self.exposure, guard=self.guard)
         else:
             s = self.strength  # one number for every image (a constant in traced and exported graphs)
-        return apply_curves(x, r, s)
+        if torch.is_grad_enabled() or _tracing():
+            return apply_curves(x, r, s)
+        return _apply_in_place(x, r, s)
+
+    def _curve_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's curve maps of ``x``: oneDNN's fused kernels at inference, the layers otherwise."""
+        r = None if torch.is_grad_enabled() or _tracing() else self.net._fused_curve_maps(x)
+        return self.net.curve_maps(x) if r is None else r
+
+    def _tiled_exposure(self, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+        """``--exposure`` on an image too large for one piece: the per-image scales (N,) from the curve maps of
+        each tile, keeping only the pixels :func:`network.curves.solve_strength` samples from the whole image
+        (every ``stride``-th row and column), then the whole image in tiles at those scales. The samples equal
+        the whole image's up to float rounding, so the scale does too; the price is a second network pass."""
+        from network.curves import SOLVE_PIXELS, solve_strength
+
+        x = unpack_8bit(x)
+        n, _, h, w = x.shape
+        stride = max(1, math.ceil(math.sqrt(h * w / SOLVE_PIXELS)))
+        xs = x[..., ::stride, ::stride].float()
+        rs, kept = None, [] if n * h * w * 24 * 4 <= KEEP_MAPS_BYTES else None
+        for top, left, th, tw, t0, l0, wh, ww in _tiles(h, w, tile, overlap):
+            r = self._curve_maps(x[..., t0:t0 + wh, l0:l0 + ww])
+            r0, c0 = -(-top // stride) * stride, -(-left // stride) * stride  # first sampled row, column
+            part = r[..., r0 - t0:top - t0 + th:stride, c0 - l0:left - l0 + tw:stride].float()
+            if rs is None:
+                rs = part.new_empty(n, part.shape[1], *xs.shape[-2:])
+            rs[..., r0 // stride:r0 // stride + part.shape[-2], c0 // stride:c0 // stride + part.shape[-1]] = part
+            if kept is not None:  # the tile's own maps, for the curves once the scale is known
+                kept.append((top, left, th, tw, r[..., top - t0:top - t0 + th, left - l0:left - l0 + tw]))
+        scales = solve_strength(xs, rs, self.exposure, pixels=xs.shape[-2] * xs.shape[-1], guard=self.guard)
+        if kept is not None:  # no second network pass: the curves are per pixel, so a tile at a time is exact
+            out = x.new_empty(n, 3, h, w, dtype=torch.float32)
+            for top, left, th, tw, r in kept:
+                out[..., top:top + th, left:left + tw] = _apply_in_place(x[..., top:top + th, left:left + tw], r,
+                                                                         scales)
+            return out
+        out = []
+        for k, scale in enumerate(scales.tolist()):
+            fixed = Enhancer(self.net, self.spec)
+            fixed.strength = scale  # may be negative (darkening curves), which --strength does not take
+            out.append(fixed.enhance(x[k:k + 1], tile, overlap))
+        return torch.cat(out)
 
     @property
     def arch(self) -> str:
@@ -170,25 +211,19 @@ class Enhancer(nn.Module):
         if self.curve_scale != 1.0:  # the network runs on the downscaled image: tiles of that one
             return self._scaled(x, tile, overlap)
         h, w = x.shape[-2:]
-        if tile <= 0 or (h <= tile and w <= tile) or self.exposure is not None:  # exposure: solved on the whole image
+        if tile <= 0 or (h <= tile and w <= tile):
             return self(x)
         if not self.spec.tileable:
             raise UserError(f"tile {tile}: {self.spec.title} attends to the whole image, so tiles would change "
                             f"its output; enhance it in one piece (tile 0)")
-        # Each side is split into equal tiles of at most ``tile`` pixels, and every window has the same shape
-        # (the tile plus ``overlap`` on both sides, or the image side): an edge window is moved inwards rather
-        # than cut. The allocator then reuses one set of buffers instead of fragmenting the heap with windows
-        # of several shapes, and hardly any pixel is computed twice.
-        th, tw = _even_tile(h, tile), _even_tile(w, tile)
-        wh, ww = min(h, th + 2 * overlap), min(w, tw + 2 * overlap)
+        if self.exposure is not None:  # one scale per image, from the maps of every tile
+            return self._tiled_exposure(x, tile, overlap)
         out = None
-        for top in range(0, h, th):
-            for left in range(0, w, tw):
-                t0, l0 = min(max(0, top - overlap), h - wh), min(max(0, left - overlap), w - ww)
-                y = self(x[..., t0:t0 + wh, l0:l0 + ww])
-                if out is None:
-                    out = y.new_empty(*y.shape[:-2], h, w)
-                out[..., top:top + th, left:left + tw] = y[..., top - t0:top - t0 + th, left - l0:left - l0 + tw]
+        for top, left, th, tw, t0, l0, wh, ww in _tiles(h, w, tile, overlap):
+            y = self(x[..., t0:t0 + wh, l0:l0 + ww])
+            if out is None:
+                out = y.new_empty(*y.shape[:-2], h, w)
+            out[..., top:top + th, left:left + tw] = y[..., top - t0:top - t0 + th, left - l0:left - l0 + tw]
         return out
 
     @torch.inference_mode()
@@ -197,6 +232,37 @@ class Enhancer(nn.Module):
         rounded as ``torchvision.utils.save_image`` does (``y·255 + 0.5``, truncated)."""
         y = self.enhance(x, tile)
         return torch.stack([torch.from_numpy(to_uint8(y[k].clamp(0, 1))).permute(2, 0, 1) for k in range(len(y))])
+
+
+KEEP_MAPS_BYTES = 256 * 2**20  # --exposure in tiles: below this the tiles' float32 maps are kept, not recomputed
+
+
+def _apply_in_place(x: torch.Tensor, r: torch.Tensor, s) -> torch.Tensor:
+    """:func:`network.curves.apply_curves` (x (N,3,H,W), maps r (N,24,H,W) scaled by ``s`` (N,) or a number and
+    clamped) with the same arithmetic, at inference: ``r`` is scaled in place (it is consumed) and the steps run
+    on a channels-last copy of x, as DCE-Net's ``final_image``."""
+    n, _, h, w = x.shape
+    r = r.float() if r.dtype != torch.float32 else r
+    r.mul_(torch.as_tensor(s, dtype=torch.float32, device=r.device).reshape(-1, 1, 1, 1)).clamp_(-1.0, 1.0)
+    rs = r.permute(0, 2, 3, 1).reshape(n, h, w, 8, 3)
+    y = x.permute(0, 2, 3, 1).float().contiguous()
+    for i in range(8):
+        y = y.mul(y).sub_(y).mul_(rs[..., i, :]).add_(y)  # = y + r_i·(y² − y), apply_curves's rounding
+    return y.permute(0, 3, 1, 2)
+
+
+def _tiles(h: int, w: int, tile: int, overlap: int):
+    """``(top, left, th, tw, t0, l0, wh, ww)`` of each tile of an h x w image: the tile ``[top, top + th) x
+    [left, left + tw)`` and its window ``[t0, t0 + wh) x [l0, l0 + ww)``. Each side is split into equal tiles of
+    at most ``tile`` pixels, and every window has the same shape (the tile plus ``overlap`` on both sides, or the
+    image side): an edge window is moved inwards rather than cut. The allocator then reuses one set of buffers
+    instead of fragmenting the heap with windows of several shapes, and hardly any pixel is computed twice."""
+    th, tw = _even_tile(h, tile), _even_tile(w, tile)
+    wh, ww = min(h, th + 2 * overlap), min(w, tw + 2 * overlap)
+    for top in range(0, h, th):
+        for left in range(0, w, tw):
+            t0, l0 = min(max(0, top - overlap), h - wh), min(max(0, left - overlap), w - ww)
+            yield top, left, min(th, h - top), min(tw, w - left), t0, l0, wh, ww
 
 
 def as_enhancer(model: nn.Module) -> Enhancer:

@@ -145,3 +145,24 @@ def test_shipped_checkpoint_card_in_the_hub():
     assert own.exposure is None and not own.controlled
     with torch.no_grad():
         assert abs(shipped(x).clamp(0, 1).mean().item() - card["exposure"]) < 0.01
+
+
+@pytest.mark.parametrize("guard", [None, 0.0])
+@pytest.mark.parametrize("keep_maps", [True, False])
+def test_exposure_in_tiles_equals_the_whole_image(guard, keep_maps, monkeypatch):
+    """A large image under --exposure is enhanced in tiles (the memory budget holds): the scale comes from the
+    tiles' maps sampled where the whole image's solve samples them, so the output matches the whole image's."""
+    import network.enhancer
+
+    if not keep_maps:  # a large image: the tiles' maps are recomputed in a second pass
+        monkeypatch.setattr(network.enhancer, "KEEP_MAPS_BYTES", 0)
+    torch.manual_seed(3)
+    net = random_dce(std=0.05)
+    x = torch.rand(2, 3, 600, 410) * 0.3  # above SOLVE_PIXELS: the small image is smaller
+    x[0, :, :40, :50] = 0.95  # a lamp, for the guard
+    e = Enhancer(net).set_curve_control(exposure=0.13, guard=guard)  # reachable: a scale inside its range
+    with torch.no_grad():
+        whole, tiled = e.enhance(x, tile=0), e.enhance(x, tile=128)
+        own = Enhancer(net).enhance(x, tile=128)
+    assert (whole - tiled).abs().max().item() < 1e-4
+    assert (tiled - own).abs().max().item() > 0.01  # the exposure scaled the maps
