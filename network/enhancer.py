@@ -133,13 +133,12 @@ class Enhancer(nn.Module):
         the whole image's up to float rounding, so the scale does too; the price is a second network pass."""
         from network.curves import SOLVE_PIXELS, solve_strength
 
-        x = unpack_8bit(x)
-        n, _, h, w = x.shape
+        n, _, h, w = x.shape  # x may be uint8: each piece is unpacked on its own
         stride = max(1, math.ceil(math.sqrt(h * w / SOLVE_PIXELS)))
-        xs = x[..., ::stride, ::stride].float()
+        xs = unpack_8bit(x[..., ::stride, ::stride]).float()
         rs, kept = None, [] if n * h * w * 24 * 4 <= KEEP_MAPS_BYTES else None
         for top, left, th, tw, t0, l0, wh, ww in _tiles(h, w, tile, overlap):
-            r = self._curve_maps(x[..., t0:t0 + wh, l0:l0 + ww])
+            r = self._curve_maps(unpack_8bit(x[..., t0:t0 + wh, l0:l0 + ww]))
             r0, c0 = -(-top // stride) * stride, -(-left // stride) * stride  # first sampled row, column
             part = r[..., r0 - t0:top - t0 + th:stride, c0 - l0:left - l0 + tw:stride].float()
             if rs is None:
@@ -151,15 +150,15 @@ class Enhancer(nn.Module):
         if kept is not None:  # no second network pass: the curves are per pixel, so a tile at a time is exact
             out = x.new_empty(n, 3, h, w, dtype=torch.float32)
             for top, left, th, tw, r in kept:
-                out[..., top:top + th, left:left + tw] = _apply_in_place(x[..., top:top + th, left:left + tw], r,
-                                                                         scales)
+                out[..., top:top + th, left:left + tw] = _apply_in_place(
+                    unpack_8bit(x[..., top:top + th, left:left + tw]), r, scales)
             return out
         out = []
         for k, scale in enumerate(scales.tolist()):
             fixed = Enhancer(self.net, self.spec)
             fixed.strength = scale  # may be negative (darkening curves), which --strength does not take
             out.append(fixed.enhance(x[k:k + 1], tile, overlap))
-        return torch.cat(out)
+        return out[0] if n == 1 else torch.cat(out)
 
     @property
     def arch(self) -> str:
