@@ -257,6 +257,8 @@ def _brightness_control(args: argparse.Namespace) -> tuple[float | None, float |
     from utils.model_card import card_path, describe, inference_defaults
 
     if args.exposure == "off":
+        if args.highlight_guard is not None:
+            raise UserError("--highlight_guard limits --exposure, and --exposure off turns it off: drop one of them")
         return None, None
     exposure, guard = args.exposure, args.highlight_guard
     if exposure is None and args.strength == 1.0:

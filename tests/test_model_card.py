@@ -115,6 +115,8 @@ def test_lowlight_test_uses_the_card_and_says_so(tmp_path, carded, capsys):
         with torch.no_grad():
             want = to_uint8(enhance(net, read_image_tensor(str(src / name))[None], strength=0.5)[0].clamp(0, 1))
         assert np.array_equal(y, want)
+    with pytest.raises(UserError, match="--exposure off turns it off"):
+        _run(src, tmp_path / "both", weights, "--exposure", "off", "--highlight_guard", "1")
     _card(weights, {"exposure": 2})
     with pytest.raises(UserError, match="--exposure 2"):
         _run(src, tmp_path / "bad", weights)
