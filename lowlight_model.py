@@ -21,16 +21,18 @@ from utils.denoise import denoise_tensor
 
 
 def enhance(model: nn.Module, x: torch.Tensor, denoise: float = 0.0, strength: float = 1.0,
-            exposure: float | None = None, curve_scale: float = 1.0, guard: float | None = None) -> torch.Tensor:
+            exposure: float | None = None, curve_scale: float = 1.0,
+            highlight_guard: float | None = None) -> torch.Tensor:
     """The enhanced image (N,3,H,W) of any enhancer network, Enhancer or DDP wrapper: see :class:`Enhancer`.
 
     ``strength`` / ``exposure`` scale DCE-Net's curve maps (:meth:`Enhancer.set_curve_control`, for this call
-    only; ``guard``: ``--highlight_guard`` as a share of pixels); ``curve_scale`` S > 1 estimates them on the image downscaled by S (:mod:`network.curve_scale`);
+    only; ``highlight_guard`` in percentage points as ``--highlight_guard``); ``curve_scale`` S > 1 estimates them
+    on the image downscaled by S (:mod:`network.curve_scale`);
     ``denoise`` > 0 removes the noise the curves amplified (:func:`utils.denoise.denoise_tensor`; the
     result is then the 8-bit image as floats in [0, 1]). The defaults give the enhancer's output, bit for bit."""
     e = as_enhancer(model)
-    if strength != 1.0 or exposure is not None or curve_scale != 1.0 or guard is not None:
-        e = Enhancer(e.net, e.spec).set_curve_control(strength, exposure, curve_scale, guard)
+    if strength != 1.0 or exposure is not None or curve_scale != 1.0 or highlight_guard is not None:
+        e = Enhancer(e.net, e.spec).set_curve_control(strength, exposure, curve_scale, highlight_guard)
     y = e(x)
     return denoise_tensor(y.clamp(0, 1), denoise) if denoise else y
 

@@ -37,6 +37,7 @@ from utils.errors import UserError, run_cli
 from utils.fs import check_writable_dir
 from utils.image_io import load_codecs
 from utils.memory import memory_text, peak_memory
+from utils.model_card import brightness_control, card_path, describe
 from utils.options import (OutOfRange, add_arch_arguments, add_device_argument, add_dist_timeout_argument, at_least,
                            between, parse, parser, positive, resolve_device_flag)
 from utils.video_io import is_video_file
@@ -251,26 +252,6 @@ def _exposure_value(v: str) -> float | str:
     return "off" if v.strip().lower() == "off" else between(0.0, 1.0)(v)
 
 
-def _brightness_control(args: argparse.Namespace) -> tuple[float | None, float | None]:
-    """(exposure, guard as a share of pixels) for the checkpoint: the flags, else its card's defaults (said on
-    stderr). With --strength or --exposure on the command line the card is not read."""
-    from utils.model_card import card_path, describe, inference_defaults
-
-    if args.exposure == "off":
-        if args.highlight_guard is not None:
-            raise UserError("--highlight_guard limits --exposure, and --exposure off turns it off: drop one of them")
-        return None, None
-    exposure, guard = args.exposure, args.highlight_guard
-    if exposure is None and args.strength == 1.0:
-        card = inference_defaults(args.weights)
-        if "exposure" in card:
-            exposure = card["exposure"]
-            guard = card.get("highlight_guard") if guard is None else guard
-            print(f"{args.weights}: {describe(card)} from its card {card_path(args.weights)} (--exposure off: the "
-                  f"network's own output)", file=sys.stderr)
-    return exposure, (None if guard is None else guard / 100.0)
-
-
 def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     if not os.path.exists(args.weights):
         hint = (" (the shipped checkpoint is missing: `git checkout checkpoints/LLE_model.pth`)"
@@ -282,8 +263,11 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modu
         model = load_enhancer(args.arch, args.weights, device, args.embed_dim)
     except UnknownEnhancer as e:
         raise UserError(f"{e} with --arch ({', '.join(ARCH_NAMES)})") from e
-    exposure, guard = _brightness_control(args)
-    model.set_curve_control(args.strength, exposure, args.curve_scale, guard)
+    control, card = brightness_control(args.weights, args.exposure, args.strength, args.highlight_guard)
+    if card:
+        print(f"{args.weights}: {describe(card)} from its card {card_path(args.weights)} (--exposure off: the "
+              f"network's own output)", file=sys.stderr)
+    model.set_curve_control(args.strength, curve_scale=args.curve_scale, **control)
     if args.curve_scale != 1.0:
         print(f"curve maps estimated at 1/{args.curve_scale:g} of each image's size (--curve_scale)", file=sys.stderr)
     return model

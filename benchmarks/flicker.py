@@ -93,8 +93,7 @@ def main() -> None:
     model = load_enhancer("auto", a.weights, "cpu")
     card = inference_defaults(a.weights) if a.card else {}
     if "exposure" in card:
-        guard = card["highlight_guard"] / 100 if "highlight_guard" in card else None
-        model.set_curve_control(exposure=card["exposure"], guard=guard)
+        model.set_curve_control(**card)
     photos = list_images(a.photos)[:a.n]
     rows = {alpha: {"static": [], "pan": [], "psnr_static": [], "psnr_pan": []} for alpha in [0.0, *a.alphas]}
     for path in photos:

@@ -94,13 +94,13 @@ def clahe_method(clip: float = 2.0, tiles: int = 8) -> Method:
 
 
 def enhancer_method(source, device: torch.device, denoise: float = 0.0, memory=None,
-                    exposure: float | None = None, guard: float | None = None) -> Method:
+                    exposure: float | None = None, highlight_guard: float | None = None) -> Method:
     """A DCE-Net / EMNet checkpoint (a path, or an :class:`network.enhancer.Enhancer` already loaded) as a
     uint8 → uint8 method (fp32, whole image); ``denoise`` > 0 adds the noise option (:mod:`utils.denoise`),
     ``memory`` (a path or an :class:`network.memory.ExternalMemory`) an EMNet memory read with its own query
     (top-1, as the reference test) and refining the raw output; ``exposure`` scales DCE-Net's curve maps to
-    that mean brightness (``lowlight_test.py --exposure``, with ``guard`` its ``--highlight_guard`` as a share of
-    pixels; the loaded enhancer itself is left as it is)."""
+    that mean brightness (``lowlight_test.py --exposure`` and ``--highlight_guard``; the loaded enhancer itself
+    is left as it is)."""
     from lowlight_model import enhance, load_enhancer
     from network.enhancer import Enhancer
     from network.memory import ExternalMemory, query
@@ -109,7 +109,7 @@ def enhancer_method(source, device: torch.device, denoise: float = 0.0, memory=N
 
     model = load_enhancer("auto", source, device) if isinstance(source, str) else source
     if exposure is not None:
-        model = Enhancer(model.net, model.spec).set_curve_control(exposure=exposure, guard=guard)
+        model = Enhancer(model.net, model.spec).set_curve_control(exposure=exposure, highlight_guard=highlight_guard)
     mem = ExternalMemory.from_checkpoint(memory, map_location=device) if isinstance(memory, str) else memory
     qnet = build_query(mem.query_kind, model).to(device) if mem is not None else None
 
@@ -162,15 +162,13 @@ def build_methods(weights: list[tuple[str, str]], device: torch.device, baseline
         if mem is None and model.spec.curve_maps:
             card = inference_defaults(path)
             if "exposure" in card:
-                share = card["highlight_guard"] / 100 if "highlight_guard" in card else None
                 name = f"{label} with its card ({describe(card)})"
-                methods[name] = enhancer_method(model, device, exposure=card["exposure"], guard=share)
+                methods[name] = enhancer_method(model, device, **card)
                 if denoise:
-                    methods[f"{name} + denoise"] = enhancer_method(model, device, denoise, exposure=card["exposure"],
-                                                                   guard=share)
+                    methods[f"{name} + denoise"] = enhancer_method(model, device, denoise, **card)
             for e in exposures:
                 methods[f"{label} E={e:g}" + (f" guard {guard:g}" if guard is not None else "")] = enhancer_method(
-                    model, device, exposure=e, guard=None if guard is None else guard / 100)
+                    model, device, exposure=e, highlight_guard=guard)
     return methods
 
 

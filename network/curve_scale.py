@@ -197,7 +197,8 @@ def reference_scaled(net: torch.nn.Module, x: torch.Tensor, scale: float, streng
     x = unpack_8bit(x)
     xs = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
     r = net.curve_maps(xs)
-    s = solve_strength(xs, r, exposure, guard=guard) if exposure is not None else (None if strength == 1.0 else strength)
+    s = solve_strength(xs, r, exposure, guard=guard) if exposure is not None else (
+        None if strength == 1.0 else strength)
     r = F.interpolate(r, size=(x.shape[-2], x.shape[-1]), mode="bilinear", align_corners=True)
     return apply_curves(x, r, s)
 
@@ -212,7 +213,8 @@ def enhance_scaled(net: torch.nn.Module, x: torch.Tensor, scale: float, strength
     with one_thread():
         xs = downscale(x, scale)
     r = small_maps(net, xs, tile, overlap)
-    s = solve_strength(xs, r, exposure, guard=guard) if exposure is not None else (None if strength == 1.0 else strength)
+    s = solve_strength(xs, r, exposure, guard=guard) if exposure is not None else (
+        None if strength == 1.0 else strength)
     del xs
     release_freed_memory()
     return apply_upsampled(x, r, s)

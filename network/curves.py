@@ -40,6 +40,21 @@ def apply_curves(x: torch.Tensor, r: torch.Tensor, s: torch.Tensor | float | Non
     return y
 
 
+def apply_curves_in_place(x: torch.Tensor, r: torch.Tensor, s: torch.Tensor | float | None = None) -> torch.Tensor:
+    """:func:`apply_curves` with the same arithmetic, for inference without gradients: ``r`` (consumed) is scaled
+    in place when ``s`` is given, and the steps run in place on a channels-last float32 copy of ``x``, reading
+    ``r`` in its channels-last layout without copies (DCE-Net's ``final_image`` and the curve controls)."""
+    n, _, h, w = x.shape
+    r = r.float()
+    if s is not None:
+        r.mul_(torch.as_tensor(s, dtype=torch.float32, device=r.device).reshape(-1, 1, 1, 1)).clamp_(-1.0, 1.0)
+    rs = r.permute(0, 2, 3, 1).reshape(n, h, w, 8, 3)
+    y = x.permute(0, 2, 3, 1).float().contiguous()
+    for i in range(8):
+        y = y.mul(y).sub_(y).mul_(rs[..., i, :]).add_(y)  # = y + r_i·(y² − y), apply_curves's rounding
+    return y.permute(0, 3, 1, 2)
+
+
 CLIP_LEVEL = 254  # an 8-bit channel at or above it counts as clipped (metrics.exposure.clipped_fraction)
 
 

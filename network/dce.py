@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from network.curves import apply_curves_in_place
+
 # oneDNN's convolution with a fused activation (what torch.compile emits on CPU); absent without mkldnn
 _HAS_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 # oneDNN's bfloat16 convolutions need AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; elsewhere bf16 runs the plain layers
@@ -106,13 +108,7 @@ class enhance_net_nopool(nn.Module):  # noqa: N801 (reference name)
         if torch.is_grad_enabled():
             return self(x)[1]
         r = self._fused_curve_maps(x)
-        r = self.curve_maps(x) if r is None else r
-        n, _, h, w = x.shape
-        rs = r.permute(0, 2, 3, 1).float().reshape(n, h, w, 8, 3)
-        y = x.permute(0, 2, 3, 1).float().contiguous()
-        for i in range(8):
-            y = y.mul(y).sub_(y).mul_(rs[..., i, :]).add_(y)  # = y + r_i·(y² − y), same rounding
-        return y.permute(0, 3, 1, 2)
+        return apply_curves_in_place(x, self.curve_maps(x) if r is None else r)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r = self.curve_maps(x)

@@ -75,13 +75,13 @@ class Enhancer(nn.Module):
         super().__init__()
         self.net = net
         self.spec = spec or spec_of(net, CUSTOM)
-        self.strength, self.exposure, self.curve_scale, self.guard = 1.0, None, 1.0, None
+        self.strength, self.exposure, self.curve_scale, self.highlight_guard = 1.0, None, 1.0, None
 
     def set_curve_control(self, strength: float = 1.0, exposure: float | None = None,
-                          curve_scale: float = 1.0, guard: float | None = None) -> "Enhancer":
+                          curve_scale: float = 1.0, highlight_guard: float | None = None) -> "Enhancer":
         """Scale the curve maps of every later forward pass (:mod:`network.curves`): by ``strength``, or per
         image to reach the mean brightness ``exposure`` (which wins when both are given), clipping at most
-        ``guard`` (a share of pixels) more than the model's own output where given; ``curve_scale`` S > 1
+        ``highlight_guard`` percentage points of the pixels more than the model's own output where given; ``curve_scale`` S > 1
         estimates them on the image downscaled by S (:mod:`network.curve_scale`). ``strength`` 1, no
         ``exposure`` and ``curve_scale`` 1: the model's own output, bit for bit. Curve-estimation networks only."""
         from network.curve_scale import MAX_SCALE
@@ -92,17 +92,23 @@ class Enhancer(nn.Module):
             raise UserError(f"--strength {strength}: must be >= 0 (1: the model's own output)")
         if exposure is not None and not 0.0 < exposure < 1.0:
             raise UserError(f"--exposure {exposure}: must be a mean brightness between 0 and 1 (e.g. 0.45)")
-        if guard is not None and (exposure is None or not 0.0 <= guard <= 1.0):
-            raise UserError(f"--highlight_guard {100 * guard:g}: " + ("applies to --exposure; add it or drop the guard"
-                            if exposure is None else "must be between 0 and 100 percentage points"))
+        if highlight_guard is not None and (exposure is None or not 0.0 <= highlight_guard <= 100.0):
+            raise UserError(f"--highlight_guard {highlight_guard:g}: " + (
+                "applies to --exposure; add it or drop the guard" if exposure is None
+                else "must be between 0 and 100 percentage points"))
         used = [f for f, on in (("strength", strength != 1.0), ("exposure", exposure is not None),
                                 ("curve_scale", curve_scale != 1.0)) if on]
         if used and not self.spec.curve_maps:
             raise UserError(f"--{used[0]} acts on curve maps, and {self.spec.title} has none: use it with a "
                             f"DCE-Net checkpoint")
         self.strength, self.exposure, self.curve_scale = float(strength), exposure, float(curve_scale)
-        self.guard = guard
+        self.highlight_guard = highlight_guard
         return self
+
+    @property
+    def guard(self) -> float | None:
+        """``highlight_guard`` as the share of pixels :func:`network.curves.solve_strength` takes (None: off)."""
+        return None if self.highlight_guard is None else self.highlight_guard / 100.0
 
     @property
     def controlled(self) -> bool:
@@ -110,7 +116,7 @@ class Enhancer(nn.Module):
         return self.strength != 1.0 or self.exposure is not None
 
     def _controlled_final(self, x: torch.Tensor) -> torch.Tensor:
-        from network.curves import apply_curves, solve_strength
+        from network.curves import apply_curves, apply_curves_in_place, solve_strength
 
         r = self._curve_maps(x)
         if self.exposure is not None:
@@ -119,7 +125,7 @@ class Enhancer(nn.Module):
             s = self.strength  # one number for every image (a constant in traced and exported graphs)
         if torch.is_grad_enabled() or _tracing():
             return apply_curves(x, r, s)
-        return _apply_in_place(x, r, s)
+        return apply_curves_in_place(x, r, s)
 
     def _curve_maps(self, x: torch.Tensor) -> torch.Tensor:
         """The network's curve maps of ``x``: oneDNN's fused kernels at inference, the layers otherwise."""
@@ -131,7 +137,7 @@ class Enhancer(nn.Module):
         each tile, keeping only the pixels :func:`network.curves.solve_strength` samples from the whole image
         (every ``stride``-th row and column), then the whole image in tiles at those scales. The samples equal
         the whole image's up to float rounding, so the scale does too; the price is a second network pass."""
-        from network.curves import SOLVE_PIXELS, solve_strength
+        from network.curves import SOLVE_PIXELS, apply_curves_in_place, solve_strength
 
         n, _, h, w = x.shape  # x may be uint8: each piece is unpacked on its own
         stride = max(1, math.ceil(math.sqrt(h * w / SOLVE_PIXELS)))
@@ -150,7 +156,7 @@ class Enhancer(nn.Module):
         if kept is not None:  # no second network pass: the curves are per pixel, so a tile at a time is exact
             out = x.new_empty(n, 3, h, w, dtype=torch.float32)
             for top, left, th, tw, r in kept:
-                out[..., top:top + th, left:left + tw] = _apply_in_place(
+                out[..., top:top + th, left:left + tw] = apply_curves_in_place(
                     unpack_8bit(x[..., top:top + th, left:left + tw]), r, scales)
             return out
         out = []
@@ -234,20 +240,6 @@ class Enhancer(nn.Module):
 
 
 KEEP_MAPS_BYTES = 256 * 2**20  # --exposure in tiles: below this the tiles' float32 maps are kept, not recomputed
-
-
-def _apply_in_place(x: torch.Tensor, r: torch.Tensor, s) -> torch.Tensor:
-    """:func:`network.curves.apply_curves` (x (N,3,H,W), maps r (N,24,H,W) scaled by ``s`` (N,) or a number and
-    clamped) with the same arithmetic, at inference: ``r`` is scaled in place (it is consumed) and the steps run
-    on a channels-last copy of x, as DCE-Net's ``final_image``."""
-    n, _, h, w = x.shape
-    r = r.float() if r.dtype != torch.float32 else r
-    r.mul_(torch.as_tensor(s, dtype=torch.float32, device=r.device).reshape(-1, 1, 1, 1)).clamp_(-1.0, 1.0)
-    rs = r.permute(0, 2, 3, 1).reshape(n, h, w, 8, 3)
-    y = x.permute(0, 2, 3, 1).float().contiguous()
-    for i in range(8):
-        y = y.mul(y).sub_(y).mul_(rs[..., i, :]).add_(y)  # = y + r_i·(y² − y), apply_curves's rounding
-    return y.permute(0, 3, 1, 2)
 
 
 def _tiles(h: int, w: int, tile: int, overlap: int):

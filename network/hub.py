@@ -101,20 +101,14 @@ def dce_net(weights: str | None = "shipped", map_location=None, strength: float 
     tiles; ``model.net(x)`` is the reference network's ``(image after 4 curve steps, enhanced image,
     curve maps (N,24,H,W))``.
     """
-    from utils.model_card import inference_defaults
+    from utils.model_card import brightness_control
 
     spec = get_spec("dce")
     model = _enhancer(spec, weights, None, map_location)
     path = _weights_path(spec.hub, weights, spec.shipped_path() if spec.shipped else None)
-    if exposure is None and strength == 1.0 and path is not None:
-        card = inference_defaults(path)
-        exposure = card.get("exposure")
-        if exposure is not None and highlight_guard is None:
-            highlight_guard = card.get("highlight_guard")
-    exposure = None if exposure == "off" else exposure
-    guard = None if highlight_guard is None else highlight_guard / 100
     try:
-        return model.set_curve_control(strength, exposure, curve_scale, guard)
+        control, _ = brightness_control(path, exposure, strength, highlight_guard)
+        return model.set_curve_control(strength, curve_scale=curve_scale, **control)
     except UserError as e:  # name the builder's arguments, not the command-line flags
         raise UserError(f"dce_net: {str(e).replace('--', '')}") from None
 

@@ -21,8 +21,8 @@ from stages.common import RunFolder, Session, add_run_arguments, check_flags, lr
 from stages.loop import Stage, run_stage
 from stages.paired_data import add_common_arguments, check_fits, check_paired_arguments, load_pairs, run_dirs
 from stages.runlog import log
-from stages.state import read_file, restore, training_state
-from utils.checkpoint import extract_state_dict, load_state
+from stages.state import read_init_weights, restore, training_state
+from utils.checkpoint import load_state
 from utils.device import unwrap
 from utils.errors import UserError
 from utils.options import at_least, positive
@@ -125,8 +125,7 @@ class EnhancerStage(Stage):
 
     def load_fixed(self) -> None:
         args, session = self.args, self.session
-        self.init = None if session.resume or not args.init_weights else \
-            extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
+        self.init = read_init_weights(args.init_weights, session.resume)
         self.criterion = _criterion(args, session.device)
 
     def build(self) -> None:

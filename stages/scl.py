@@ -16,11 +16,11 @@ from network.modeling import SEGMENTATION_MODELS, build_segmentation_model
 from network.registry import get_spec
 from stages.common import RunFolder, Session, add_run_arguments, check_flags, lr_factor
 from stages.runlog import log
-from stages.state import read_file, restore, training_state
+from stages.state import read_init_weights, restore, training_state
 from stages.loop import Stage, run_stage
 from losses import LOSS_WEIGHTS, SCLLoss
 from stages import scl_validation
-from utils.checkpoint import extract_state_dict, load_state, load_weights
+from utils.checkpoint import load_state, load_weights
 from utils.device import unwrap
 from utils.errors import UserError
 from utils.options import (add_arch_arguments, add_seed_argument, add_workers_argument, at_least, between, positive,
@@ -109,6 +109,8 @@ def check_arguments(args: argparse.Namespace) -> dict[str, float]:
     if args.arch != "dce" and weights["tv"]:
         raise UserError(f"--w_tv regularises DCE-Net's curve maps, which --arch {args.arch} does not produce; "
                         f"pass --w_tv 0")
+    if args.expref_relative and not weights["expref"]:
+        raise UserError("--expref_relative changes L_exp_ref: it needs --w_expref above 0")
     if args.exp_skip_referenced and not (weights["exp"] and weights["expref"]):
         raise UserError("--exp_skip_referenced divides the images between L_exp and L_exp_ref: it needs both "
                         "--w_exp and --w_expref above 0")
@@ -207,8 +209,7 @@ class SclStage(Stage):
 
     def load_fixed(self) -> None:
         args = self.args
-        self.init = None if self.session.resume or not args.init_weights else \
-            extract_state_dict(read_file(args.init_weights, "--init_weights"), args.init_weights)
+        self.init = read_init_weights(args.init_weights, self.session.resume)
         self.criterion = _criterion(args, self.weights, self.session.device)  # VGG/DeepLab
 
     def build(self) -> None:

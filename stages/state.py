@@ -72,6 +72,14 @@ def read_file(path: str, flag: str, reader: Callable[[str], Any] = read_checkpoi
         raise UserError(message if message.startswith(flag) else f"{flag}: {message}") from None
 
 
+def read_init_weights(path: str | None, resume: bool) -> dict[str, Any] | None:
+    """The state dict of ``--init_weights`` (fine-tuning; any layout the project loads), or None without the
+    flag or when resuming (the resumed run's own weights win)."""
+    if resume or not path:
+        return None
+    return extract_state_dict(read_file(path, "--init_weights"), path)
+
+
 def restore(ck: dict[str, Any], model: nn.Module | None = None, optimizer=None, scheduler=None,
             generators: dict[str, torch.Generator] | None = None) -> None:
     """Load what :func:`training_state` saved into the given objects (weights strictly)."""

@@ -138,8 +138,11 @@ def test_exp_skip_referenced_leaves_the_referenced_images_to_l_exp_ref():
     assert skip["exp"].item() == pytest.approx(2.0 * want_1 / 2, rel=1e-5)
 
 
-def test_exp_skip_referenced_needs_both_terms(tmp_path):
+def test_exp_flags_need_their_terms(tmp_path):
     city = _with_references(make_cityscapes(tmp_path / "cs", n=2, labels=False))
+    with pytest.raises(UserError, match="--expref_relative changes L_exp_ref: it needs --w_expref"):
+        train.main(_scl_args(tmp_path, city, "--expref_relative", "--total_itrs", "1",
+                             "--snapshots_folder", str(tmp_path / "s")))
     with pytest.raises(UserError, match="--exp_skip_referenced .* needs both --w_exp and --w_expref"):
         train.main(_scl_args(tmp_path, city, "--exp_skip_referenced", "--w_exp", "1", "--total_itrs", "1",
                              "--snapshots_folder", str(tmp_path / "s")))

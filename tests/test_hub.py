@@ -42,7 +42,7 @@ def test_dce_net_shipped_equals_direct_load():
     x = _x()
     card = inference_defaults(str(ROOT / "checkpoints" / "LLE_model.pth"))  # the shipped card's exposure
     with torch.inference_mode():
-        got, ref = model(x), enhance(direct, x, exposure=card["exposure"], guard=card["highlight_guard"] / 100)
+        got, ref = model(x), enhance(direct, x, **card)
         own = hub("dce_net", weights="shipped", exposure="off")(x)
         assert torch.equal(own, enhance(direct, x))
     assert (got - ref).abs().max() <= 1e-6  # enhance() fuses the activations on the CPU: float rounding

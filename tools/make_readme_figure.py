@@ -34,8 +34,7 @@ def main() -> None:
     model = load_enhancer("auto", args.weights, torch.device("cpu"))
     card = inference_defaults(args.weights)  # as lowlight_test.py runs the checkpoint
     if "exposure" in card:
-        guard = card["highlight_guard"] / 100 if "highlight_guard" in card else None
-        model.set_curve_control(exposure=card["exposure"], guard=guard)
+        model.set_curve_control(**card)
         print(f"with its card: {describe(card)}")
     paths = list_images(os.path.join(REPO, "datasets", "test_data"), recursive=True)[::2]
     lime = os.path.join(os.path.dirname(REPO), "shared", "data", "LIME")

@@ -2,8 +2,9 @@
 
     {"inference": {"exposure": 0.35, "highlight_guard": 0.5}, "about": "free text"}
 
-``lowlight_test.py`` (and ``hubconf.dce_net("shipped")``) use them when no brightness flag is given, and say
-so; ``--exposure off`` gives the network's own output. A checkpoint without such a file (every official one)
+``lowlight_test.py`` and ``hubconf.dce_net`` use them when no brightness flag is given
+(:func:`brightness_control`), and say so; ``--exposure off`` gives the network's own output. The keys are
+:meth:`network.enhancer.Enhancer.set_curve_control`'s own arguments: ``set_curve_control(**defaults)``. A checkpoint without such a file (every official one)
 runs as it is, so the reference numerics stay exact. Only the keys of :data:`INFERENCE_KEYS` are accepted.
 """
 from __future__ import annotations
@@ -43,6 +44,22 @@ def inference_defaults(weights: str) -> dict[str, float]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{path}: inference default {key!r} must be a number ({INFERENCE_KEYS[key]})")
     return {k: float(v) for k, v in section.items()}
+
+
+def brightness_control(weights: str | None, exposure: float | str | None, strength: float,
+                       highlight_guard: float | None) -> tuple[dict[str, float | None], dict[str, float]]:
+    """``(kwargs of set_curve_control, the card's defaults used)`` for the brightness flags given for ``weights``
+    (None: no checkpoint file): ``exposure="off"`` is the network's own output (with a guard, an error); with
+    neither ``exposure`` nor ``strength`` given the card fills both, a guard given by hand winning over its."""
+    if exposure == "off":
+        if highlight_guard is not None:
+            raise UserError("--highlight_guard limits --exposure, and --exposure off turns it off: drop one of them")
+        return {"exposure": None, "highlight_guard": None}, {}
+    card = inference_defaults(weights) if exposure is None and strength == 1.0 and weights is not None else {}
+    if "exposure" not in card:
+        return {"exposure": exposure, "highlight_guard": highlight_guard}, {}
+    guard = card.get("highlight_guard") if highlight_guard is None else highlight_guard
+    return {"exposure": card["exposure"], "highlight_guard": guard}, card
 
 
 def describe(defaults: dict[str, float]) -> str:
